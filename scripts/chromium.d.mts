@@ -1,0 +1,3 @@
+export function findChromium(): string | undefined;
+export function chromiumArgs(): string[];
+export const SWIFTSHADER_ICD: string;
