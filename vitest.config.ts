@@ -6,6 +6,7 @@ import { chromiumArgs, findChromium } from './scripts/chromium.mjs';
 // Chromium with WebGPU (SwiftShader on machines without a GPU, which is slow: tiny shapes only).
 export default defineConfig({
   test: {
+    reporters: ['default', './test/summary-reporter.ts'],
     projects: [
       {
         test: {
