@@ -3,12 +3,11 @@
  * are accepted (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM); anything else, or a field
  * of the wrong type, is refused with a typed error that names the file and the field.
  */
+import { ropeInvFreq, UnsupportedRopeScalingError, type RopeScaling } from '../kernels/rope.ts';
 export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
 export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'];
 
-export type RopeScaling =
-  | { type: 'linear'; factor: number }
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+export type { RopeScaling };
 
 export interface ModelConfig {
   architecture: Architecture;
@@ -77,32 +76,22 @@ function reader(raw: Json, file: string) {
   return { int, num, bool };
 }
 
-function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
+/**
+ * rope_scaling is kept in HF's own form and validated by the RoPE family itself (ropeInvFreq is the
+ * one definition of what each rope_type means); its typed error becomes a ConfigError naming the field.
+ */
+function parseRopeScaling(v: unknown, file: string, headDim: number, theta: number): RopeScaling | null {
   if (v === null || v === undefined) return null;
-  if (typeof v !== 'object') throw new ConfigError(file, 'rope_scaling', `must be an object or null, got ${JSON.stringify(v)}`);
-  const rs = v as Json;
-  const type = rs.rope_type ?? rs.type;
-  const { num, int } = reader(rs, file);
-  const sub = (f: () => number, field: string) => {
-    try {
-      return f();
-    } catch (e) {
-      if (e instanceof ConfigError) throw new ConfigError(file, `rope_scaling.${field}`, e.message.slice(e.message.indexOf(field) + field.length + 1));
-      throw e;
-    }
-  };
-  if (type === 'default') return null;
-  if (type === 'linear') return { type: 'linear', factor: sub(() => num('factor'), 'factor') };
-  if (type === 'llama3') {
-    return {
-      type: 'llama3',
-      factor: sub(() => num('factor'), 'factor'),
-      lowFreqFactor: sub(() => num('low_freq_factor'), 'low_freq_factor'),
-      highFreqFactor: sub(() => num('high_freq_factor'), 'high_freq_factor'),
-      originalMaxPositionEmbeddings: sub(() => int('original_max_position_embeddings'), 'original_max_position_embeddings'),
-    };
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(file, 'rope_scaling', `must be an object or null, got ${JSON.stringify(v)}`);
+  const rs = v as RopeScaling;
+  try {
+    ropeInvFreq(headDim, theta, rs);
+  } catch (e) {
+    if (e instanceof UnsupportedRopeScalingError) throw new ConfigError(file, e.field, `= ${JSON.stringify(e.value)}: ${e.message.slice(e.message.indexOf(': ') + 2)}`);
+    throw e;
   }
-  throw new ConfigError(file, 'rope_scaling.rope_type', `'${String(type)}' is not supported (supported: default, linear, llama3)`);
+  const type = rs.rope_type ?? rs.type ?? 'default';
+  return type === 'default' ? null : { ...rs };
 }
 
 function tokenIds(v: unknown, file: string, field: string): number[] {
@@ -139,6 +128,7 @@ export function parseModelConfig(input: string | Json, file = 'config.json'): Mo
   if (nHeads % nKvHeads !== 0) throw new ConfigError(file, 'num_key_value_heads', `(${nKvHeads}) must divide num_attention_heads (${nHeads})`);
   const headDim = raw.head_dim == null ? hiddenSize / nHeads : int('head_dim');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new ConfigError(file, 'head_dim', `must be an even integer, got ${headDim} (hidden_size ${hiddenSize} / num_attention_heads ${nHeads})`);
+  const ropeTheta = num('rope_theta', 10000);
 
   const window = raw.sliding_window;
   const useWindow = architecture === 'MistralForCausalLM' || raw.use_sliding_window === true;
@@ -155,8 +145,8 @@ export function parseModelConfig(input: string | Json, file = 'config.json'): Mo
     vocabSize: int('vocab_size'),
     maxPositionEmbeddings: int('max_position_embeddings', 2048),
     rmsNormEps: num('rms_norm_eps', 1e-6),
-    ropeTheta: num('rope_theta', 10000),
-    ropeScaling: parseRopeScaling(raw.rope_scaling, file),
+    ropeTheta,
+    ropeScaling: parseRopeScaling(raw.rope_scaling, file, headDim, ropeTheta),
     tieWordEmbeddings: bool('tie_word_embeddings', false),
     qkvBias: architecture === 'Qwen2ForCausalLM' ? true : bool('attention_bias', false),
     slidingWindow,

@@ -20,7 +20,7 @@ describe('parseModelConfig', () => {
       rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
     });
     expect(c.headDim).toBe(64);
-    expect(c.ropeScaling).toEqual({ type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    expect(c.ropeScaling).toEqual({ rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 });
     expect(c.eosTokenIds).toEqual([128001, 128008, 128009]);
   });
 
@@ -42,8 +42,10 @@ describe('parseModelConfig', () => {
     const cfg = JSON.parse(stories);
     expect(() => parseModelConfig({ ...cfg, hidden_size: '64' })).toThrow('config.json: hidden_size must be a positive integer, got "64"');
     expect(() => parseModelConfig({ ...cfg, num_key_value_heads: 3 })).toThrow('num_key_value_heads (3) must divide num_attention_heads (8)');
-    expect(() => parseModelConfig({ ...cfg, rope_scaling: { rope_type: 'yarn', factor: 4 } })).toThrow("rope_scaling.rope_type 'yarn' is not supported");
+    expect(() => parseModelConfig({ ...cfg, rope_scaling: { rope_type: 'yarn', factor: 4 } })).toThrow('config.json: rope_scaling.rope_type = "yarn"');
     expect(() => parseModelConfig({ ...cfg, rope_scaling: { rope_type: 'linear' } })).toThrow(ConfigError);
+    expect(() => parseModelConfig({ ...cfg, rope_scaling: { rope_type: 'linear' } })).toThrow('config.json: rope_scaling.factor = undefined: must be a positive number');
+    expect(parseModelConfig({ ...cfg, rope_scaling: { type: 'default' } }).ropeScaling).toBeNull();
     expect(() => parseModelConfig({ ...cfg, hidden_act: 'gelu' })).toThrow("hidden_act 'gelu' is not supported");
     expect(() => parseModelConfig('{not json', 'models/x/config.json')).toThrow(/models\/x\/config.json: \(file\) is not valid JSON/);
     expect(() => parseModelConfig({ ...cfg, architectures: [] })).toThrow('config.json: architectures must be a non-empty list');
