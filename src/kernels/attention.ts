@@ -1,0 +1,254 @@
+/**
+ * Attention family: scaled dot-product attention over the paged KV cache (src/kv/layout.ts), with
+ * GQA (query head h reads KV head floor(h / (nHeads / nKvHeads))). The K/V rows of the tokens being
+ * processed are written by kvWrite (src/kernels/kvcache.ts) before these kernels run, so every
+ * query finds its own position in the cache too. Two kernels:
+ *
+ * - attentionDecode (shaders/attention_decode.wgsl): one query per sequence, a batch of sequences
+ *   of different lengths per dispatch. A workgroup per (sequence, head) walks the positions in
+ *   tiles of WG, one position per invocation, with an online softmax (running max and denominator,
+ *   rescaled per tile), so context length is unbounded by workgroup memory. The tile max is a
+ *   workgroup reduction with a subgroup fast path; P·V is split over head dims.
+ *
+ * - attentionPrefill (shaders/attention_prefill.wgsl): causal attention for chunks of prompt
+ *   tokens, several sequences per dispatch. Tokens come as a flat list [T] with per-token
+ *   sequence (block-table row) and position in storage buffers, so the engine can batch mixed
+ *   chunks ("seq 3 positions 32..47, then seq 5 positions 0..9") and reuse the dispatch while the
+ *   values change. A workgroup takes QT consecutive tokens of the list and one head; each run of
+ *   same-sequence tokens in that tile (a "segment") streams keys 0..max(pos) of its sequence in
+ *   tiles of KT positions through workgroup memory, so QT queries share every K/V load (the reason
+ *   prefill is not just decode with T queries). Causality is a mask per (query, key): key pos <=
+ *   query pos, which covers earlier chunks already in the cache and the chunk itself. Positions
+ *   need not be contiguous or sorted; tiles are fastest when a sequence's tokens are adjacent.
+ *   Tile sizes shrink with headDim so K, V, Q and score tiles fit the 16 KiB of workgroup memory
+ *   every WebGPU device has (QT*HD <= 1024 and KT*HD <= 1024). It has no subgroup path: its
+ *   softmax statistics are per query row, one invocation scanning KT <= 32 scores, not a
+ *   workgroup-wide reduction.
+ *
+ * Known limits, by choice for now: decode runs one workgroup per (sequence, head) over the whole
+ * context (no split-K "flash-decoding"), so a single long sequence uses few workgroups; GQA heads
+ * of a group each load their KV head separately (neighbouring workgroups, so mostly from cache).
+ *
+ * Both use f32 storage and f32 arithmetic; masked scores use -1e30 (finite, so exp(a - b) never
+ * sees inf - inf). Values the GPU cannot check (positions and lengths inside the table's capacity,
+ * table entries < nBlocks) are the engine's contract: reads past the table are clamped to its
+ * capacity, bad block ids fall under WebGPU's robust buffer access (garbage, never a crash). The
+ * CPU references throw on them instead.
+ */
+import decodeWgsl from '../../shaders/attention_decode.wgsl?raw';
+import prefillWgsl from '../../shaders/attention_prefill.wgsl?raw';
+import type { GpuContext } from '../gpu/device.ts';
+import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
+import { LimitsTooSmallError, ShapeError } from '../gpu/errors.ts';
+import { requireBufferFits, requireDims } from '../gpu/shape.ts';
+import { specialize } from '../gpu/shader.ts';
+import { defineUniforms } from '../gpu/uniforms.ts';
+import { BLOCK_SIZE, cacheRowOffset, type PagedKvHost } from '../kv/layout.ts';
+import { checkPagedKv, type PagedKvGpu } from './kvcache.ts';
+import { reductionPrelude, softmaxRef } from './softmax.ts';
+
+/** Largest head dimension the kernels accept (tiles and per-invocation accumulators are sized by it). */
+export const MAX_HEAD_DIM = 256;
+
+export function defaultScale(headDim: number): number {
+  return 1 / Math.sqrt(headDim);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU references
+
+/**
+ * Reference attention through the paged cache: token t (sequence tokenSeq[t], position
+ * tokenPos[t]) attends to positions 0..tokenPos[t] of its sequence. q and the result are
+ * [T, nHeads, headDim]. Straight loops in f64, softmax subtracting the max.
+ */
+export function attentionRef(q: Float32Array, kv: PagedKvHost, tokenSeq: ArrayLike<number>, tokenPos: ArrayLike<number>, nHeads: number, scale = defaultScale(kv.headDim)): Float32Array {
+  const { headDim: hd, nKvHeads } = kv;
+  const group = nHeads / nKvHeads;
+  if (!Number.isInteger(group)) throw new RangeError(`attentionRef: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+  const T = tokenSeq.length;
+  const out = new Float32Array(T * nHeads * hd);
+  for (let t = 0; t < T; t++) {
+    const n = tokenPos[t] + 1;
+    for (let h = 0; h < nHeads; h++) {
+      const kvHead = Math.floor(h / group);
+      const qOff = (t * nHeads + h) * hd;
+      const scores = new Float64Array(n);
+      let max = -Infinity;
+      for (let j = 0; j < n; j++) {
+        const kOff = cacheRowOffset(kv, tokenSeq[t], j, kvHead);
+        let dot = 0;
+        for (let d = 0; d < hd; d++) dot += q[qOff + d] * kv.kCache[kOff + d];
+        scores[j] = dot * scale;
+        max = Math.max(max, scores[j]);
+      }
+      let sum = 0;
+      for (let j = 0; j < n; j++) {
+        scores[j] = Math.exp(scores[j] - max);
+        sum += scores[j];
+      }
+      for (let d = 0; d < hd; d++) {
+        let acc = 0;
+        for (let j = 0; j < n; j++) acc += scores[j] * kv.vCache[cacheRowOffset(kv, tokenSeq[t], j, kvHead) + d];
+        out[qOff + d] = acc / sum;
+      }
+    }
+  }
+  return out;
+}
+
+/** Reference decode: sequence s's query at position seqLens[s] - 1; q is [nSeqs, nHeads, headDim]. */
+export function attentionDecodeRef(q: Float32Array, kv: PagedKvHost, seqLens: ArrayLike<number>, nHeads: number, scale?: number): Float32Array {
+  const seqs = Array.from({ length: seqLens.length }, (_, s) => s);
+  const pos = Array.from(seqLens, (len) => len - 1);
+  return attentionRef(q, kv, seqs, pos, nHeads, scale);
+}
+
+/**
+ * Dense reference for one sequence, used to cross-check the paged one: keys/values are contiguous
+ * [nPos, nKvHeads, headDim] (key j at position j), queries [Tq, nHeads, headDim] at positions
+ * qPos. Built differently on purpose: a full masked score row (-Infinity past the query) through
+ * softmaxRef, then the weighted sum.
+ */
+export function attentionDenseRef(q: Float32Array, k: Float32Array, v: Float32Array, qPos: ArrayLike<number>, nPos: number, nHeads: number, nKvHeads: number, headDim: number, scale = defaultScale(headDim)): Float32Array {
+  const Tq = qPos.length;
+  const out = new Float32Array(Tq * nHeads * headDim);
+  const scores = new Float32Array(nPos);
+  for (let t = 0; t < Tq; t++) {
+    for (let h = 0; h < nHeads; h++) {
+      const kvHead = Math.floor((h * nKvHeads) / nHeads);
+      const qRow = q.subarray((t * nHeads + h) * headDim, (t * nHeads + h + 1) * headDim);
+      for (let j = 0; j < nPos; j++) {
+        if (j > qPos[t]) {
+          scores[j] = -Infinity;
+          continue;
+        }
+        const kRow = k.subarray((j * nKvHeads + kvHead) * headDim, (j * nKvHeads + kvHead + 1) * headDim);
+        scores[j] = qRow.reduce((acc, x, d) => acc + x * kRow[d], 0) * scale;
+      }
+      const probs = softmaxRef(scores, 1, nPos);
+      for (let d = 0; d < headDim; d++) {
+        let acc = 0;
+        for (let j = 0; j <= qPos[t]; j++) acc += probs[j] * v[(j * nKvHeads + kvHead) * headDim + d];
+        out[(t * nHeads + h) * headDim + d] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiling (pure functions, tested in Node)
+
+/** Decode workgroup: about one invocation per head dim (32..128, a power of two for the tree). */
+export function decodeWorkgroupSize(headDim: number): number {
+  return Math.min(128, Math.max(32, 2 ** Math.ceil(Math.log2(headDim))));
+}
+
+export interface PrefillTiling {
+  wg: number; // invocations per workgroup
+  queryTile: number; // QT query tokens per workgroup
+  keyTile: number; // KT key positions per step
+  accPerThread: number; // ceil(QT * HD / wg)
+  sharedBytes: number; // workgroup memory used
+}
+
+const PREFILL_WG = 64;
+
+/** Largest power of two <= x (x >= 1). */
+function floorPow2(x: number): number {
+  return 2 ** Math.floor(Math.log2(x));
+}
+
+export function prefillTiling(headDim: number): PrefillTiling {
+  const fit = floorPow2(Math.max(1, Math.floor(1024 / headDim)));
+  const queryTile = Math.min(16, fit);
+  const keyTile = Math.min(32, fit);
+  const floats = queryTile * headDim + 2 * keyTile * headDim + queryTile * keyTile + 3 * queryTile;
+  return { wg: PREFILL_WG, queryTile, keyTile, accPerThread: Math.ceil((queryTile * headDim) / PREFILL_WG), sharedBytes: floats * 4 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU kernels
+
+export const DecodeParams = defineUniforms('Params', { nSeqs: 'u32', nHeads: 'u32', nKvHeads: 'u32', maxBlocksPerSeq: 'u32', scale: 'f32' });
+export const PrefillParams = defineUniforms('Params', { T: 'u32', nHeads: 'u32', nKvHeads: 'u32', maxBlocksPerSeq: 'u32', scale: 'f32' });
+
+interface HeadArgs {
+  nHeads: number;
+  /** Multiplies q·k; default 1/sqrt(headDim). */
+  scale?: number;
+}
+
+/** Guards shared by both kernels: heads, head size, scale, q/out sizes for `rows` query tokens. */
+function checkAttention(kernel: string, a: PagedKvGpu & HeadArgs & { q: GPUBuffer; out: GPUBuffer }, rowsName: string, rows: number): number {
+  requireDims(kernel, 'shape', { [rowsName]: rows, nHeads: a.nHeads, nKvHeads: a.nKvHeads, headDim: a.headDim });
+  if (a.nHeads % a.nKvHeads !== 0) throw new ShapeError(kernel, 'nHeads', `= ${a.nHeads} is not a multiple of nKvHeads = ${a.nKvHeads} (GQA groups must be whole)`);
+  if (a.headDim > MAX_HEAD_DIM) throw new ShapeError(kernel, 'headDim', `= ${a.headDim} exceeds the supported maximum ${MAX_HEAD_DIM}`);
+  checkPagedKv(kernel, a);
+  requireBufferFits(kernel, 'q', a.q, [rows, a.nHeads, a.headDim]);
+  requireBufferFits(kernel, 'out', a.out, [rows, a.nHeads, a.headDim]);
+  if (a.out === a.q) throw new ShapeError(kernel, 'out', 'must not alias q');
+  const scale = a.scale ?? defaultScale(a.headDim);
+  if (!Number.isFinite(scale)) throw new ShapeError(kernel, 'scale', `= ${scale} is not finite`);
+  return scale;
+}
+
+export interface AttentionDecodeArgs extends PagedKvGpu, HeadArgs {
+  q: GPUBuffer; // [nSeqs, nHeads, headDim] f32, row s is the newest token of block-table row s
+  seqLens: GPUBuffer; // [nSeqs] u32, lengths INCLUDING the newest token (its K/V already written)
+  out: GPUBuffer; // [nSeqs, nHeads, headDim] f32
+}
+
+export function attentionDecode(ctx: GpuContext, a: AttentionDecodeArgs): KernelDispatch {
+  const kernel = 'attentionDecode';
+  const scale = checkAttention(kernel, a, 'nSeqs', a.nSeqs);
+  requireBufferFits(kernel, 'seqLens', a.seqLens, [a.nSeqs]);
+  const WG = decodeWorkgroupSize(a.headDim);
+  const red = reductionPrelude(ctx.features.subgroups);
+  const variant = `attention_decode_f32_hd${a.headDim}_wg${WG}_${red.tag}`;
+  const values = { PARAMS: DecodeParams.wgsl, HEAD_DIM: a.headDim, WG, DIMS_PER_THREAD: Math.ceil(a.headDim / WG), BLOCK_SIZE, MAX_FN: red.maxFn };
+  return makeDispatch(ctx, {
+    variant,
+    code: () => specialize(red.prefix + decodeWgsl, values, variant),
+    uniforms: DecodeParams.pack({ nSeqs: a.nSeqs, nHeads: a.nHeads, nKvHeads: a.nKvHeads, maxBlocksPerSeq: a.maxBlocksPerSeq, scale }),
+    storage: [a.q, a.kCache, a.vCache, a.blockTable, a.seqLens, a.out],
+    workgroups: grid1d(a.nSeqs * a.nHeads, ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
+
+export interface AttentionPrefillArgs extends PagedKvGpu, HeadArgs {
+  q: GPUBuffer; // [T, nHeads, headDim] f32
+  tokenSeq: GPUBuffer; // [T] u32, block-table row (< nSeqs) of each token
+  tokenPos: GPUBuffer; // [T] u32, position of each token; it attends to 0..pos of its sequence
+  out: GPUBuffer; // [T, nHeads, headDim] f32
+  T: number;
+}
+
+export function attentionPrefill(ctx: GpuContext, a: AttentionPrefillArgs): KernelDispatch {
+  const kernel = 'attentionPrefill';
+  const scale = checkAttention(kernel, a, 'T', a.T);
+  requireBufferFits(kernel, 'tokenSeq', a.tokenSeq, [a.T]);
+  requireBufferFits(kernel, 'tokenPos', a.tokenPos, [a.T]);
+  const tiling = prefillTiling(a.headDim);
+  const maxShared = ctx.limits.maxComputeWorkgroupStorageSize;
+  if (tiling.sharedBytes > maxShared) throw new LimitsTooSmallError('maxComputeWorkgroupStorageSize', tiling.sharedBytes, maxShared, `${kernel} tiles for headDim ${a.headDim}`);
+  const variant = `attention_prefill_f32_hd${a.headDim}_q${tiling.queryTile}_k${tiling.keyTile}_wg${tiling.wg}`;
+  const values = {
+    PARAMS: PrefillParams.wgsl,
+    HEAD_DIM: a.headDim,
+    WG: tiling.wg,
+    QUERY_TILE: tiling.queryTile,
+    KEY_TILE: tiling.keyTile,
+    ACC_PER_THREAD: tiling.accPerThread,
+    BLOCK_SIZE,
+  };
+  const nTiles = Math.ceil(a.T / tiling.queryTile);
+  return makeDispatch(ctx, {
+    variant,
+    code: () => specialize(prefillWgsl, values, variant),
+    uniforms: PrefillParams.pack({ T: a.T, nHeads: a.nHeads, nKvHeads: a.nKvHeads, maxBlocksPerSeq: a.maxBlocksPerSeq, scale }),
+    storage: [a.q, a.kCache, a.vCache, a.blockTable, a.tokenSeq, a.tokenPos, a.out],
+    workgroups: grid1d(nTiles * a.nHeads, ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}

@@ -1,0 +1,220 @@
+import { describe, expect, it } from 'vitest';
+import { attentionDecode, attentionDecodeRef, attentionPrefill, attentionRef } from '../../src/kernels/attention.ts';
+import { kvWrite, kvWriteRef, type PagedKvGpu } from '../../src/kernels/kvcache.ts';
+import type { GpuContext } from '../../src/gpu/device.ts';
+import { ShapeError } from '../../src/gpu/errors.ts';
+import type { PagedKvHost } from '../../src/kv/layout.ts';
+import { makePagedFixture, type PagedFixture } from '../util/paged-kv.ts';
+import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
+
+// f32 throughout. The GPU sums q·k in a fixed serial order but rescales the online softmax per
+// tile and uses its own exp(), while the reference works in f64 with one global max; outputs are
+// convex combinations of V rows in [-1, 1], so errors stay ~1e-6. 1e-5 abs + 1e-4 rel is ~10x.
+const F32_TOL = { atol: 1e-5, rtol: 1e-4 };
+const FALLBACK = { disableFeatures: { subgroups: true } };
+const HEADS: [number, number, number][] = [[1, 1, 8], [8, 4, 8], [6, 2, 64], [4, 1, 128]];
+
+function uploadCache(ctx: GpuContext, fx: PagedFixture): PagedKvGpu {
+  return {
+    kCache: upload(ctx, fx.host.kCache, 'kCache'),
+    vCache: upload(ctx, fx.host.vCache, 'vCache'),
+    blockTable: upload(ctx, fx.host.blockTable, 'blockTable'),
+    nBlocks: fx.nBlocks,
+    nKvHeads: fx.host.nKvHeads,
+    headDim: fx.host.headDim,
+    nSeqs: fx.nSeqs,
+    maxBlocksPerSeq: fx.host.maxBlocksPerSeq,
+  };
+}
+
+function cloneHost(h: PagedKvHost): PagedKvHost {
+  return { ...h, kCache: h.kCache.slice(), vCache: h.vCache.slice() };
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+
+describe('kv write', () => {
+  it('writes tokens of two sequences through shuffled block tables', async () => {
+    const ctx = await testGpu();
+    const [nKvHeads, headDim] = [2, 8];
+    // seq 0 has 20 tokens and room for 40, seq 1 has 0 and room for 17
+    const fx = makePagedFixture(21, [20, 0], nKvHeads, headDim, [40, 17]);
+    fx.host.kCache.forEach((x, i) => Number.isNaN(x) && (fx.host.kCache[i] = -777)); // NaN != NaN in comparisons
+    fx.host.vCache.forEach((x, i) => Number.isNaN(x) && (fx.host.vCache[i] = -777));
+    const kv = uploadCache(ctx, fx);
+    const tokenSeq = [0, 0, 1, 0, 1, 1], tokenPos = [20, 21, 0, 35, 16, 1];
+    const T = tokenSeq.length;
+    const k = randomF32(T * nKvHeads * headDim, 22), v = randomF32(T * nKvHeads * headDim, 23);
+    await run(ctx, kvWrite(ctx, { ...kv, k: upload(ctx, k), v: upload(ctx, v), tokenSeq: upload(ctx, new Uint32Array(tokenSeq)), tokenPos: upload(ctx, new Uint32Array(tokenPos)), T }));
+    kvWriteRef(fx.host, k, v, tokenSeq, tokenPos, T);
+    const n = fx.host.kCache.length;
+    // a copy: exact
+    expect(closeTo(await download(ctx, kv.kCache, n), fx.host.kCache, { atol: 0, rtol: 0 }, 'kCache')).toBeNull();
+    expect(closeTo(await download(ctx, kv.vCache, n), fx.host.vCache, { atol: 0, rtol: 0 }, 'vCache')).toBeNull();
+  });
+
+  it('rejects bad shapes before dispatch', async () => {
+    const ctx = await testGpu();
+    const fx = makePagedFixture(1, [3], 2, 8);
+    const kv = uploadCache(ctx, fx);
+    const small = upload(ctx, new Float32Array(2 * 2 * 8));
+    const ids = upload(ctx, new Uint32Array(3));
+    const args = { ...kv, k: small, v: small, tokenSeq: ids, tokenPos: ids, T: 3 };
+    expect(() => kvWrite(ctx, args)).toThrow(ShapeError);
+    expect(() => kvWrite(ctx, args)).toThrow(/kvWrite: k .*\[3, 2, 8\]/);
+    expect(() => kvWrite(ctx, { ...args, T: 0 })).toThrow(/T = 0/);
+    expect(() => kvWrite(ctx, { ...args, nBlocks: fx.nBlocks + 1 })).toThrow(/kCache .*\[\d+, 16, 2, 8\]/);
+  });
+});
+
+describe('attention decode', () => {
+  for (const [label, options] of [['subgroups if available', {}], ['workgroup-memory fallback', FALLBACK]] as const) {
+    for (const [nHeads, nKvHeads, headDim] of HEADS) {
+      it(`${label}: ${nHeads}/${nKvHeads} heads, headDim ${headDim}, lengths 1..100 in one dispatch`, async () => {
+        const ctx = await testGpu(options);
+        const lens = [1, 5, 16, 17, 40, 100];
+        const fx = makePagedFixture(nHeads * 1000 + headDim, lens, nKvHeads, headDim);
+        const kv = uploadCache(ctx, fx);
+        const q = randomF32(lens.length * nHeads * headDim, 77);
+        const out = upload(ctx, new Float32Array(q.length));
+        await run(ctx, attentionDecode(ctx, { ...kv, q: upload(ctx, q), seqLens: upload(ctx, new Uint32Array(lens)), out, nHeads }));
+        expect(closeTo(await download(ctx, out, q.length), attentionDecodeRef(q, fx.host, lens, nHeads), F32_TOL)).toBeNull();
+      });
+    }
+  }
+
+  for (const [nHeads, nKvHeads, headDim] of [[3, 1, 80], [2, 2, 256]]) {
+    it(`head size ${headDim} (${headDim === 256 ? 'the maximum: 2 dims per invocation' : 'not a power of two'})`, async () => {
+      const ctx = await testGpu();
+      const lens = [1, 17, 130];
+      const fx = makePagedFixture(headDim, lens, nKvHeads, headDim);
+      const kv = uploadCache(ctx, fx);
+      const q = randomF32(lens.length * nHeads * headDim, 81);
+      const out = upload(ctx, new Float32Array(q.length));
+      await run(ctx, attentionDecode(ctx, { ...kv, q: upload(ctx, q), seqLens: upload(ctx, new Uint32Array(lens)), out, nHeads }));
+      expect(closeTo(await download(ctx, out, q.length), attentionDecodeRef(q, fx.host, lens, nHeads), F32_TOL)).toBeNull();
+    });
+  }
+
+  for (const [label, options] of [['subgroups if available', {}], ['workgroup-memory fallback', FALLBACK]] as const) {
+    it(`${label}: large scores (peaked softmax) stay finite and exact over several tiles`, async () => {
+      // Scores of several hundred: exp() overflows f32 unless the running max is right, so this
+      // catches a wrong tile-max reduction that small scores would hide (softmax is shift-invariant).
+      const ctx = await testGpu(options);
+      const [nHeads, nKvHeads, headDim] = [2, 1, 64];
+      const lens = [300, 129];
+      const fx = makePagedFixture(31, lens, nKvHeads, headDim);
+      const kv = uploadCache(ctx, fx);
+      const q = randomF32(lens.length * nHeads * headDim, 32, 60);
+      const out = upload(ctx, new Float32Array(q.length));
+      await run(ctx, attentionDecode(ctx, { ...kv, q: upload(ctx, q), seqLens: upload(ctx, new Uint32Array(lens)), out, nHeads }));
+      // scores ~1e2 carry f32 rounding of ~1e-5 into exp(): a little looser than F32_TOL
+      expect(closeTo(await download(ctx, out, q.length), attentionDecodeRef(q, fx.host, lens, nHeads), { atol: 1e-4, rtol: 1e-4 })).toBeNull();
+    });
+  }
+
+  it('reuses one dispatch as lengths change (lengths live in storage), with a custom scale', async () => {
+    const ctx = await testGpu();
+    const [nHeads, nKvHeads, headDim] = [4, 2, 8];
+    const lens = [33, 7];
+    const fx = makePagedFixture(5, lens, nKvHeads, headDim);
+    const kv = uploadCache(ctx, fx);
+    const q = randomF32(2 * nHeads * headDim, 6);
+    const out = upload(ctx, new Float32Array(q.length));
+    const lensBuf = upload(ctx, new Uint32Array(lens));
+    const d = attentionDecode(ctx, { ...kv, q: upload(ctx, q), seqLens: lensBuf, out, nHeads, scale: 0.9 });
+    await run(ctx, d);
+    expect(closeTo(await download(ctx, out, q.length), attentionDecodeRef(q, fx.host, lens, nHeads, 0.9), F32_TOL)).toBeNull();
+    const shorter = [12, 3];
+    ctx.device.queue.writeBuffer(lensBuf, 0, new Uint32Array(shorter));
+    await run(ctx, d);
+    expect(closeTo(await download(ctx, out, q.length), attentionDecodeRef(q, fx.host, shorter, nHeads, 0.9), F32_TOL)).toBeNull();
+  });
+});
+
+/**
+ * A prefill step as the engine runs it: the chunks' K/V go in with kvWrite, then attention.
+ * chunks: [sequence, first position, count]; the cache already holds `prefix[s]` tokens.
+ */
+async function prefillCase(ctx: GpuContext, heads: [number, number, number], prefix: number[], chunks: [number, number, number][], seed: number, interleave = false) {
+  const [nHeads, nKvHeads, headDim] = heads;
+  const final = prefix.map((p, s) => Math.max(p, ...chunks.filter((c) => c[0] === s).map((c) => c[1] + c[2])));
+  const fx = makePagedFixture(seed, prefix, nKvHeads, headDim, final);
+  const kv = uploadCache(ctx, fx);
+  let tokenSeq = chunks.flatMap(([s, , n]) => new Array<number>(n).fill(s));
+  let tokenPos = chunks.flatMap(([, p, n]) => range(p, p + n));
+  if (interleave) {
+    const order = range(0, tokenSeq.length).sort((a, b) => (a % 2) - (b % 2) || a - b);
+    tokenSeq = order.map((i) => tokenSeq[i]);
+    tokenPos = order.map((i) => tokenPos[i]);
+  }
+  const T = tokenSeq.length;
+  const k = randomF32(T * nKvHeads * headDim, seed + 1), v = randomF32(T * nKvHeads * headDim, seed + 2);
+  const q = randomF32(T * nHeads * headDim, seed + 3);
+  const seqBuf = upload(ctx, new Uint32Array(tokenSeq)), posBuf = upload(ctx, new Uint32Array(tokenPos));
+  const out = upload(ctx, new Float32Array(q.length));
+  await run(ctx, [
+    kvWrite(ctx, { ...kv, k: upload(ctx, k), v: upload(ctx, v), tokenSeq: seqBuf, tokenPos: posBuf, T }),
+    attentionPrefill(ctx, { ...kv, q: upload(ctx, q), tokenSeq: seqBuf, tokenPos: posBuf, out, T, nHeads }),
+  ]);
+  const host = cloneHost(fx.host);
+  kvWriteRef(host, k, v, tokenSeq, tokenPos, T);
+  return { got: await download(ctx, out, q.length), want: attentionRef(q, host, tokenSeq, tokenPos, nHeads) };
+}
+
+describe('attention prefill', () => {
+  for (const heads of HEADS) {
+    const name = `${heads[0]}/${heads[1]} heads, headDim ${heads[2]}`;
+    it(`${name}: a 40-token chunk from position 0`, async () => {
+      const { got, want } = await prefillCase(await testGpu(), heads, [0], [[0, 0, 40]], 100);
+      expect(closeTo(got, want, F32_TOL)).toBeNull();
+    });
+    it(`${name}: a chunk at position 20 after a cached prefix`, async () => {
+      const { got, want } = await prefillCase(await testGpu(), heads, [20], [[0, 20, 17]], 200);
+      expect(closeTo(got, want, F32_TOL)).toBeNull();
+    });
+    it(`${name}: two sequences' chunks in one dispatch`, async () => {
+      // 17 + 5 tokens: the query tiles straddle the boundary between the two sequences
+      const { got, want } = await prefillCase(await testGpu(), heads, [17, 0], [[0, 17, 17], [1, 0, 5]], 300);
+      expect(closeTo(got, want, F32_TOL)).toBeNull();
+    });
+  }
+  it('three sequences with interleaved tokens (positions not sorted), fallback device', async () => {
+    const { got, want } = await prefillCase(await testGpu(FALLBACK), [6, 2, 64], [3, 0, 16], [[0, 3, 7], [1, 0, 1], [2, 16, 9]], 400, true);
+    expect(closeTo(got, want, F32_TOL)).toBeNull();
+  });
+  for (const heads of [[3, 1, 80], [2, 2, 256]] as [number, number, number][]) {
+    it(`head size ${heads[2]} (${heads[2] === 256 ? 'the maximum: smallest tiles' : 'not a power of two'}): two sequences' chunks`, async () => {
+      const { got, want } = await prefillCase(await testGpu(), heads, [5, 0], [[0, 5, 12], [1, 0, 3]], 600 + heads[2]);
+      expect(closeTo(got, want, F32_TOL)).toBeNull();
+    });
+  }
+  it('a single token chunk equals decode', async () => {
+    const ctx = await testGpu();
+    const { got, want } = await prefillCase(ctx, [8, 4, 8], [99], [[0, 99, 1]], 500);
+    expect(closeTo(got, want, F32_TOL)).toBeNull();
+  });
+});
+
+describe('attention guards', () => {
+  it('reject bad shapes before dispatch, naming the shape', async () => {
+    const ctx = await testGpu();
+    const fx = makePagedFixture(9, [5, 3], 2, 8);
+    const kv = uploadCache(ctx, fx);
+    const q = upload(ctx, new Float32Array(2 * 4 * 8)), out = upload(ctx, new Float32Array(2 * 4 * 8));
+    const lens = upload(ctx, new Uint32Array([5, 3]));
+    const dec = { ...kv, q, out, seqLens: lens, nHeads: 4 };
+    expect(() => attentionDecode(ctx, dec)).not.toThrow();
+    expect(() => attentionDecode(ctx, { ...dec, nHeads: 3 })).toThrow(/nHeads = 3 is not a multiple of nKvHeads = 2/);
+    expect(() => attentionDecode(ctx, { ...dec, nHeads: 6 })).toThrow(/q .*\[2, 6, 8\]/);
+    expect(() => attentionDecode(ctx, { ...dec, headDim: 512 })).toThrow(/headDim = 512 exceeds the supported maximum 256/);
+    expect(() => attentionDecode(ctx, { ...dec, nSeqs: 5 })).toThrow(ShapeError);
+    expect(() => attentionDecode(ctx, { ...dec, out: q })).toThrow(/must not alias q/);
+    const pre = { ...kv, q, out, tokenSeq: lens, tokenPos: lens, T: 2, nHeads: 4 };
+    expect(() => attentionPrefill(ctx, pre)).not.toThrow();
+    expect(() => attentionPrefill(ctx, { ...pre, T: 0 })).toThrow(/T = 0/);
+    expect(() => attentionPrefill(ctx, { ...pre, T: 9 })).toThrow(/tokenSeq|q .*\[9, 4, 8\]/);
+    expect(() => attentionPrefill(ctx, { ...pre, scale: NaN })).toThrow(/scale/);
+    expect(() => attentionPrefill(ctx, { ...pre, maxBlocksPerSeq: 7 })).toThrow(/blockTable .*\[2, 7\]/);
+  });
+});
