@@ -1,0 +1,215 @@
+/**
+ * The decoder forward pass on the GPU for one iteration's batch: any mix of prefill chunks and
+ * decode steps of different sequences, flattened to T tokens each tagged with its sequence (row of
+ * the block tables) and position. Activations live in an arena sized once for maxTokens/maxSeqs;
+ * the dispatch list is built once per batch shape (T, nSeqs, mode) and re-encoded every step, so a
+ * steady decode allocates nothing: only the small per-step inputs are written with writeBuffer.
+ */
+import { createStorage } from '../gpu/buffers.ts';
+import type { GpuContext } from '../gpu/device.ts';
+import type { KernelDispatch } from '../gpu/dispatch.ts';
+import { ShapeError } from '../gpu/errors.ts';
+import { attentionDecode, attentionPrefill } from '../kernels/attention.ts';
+import { embedding } from '../kernels/embedding.ts';
+import type { PagedKvGpu } from '../kernels/kvcache.ts';
+import { kvWrite } from '../kernels/kvcache.ts';
+import { matmul } from '../kernels/matmul.ts';
+import { biasAdd, gatherRows, residualAdd } from '../kernels/residual.ts';
+import { rmsNorm } from '../kernels/rmsnorm.ts';
+import { rope } from '../kernels/rope.ts';
+import { siluGate } from '../kernels/silu.ts';
+import type { KvCacheGpu } from '../kv/cache.ts';
+import type { GpuModelWeights } from './gpu-weights.ts';
+
+export interface ForwardLimits {
+  /** Most tokens in one iteration (prefill chunk tokens + decode tokens). */
+  maxTokens: number;
+  /** Most sequences in one iteration. */
+  maxSeqs: number;
+  /** Longest block table (= max context / 16, rounded up). */
+  maxBlocksPerSeq: number;
+}
+
+/**
+ * 'decode': every sequence contributes exactly its newest token, token i belongs to sequence i
+ * (attention reads each sequence's length from seqLens). 'mixed': any tokens (prefill chunks and
+ * decode steps), attention per token by (sequence, position), causal.
+ */
+export type BatchMode = 'decode' | 'mixed';
+
+/** Host arrays that writeBuffer accepts (not backed by a SharedArrayBuffer). */
+export type U32 = Uint32Array<ArrayBuffer>;
+
+/** One iteration's inputs (host side). */
+export interface BatchStep {
+  mode: BatchMode;
+  tokens: U32; // [T] token ids
+  tokenSeq: U32; // [T] block-table row of each token
+  tokenPos: U32; // [T] position of each token in its sequence
+  blockTables: U32; // [nSeqs, maxBlocksPerSeq] physical block ids (NO_BLOCK where unused)
+  seqLens: U32; // [nSeqs] length of each sequence including this step's tokens
+  lastRows: U32; // [nSeqs] index in [0, T) of the token whose logits each sequence needs
+}
+
+/** The activation arena: every intermediate of the forward pass, allocated once. */
+interface Arena {
+  tokens: GPUBuffer; // [maxTokens] u32
+  tokenSeq: GPUBuffer; // [maxTokens] u32
+  tokenPos: GPUBuffer; // [maxTokens] u32
+  blockTables: GPUBuffer; // [maxSeqs, maxBlocksPerSeq] u32
+  seqLens: GPUBuffer; // [maxSeqs] u32
+  lastRows: GPUBuffer; // [maxSeqs] u32
+  x: GPUBuffer; // [maxTokens, hidden] f32, the residual stream
+  h: GPUBuffer; // [maxTokens, hidden] f32, normed input of a sublayer
+  q: GPUBuffer; // [maxTokens, nHeads * headDim] f32
+  k: GPUBuffer; // [maxTokens, nKvHeads * headDim] f32
+  v: GPUBuffer; // [maxTokens, nKvHeads * headDim] f32
+  attn: GPUBuffer; // [maxTokens, nHeads * headDim] f32
+  delta: GPUBuffer; // [maxTokens, hidden] f32, a sublayer's output before the residual add
+  gate: GPUBuffer; // [maxTokens, intermediate] f32
+  up: GPUBuffer; // [maxTokens, intermediate] f32
+  act: GPUBuffer; // [maxTokens, intermediate] f32
+  last: GPUBuffer; // [maxSeqs, hidden] f32, each sequence's last-token state
+  lastNorm: GPUBuffer; // [maxSeqs, hidden] f32
+  logits: GPUBuffer; // [maxSeqs, vocab] f32
+}
+
+export class ForwardPass {
+  readonly arena: Arena;
+  private readonly plans = new Map<string, KernelDispatch[]>();
+
+  constructor(
+    private readonly ctx: GpuContext,
+    readonly weights: GpuModelWeights,
+    readonly kv: KvCacheGpu,
+    readonly limits: ForwardLimits,
+  ) {
+    const c = weights.config;
+    const { maxTokens: T, maxSeqs: S, maxBlocksPerSeq: B } = limits;
+    if (![T, S, B].every((v) => Number.isInteger(v) && v > 0)) throw new ShapeError('ForwardPass', 'limits', `must be positive integers, got ${JSON.stringify(limits)}`);
+    const f32 = (n: number, label: string) => createStorage(ctx, n * 4, `fwd.${label}`);
+    this.arena = {
+      tokens: f32(T, 'tokens'),
+      tokenSeq: f32(T, 'tokenSeq'),
+      tokenPos: f32(T, 'tokenPos'),
+      blockTables: f32(S * B, 'blockTables'),
+      seqLens: f32(S, 'seqLens'),
+      lastRows: f32(S, 'lastRows'),
+      x: f32(T * c.hiddenSize, 'x'),
+      h: f32(T * c.hiddenSize, 'h'),
+      q: f32(T * c.nHeads * c.headDim, 'q'),
+      k: f32(T * c.nKvHeads * c.headDim, 'k'),
+      v: f32(T * c.nKvHeads * c.headDim, 'v'),
+      attn: f32(T * c.nHeads * c.headDim, 'attn'),
+      delta: f32(T * c.hiddenSize, 'delta'),
+      gate: f32(T * c.intermediateSize, 'gate'),
+      up: f32(T * c.intermediateSize, 'up'),
+      act: f32(T * c.intermediateSize, 'act'),
+      last: f32(S * c.hiddenSize, 'last'),
+      lastNorm: f32(S * c.hiddenSize, 'lastNorm'),
+      logits: f32(S * c.vocabSize, 'logits'),
+    };
+  }
+
+  /** Check a step against the limits and the pool, then upload its inputs. */
+  write(step: BatchStep): { T: number; nSeqs: number } {
+    const T = step.tokens.length;
+    const nSeqs = step.seqLens.length;
+    const L = this.limits;
+    const bad = (arg: string, detail: string) => new ShapeError('forward', arg, detail);
+    if (T < 1 || T > L.maxTokens) throw bad('tokens', `has ${T} tokens; this pass takes 1..${L.maxTokens}`);
+    if (nSeqs < 1 || nSeqs > L.maxSeqs) throw bad('seqLens', `has ${nSeqs} sequences; this pass takes 1..${L.maxSeqs}`);
+    if (step.tokenSeq.length !== T || step.tokenPos.length !== T) throw bad('tokenSeq/tokenPos', `have ${step.tokenSeq.length}/${step.tokenPos.length} entries for ${T} tokens`);
+    if (step.blockTables.length !== nSeqs * L.maxBlocksPerSeq) throw bad('blockTables', `has ${step.blockTables.length} entries, [${nSeqs}, ${L.maxBlocksPerSeq}] needs ${nSeqs * L.maxBlocksPerSeq}`);
+    if (step.lastRows.length !== nSeqs) throw bad('lastRows', `has ${step.lastRows.length} entries for ${nSeqs} sequences`);
+    if (step.mode === 'decode' && T !== nSeqs) throw bad('tokens', `decode mode needs one token per sequence, got ${T} tokens for ${nSeqs} sequences`);
+    const vocab = this.weights.config.vocabSize;
+    for (let i = 0; i < T; i++) {
+      if (step.tokens[i] >= vocab) throw bad('tokens', `token ${i} = ${step.tokens[i]} is outside the vocabulary [0, ${vocab})`);
+      if (step.tokenSeq[i] >= nSeqs) throw bad('tokenSeq', `token ${i} names sequence ${step.tokenSeq[i]} of ${nSeqs}`);
+      if (step.tokenPos[i] >= L.maxBlocksPerSeq * 16) throw bad('tokenPos', `token ${i} at position ${step.tokenPos[i]} is past the block table (${L.maxBlocksPerSeq * 16})`);
+    }
+    for (let s = 0; s < nSeqs; s++) if (step.lastRows[s] >= T) throw bad('lastRows', `sequence ${s} names row ${step.lastRows[s]} of ${T}`);
+    const q = this.ctx.device.queue;
+    const a = this.arena;
+    q.writeBuffer(a.tokens, 0, step.tokens);
+    q.writeBuffer(a.tokenSeq, 0, step.tokenSeq);
+    q.writeBuffer(a.tokenPos, 0, step.tokenPos);
+    q.writeBuffer(a.blockTables, 0, step.blockTables);
+    q.writeBuffer(a.seqLens, 0, step.seqLens);
+    q.writeBuffer(a.lastRows, 0, step.lastRows);
+    return { T, nSeqs };
+  }
+
+  /** The dispatches of a whole forward pass for this batch shape (built on first use, then reused). */
+  dispatches(T: number, nSeqs: number, mode: BatchMode): KernelDispatch[] {
+    const key = `${mode}:${T}:${nSeqs}`;
+    let plan = this.plans.get(key);
+    if (!plan) {
+      plan = [...this.embedDispatches(T), ...this.weights.layers.flatMap((_, l) => this.layerDispatches(l, T, nSeqs, mode)), ...this.headDispatches(T, nSeqs)];
+      this.plans.set(key, plan);
+    }
+    return plan;
+  }
+
+  /** Number of distinct batch shapes planned so far. */
+  get plannedShapes(): number {
+    return this.plans.size;
+  }
+
+  private embedDispatches(T: number): KernelDispatch[] {
+    return embedding(this.ctx, { tokens: this.arena.tokens, table: this.weights.embed, out: this.arena.x, T });
+  }
+
+  private layerDispatches(l: number, T: number, nSeqs: number, mode: BatchMode): KernelDispatch[] {
+    const { ctx, arena: a } = this;
+    const c = this.weights.config;
+    const w = this.weights.layers[l];
+    const eps = c.rmsNormEps;
+    const out: KernelDispatch[] = [];
+    const mm = (x: GPUBuffer, m: keyof typeof w.linear, y: GPUBuffer) => out.push(...matmul(ctx, { x, w: w.linear[m], y, M: T }));
+    const kvDim = c.nKvHeads * c.headDim;
+
+    out.push(rmsNorm(ctx, { x: a.x, weight: w.inputNorm, y: a.h, T, dim: c.hiddenSize, eps }));
+    mm(a.h, 'q_proj', a.q);
+    mm(a.h, 'k_proj', a.k);
+    mm(a.h, 'v_proj', a.v);
+    if (w.bias.q_proj) out.push(biasAdd(ctx, { y: a.q, bias: w.bias.q_proj, T, N: c.nHeads * c.headDim }));
+    if (w.bias.k_proj) out.push(biasAdd(ctx, { y: a.k, bias: w.bias.k_proj, T, N: kvDim }));
+    if (w.bias.v_proj) out.push(biasAdd(ctx, { y: a.v, bias: w.bias.v_proj, T, N: kvDim }));
+    out.push(rope(ctx, { q: a.q, k: a.k, positions: a.tokenPos, invFreq: this.weights.invFreq, T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim }));
+
+    const paged: PagedKvGpu = { kCache: this.kv.k[l], vCache: this.kv.v[l], blockTable: a.blockTables, nBlocks: this.kv.nBlocks, nKvHeads: c.nKvHeads, headDim: c.headDim, nSeqs, maxBlocksPerSeq: this.limits.maxBlocksPerSeq };
+    out.push(kvWrite(ctx, { ...paged, k: a.k, v: a.v, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, T }));
+    out.push(
+      mode === 'decode'
+        ? attentionDecode(ctx, { ...paged, q: a.q, seqLens: a.seqLens, out: a.attn, nHeads: c.nHeads })
+        : attentionPrefill(ctx, { ...paged, q: a.q, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, out: a.attn, T, nHeads: c.nHeads }),
+    );
+    mm(a.attn, 'o_proj', a.delta);
+    out.push(residualAdd(ctx, { h: a.x, delta: a.delta, n: T * c.hiddenSize }));
+
+    out.push(rmsNorm(ctx, { x: a.x, weight: w.postNorm, y: a.h, T, dim: c.hiddenSize, eps }));
+    mm(a.h, 'gate_proj', a.gate);
+    mm(a.h, 'up_proj', a.up);
+    out.push(siluGate(ctx, { gate: a.gate, up: a.up, out: a.act, n: T * c.intermediateSize }));
+    mm(a.act, 'down_proj', a.delta);
+    out.push(residualAdd(ctx, { h: a.x, delta: a.delta, n: T * c.hiddenSize }));
+    return out;
+  }
+
+  /** Final norm and LM head on each sequence's last token only. */
+  private headDispatches(T: number, nSeqs: number): KernelDispatch[] {
+    const { ctx, arena: a } = this;
+    const c = this.weights.config;
+    return [
+      gatherRows(ctx, { x: a.x, rows: a.lastRows, out: a.last, T, D: c.hiddenSize, R: nSeqs }),
+      rmsNorm(ctx, { x: a.last, weight: this.weights.finalNorm, y: a.lastNorm, T: nSeqs, dim: c.hiddenSize, eps: c.rmsNormEps }),
+      ...matmul(ctx, { x: a.lastNorm, w: this.weights.lmHead, y: a.logits, M: nSeqs }),
+    ];
+  }
+
+  destroy(): void {
+    for (const b of Object.values(this.arena)) b.destroy();
+  }
+}
