@@ -8,6 +8,13 @@ import { ShaderCompileError } from './errors.ts';
 export class PipelineCache {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly modules = new Map<string, GPUShaderModule>();
+  /** The module each variant was built from. */
+  private readonly variantModules = new Map<string, GPUShaderModule>();
+  /**
+   * One compilation check per module: in Chromium a second getCompilationInfo() on the same
+   * module was seen never to resolve, so the first answer is kept and shared.
+   */
+  private readonly checks = new WeakMap<GPUShaderModule, Promise<void>>();
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -35,6 +42,7 @@ export class PipelineCache {
     }
     const pipeline = this.device.createComputePipeline({ label: variant, layout: 'auto', compute: { module, entryPoint } });
     this.pipelines.set(variant, pipeline);
+    this.variantModules.set(variant, module);
     return pipeline;
   }
 
@@ -42,14 +50,17 @@ export class PipelineCache {
    * Compile `variant` and report WGSL errors as a ShaderCompileError (async: uses the module's
    * compilation info). Used by tests and at engine start to fail early with the line that broke.
    */
-  async check(variant: string): Promise<void> {
-    const pipeline = this.pipelines.get(variant);
-    if (!pipeline) throw new Error(`pipeline ${variant} was never built`);
-    for (const [, module] of this.modules) {
-      if (module.label !== variant) continue;
-      const info = await module.getCompilationInfo();
-      const errors = info.messages.filter((m) => m.type === 'error');
-      if (errors.length) throw new ShaderCompileError(variant, errors.map((e) => `${e.lineNum}:${e.linePos} ${e.message}`).join('; '));
+  check(variant: string): Promise<void> {
+    const module = this.variantModules.get(variant);
+    if (!module) return Promise.reject(new Error(`pipeline ${variant} was never built`));
+    let done = this.checks.get(module);
+    if (!done) {
+      done = module.getCompilationInfo().then((info) => {
+        const errors = info.messages.filter((m) => m.type === 'error');
+        if (errors.length) throw new ShaderCompileError(variant, errors.map((e) => `${e.lineNum}:${e.linePos} ${e.message}`).join('; '));
+      });
+      this.checks.set(module, done);
     }
+    return done;
   }
 }

@@ -65,6 +65,8 @@ describe('pipeline cache', () => {
     expect(ctx.pipelines.size - before).toBeLessThanOrEqual(1);
     expect(ctx.pipelines.has('residual_add_f32_wg256')).toBe(true);
     await ctx.pipelines.check('residual_add_f32_wg256');
+    await ctx.pipelines.check('residual_add_f32_wg256'); // a second check answers too (it once hung)
+    await expect(ctx.pipelines.check('never_built')).rejects.toThrow('pipeline never_built was never built');
   });
 });
 
