@@ -1,0 +1,257 @@
+/**
+ * The OpenAI-compatible surface over EngineCore: `engine.chat.completions.create` and
+ * `engine.completions.create`, returning ChatCompletion / Completion objects, or with stream: true
+ * a Promise of an AsyncIterable of chunks (as the OpenAI SDK: `for await (const c of await create(...))`).
+ * Parameter errors and over-long prompts reject the promise before anything is queued.
+ *
+ * Prompts:
+ * - chat, model WITH a chat template: the template rendered with add_generation_prompt.
+ * - chat, model WITHOUT one (stories260K): completion mode — the messages' contents joined with
+ *   "\n", encoded with the tokenizer's special tokens (so BOS first); roles are dropped.
+ * - completions: a string is encoded with BOS; token ids are used as given.
+ */
+import type { GpuContext } from '../gpu/device.ts';
+import type { TextTokenizer } from '../model/tokenizer.ts';
+import { EngineCore, type EngineModel } from './engine.ts';
+import { InvalidRequestError } from './errors.ts';
+import { normalizeParams } from './params.ts';
+import type { Request, RequestEvent, TokenLogprob } from './request.ts';
+import type {
+  ChatChoiceLogprobs,
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionCreateParams,
+  ChatCompletionMessageParam,
+  ChatCompletionTokenLogprob,
+  Completion,
+  CompletionCreateParams,
+  CompletionLogprobs,
+  CompletionUsage,
+  EngineOptions,
+  EngineStats,
+  FinishReason,
+  TopLogprob,
+} from './types.ts';
+
+export interface ChatCompletions {
+  create(p: ChatCompletionCreateParams & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+  create(p: ChatCompletionCreateParams & { stream?: false | null }): Promise<ChatCompletion>;
+  create(p: ChatCompletionCreateParams): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
+}
+
+export interface Completions {
+  create(p: CompletionCreateParams & { stream: true }): Promise<AsyncIterable<Completion>>;
+  create(p: CompletionCreateParams & { stream?: false | null }): Promise<Completion>;
+  create(p: CompletionCreateParams): Promise<Completion | AsyncIterable<Completion>>;
+}
+
+export interface Engine {
+  readonly chat: { readonly completions: ChatCompletions };
+  readonly completions: Completions;
+  /** The model name responses report. */
+  readonly modelName: string;
+  stats(): EngineStats;
+  destroy(): void;
+  /** The machinery (tests, the scheduler issue). */
+  readonly core: EngineCore;
+}
+
+export function createEngine(ctx: GpuContext, model: EngineModel, options: EngineOptions = {}): Engine {
+  const core = new EngineCore(ctx, model, options);
+  const modelName = options.modelName ?? 'local';
+  const chatCreate = (p: ChatCompletionCreateParams) => chatCompletion(core, modelName, p);
+  const complCreate = (p: CompletionCreateParams) => completion(core, modelName, p);
+  return {
+    chat: { completions: { create: chatCreate as ChatCompletions['create'] } },
+    completions: { create: complCreate as Completions['create'] },
+    modelName,
+    stats: () => core.stats(),
+    destroy: () => core.destroy(),
+    core,
+  };
+}
+
+// ---------------------------------------------------------------- prompts
+
+function messageText(m: ChatCompletionMessageParam, i: number): string {
+  if (typeof m.content === 'string') return m.content;
+  if (Array.isArray(m.content)) {
+    return m.content
+      .map((part, j) => {
+        if (part?.type !== 'text' || typeof part.text !== 'string') throw new InvalidRequestError(`messages[${i}].content[${j}]`, 'must be a text part');
+        return part.text;
+      })
+      .join('');
+  }
+  throw new InvalidRequestError(`messages[${i}].content`, 'must be a string or an array of text parts');
+}
+
+/** Prompt ids of a chat request (see the file comment for the no-template rule). */
+export function chatPromptIds(tokenizer: TextTokenizer, messages: readonly ChatCompletionMessageParam[]): number[] {
+  if (!Array.isArray(messages) || messages.length === 0) throw new InvalidRequestError('messages', 'must be a non-empty array');
+  const plain = messages.map((m, i) => {
+    if (!m || typeof m.role !== 'string') throw new InvalidRequestError(`messages[${i}].role`, 'must be a string');
+    return { role: m.role, content: messageText(m, i) };
+  });
+  if (tokenizer.hasChatTemplate) return tokenizer.encodeChat(plain);
+  return tokenizer.encode(plain.map((m) => m.content).join('\n'));
+}
+
+function completionPromptIds(tokenizer: TextTokenizer, prompt: string | number[]): number[] {
+  if (typeof prompt === 'string') return tokenizer.encode(prompt);
+  if (Array.isArray(prompt)) return [...prompt];
+  throw new InvalidRequestError('prompt', 'must be a string or an array of token ids');
+}
+
+// ---------------------------------------------------------------- responses
+
+let serial = 0;
+function responseId(prefix: string): string {
+  serial = (serial + 1) % 1e9;
+  return `${prefix}-${Date.now().toString(36)}${serial.toString(36)}`;
+}
+
+const encoder = new TextEncoder();
+
+function tokenText(tok: TextTokenizer, id: number): string {
+  return tok.decode([id], false);
+}
+
+function topLogprob(tok: TextTokenizer, id: number, logprob: number): TopLogprob {
+  const token = tokenText(tok, id);
+  return { token, logprob, bytes: [...encoder.encode(token)] };
+}
+
+function chatLogprobs(tok: TextTokenizer, lps: readonly TokenLogprob[]): ChatCompletionTokenLogprob[] {
+  return lps.map((l) => ({ ...topLogprob(tok, l.id, l.logprob), top_logprobs: l.top.map((t) => topLogprob(tok, t.id, t.logprob)) }));
+}
+
+/** Everything a request produced, gathered from its events. */
+interface Gathered {
+  text: string;
+  ids: number[];
+  logprobs: TokenLogprob[];
+  reason: FinishReason;
+  usage: CompletionUsage;
+}
+
+async function gather(req: Request): Promise<Gathered> {
+  let text = '';
+  const ids: number[] = [];
+  const logprobs: TokenLogprob[] = [];
+  for await (const ev of req.events) {
+    ids.push(...ev.ids);
+    logprobs.push(...ev.logprobs);
+    if (ev.kind === 'delta') text += ev.text;
+    else return { text, ids, logprobs, reason: ev.reason, usage: ev.usage };
+  }
+  throw new Error('engine: request ended without a final event');
+}
+
+/** Wrap a request's events as an async iterable of chunks (one per text delta, then a final one). */
+function chunks<C>(req: Request, make: (ev: RequestEvent, first: boolean) => C): AsyncIterable<C> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      let first = true;
+      for await (const ev of req.events) {
+        yield make(ev, first);
+        first = false;
+      }
+    },
+  };
+}
+
+function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreateParams): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+  try {
+    if (p.top_logprobs !== null && p.top_logprobs !== undefined && p.logprobs !== true) throw new InvalidRequestError('top_logprobs', 'needs logprobs: true');
+    const settings = normalizeParams(p, p.logprobs === true ? (p.top_logprobs ?? 0) : null, core.limits);
+    const tok = core.model.tokenizer;
+    const promptIds = chatPromptIds(tok, p.messages);
+    const req = core.submit(promptIds, settings, p.signal);
+    const id = responseId('chatcmpl');
+    const created = Math.floor(Date.now() / 1000);
+    const wantLp = settings.topLogprobs !== null;
+    const ids = settings.returnTokenIds;
+    if (p.stream) {
+      return Promise.resolve(
+        chunks<ChatCompletionChunk>(req, (ev, first) => {
+          const done = ev.kind === 'done';
+          const delta: ChatCompletionChunk['choices'][0]['delta'] = first ? { role: 'assistant', content: done ? '' : ev.text } : done ? {} : { content: ev.text };
+          const logprobs: ChatChoiceLogprobs | null = wantLp ? { content: chatLogprobs(tok, ev.logprobs) } : null;
+          return {
+            id,
+            object: 'chat.completion.chunk',
+            created,
+            model,
+            choices: [{ index: 0, delta, finish_reason: done ? ev.reason : null, logprobs, ...(ids ? { token_ids: ev.ids } : {}) }],
+            usage: done ? ev.usage : null,
+          };
+        }),
+      );
+    }
+    return gather(req).then((g) => ({
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: [{ index: 0, message: { role: 'assistant', content: g.text, refusal: null }, finish_reason: g.reason, logprobs: wantLp ? { content: chatLogprobs(tok, g.logprobs) } : null, ...(ids ? { token_ids: g.ids } : {}) }],
+      usage: g.usage,
+      ...(ids ? { prompt_token_ids: promptIds } : {}),
+    }));
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/** Legacy completions logprobs for tokens generated after `offset` characters of text. */
+function legacyLogprobs(tok: TextTokenizer, lps: readonly TokenLogprob[], offset: number, top: number): CompletionLogprobs {
+  const tokens = lps.map((l) => tokenText(tok, l.id));
+  const text_offset: number[] = [];
+  let at = offset;
+  for (const t of tokens) {
+    text_offset.push(at);
+    at += t.length;
+  }
+  return {
+    tokens,
+    token_logprobs: lps.map((l) => l.logprob),
+    top_logprobs: top > 0 ? lps.map((l) => Object.fromEntries(l.top.map((t) => [tokenText(tok, t.id), t.logprob]))) : null,
+    text_offset,
+  };
+}
+
+function completion(core: EngineCore, model: string, p: CompletionCreateParams): Promise<Completion | AsyncIterable<Completion>> {
+  try {
+    const settings = normalizeParams(p, p.logprobs ?? null, core.limits);
+    const tok = core.model.tokenizer;
+    const promptIds = completionPromptIds(tok, p.prompt);
+    const req = core.submit(promptIds, settings, p.signal);
+    const id = responseId('cmpl');
+    const created = Math.floor(Date.now() / 1000);
+    const top = settings.topLogprobs;
+    const ids = settings.returnTokenIds;
+    if (p.stream) {
+      let offset = 0;
+      return Promise.resolve(
+        chunks<Completion>(req, (ev) => {
+          const text = ev.kind === 'delta' ? ev.text : '';
+          const lp = top !== null ? legacyLogprobs(tok, ev.logprobs, offset, top) : null;
+          offset += text.length;
+          const done = ev.kind === 'done';
+          return { id, object: 'text_completion', created, model, choices: [{ index: 0, text, finish_reason: done ? ev.reason : null, logprobs: lp, ...(ids ? { token_ids: ev.ids } : {}) }], usage: done ? ev.usage : null };
+        }),
+      );
+    }
+    return gather(req).then((g) => ({
+      id,
+      object: 'text_completion',
+      created,
+      model,
+      choices: [{ index: 0, text: g.text, finish_reason: g.reason, logprobs: top !== null ? legacyLogprobs(tok, g.logprobs, 0, top) : null, ...(ids ? { token_ids: g.ids } : {}) }],
+      usage: g.usage,
+      ...(ids ? { prompt_token_ids: promptIds } : {}),
+    }));
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Request parameters (OpenAI names, possibly null) -> the engine's normalised per-request settings,
+ * with every range checked up front so a bad request fails alone with an InvalidRequestError that
+ * names the field, before it takes any queue slot or KV block.
+ */
+import type { SamplingSettings } from '../kernels/sampling.ts';
+import { InvalidRequestError } from './errors.ts';
+import type { SamplingParams } from './types.ts';
+
+export interface PenaltySettings {
+  repetition: number;
+  presence: number;
+  frequency: number;
+}
+
+export interface RequestSettings {
+  sampling: SamplingSettings;
+  penalty: PenaltySettings;
+  /** u32 seed of the request's PRNG. */
+  seed: number;
+  stop: string[];
+  /** null: until the context is full. */
+  maxTokens: number | null;
+  ignoreEos: boolean;
+  /** null: no logprobs; else the number of top candidates per token. */
+  topLogprobs: number | null;
+  returnTokenIds: boolean;
+}
+
+export interface ParamLimits {
+  /** Candidates the engine keeps per row: top_k above it is clamped to it. */
+  candidates: number;
+  /** Most top logprobs the engine can return per token. */
+  topLogprobs: number;
+}
+
+const MAX_STOPS = 4;
+
+function num(name: string, v: number | null | undefined, def: number, lo: number, hi: number, loOpen = false): number {
+  if (v === null || v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidRequestError(name, `= ${String(v)} must be a finite number`);
+  if (v < lo || v > hi || (loOpen && v === lo)) throw new InvalidRequestError(name, `= ${v} must be in ${loOpen ? '(' : '['}${lo}, ${hi}]`);
+  return v;
+}
+
+function int(name: string, v: number | null | undefined, lo: number): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo) throw new InvalidRequestError(name, `= ${String(v)} must be an integer >= ${lo}`);
+  return v;
+}
+
+function stops(v: string | string[] | null | undefined): string[] {
+  if (v === null || v === undefined) return [];
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.length > MAX_STOPS) throw new InvalidRequestError('stop', `must be a string or an array of at most ${MAX_STOPS} strings`);
+  list.forEach((s, i) => {
+    if (typeof s !== 'string' || s.length === 0) throw new InvalidRequestError(`stop[${i}]`, 'must be a non-empty string');
+  });
+  return [...list];
+}
+
+/** A seed from the platform when the request gave none (so two unseeded requests differ). */
+function freshSeed(): number {
+  const c = (globalThis as { crypto?: Crypto }).crypto;
+  if (c?.getRandomValues) return c.getRandomValues(new Uint32Array(1))[0];
+  return Math.floor(Math.random() * 2 ** 32);
+}
+
+/**
+ * Normalise the shared sampling parameters. `topLogprobs` comes from the endpoint (chat:
+ * logprobs + top_logprobs, completions: logprobs as a count).
+ */
+export function normalizeParams(p: SamplingParams, topLogprobs: number | null, limits: ParamLimits): RequestSettings {
+  if (p.n !== null && p.n !== undefined && p.n !== 1) throw new InvalidRequestError('n', `= ${p.n}; only n = 1 is supported`);
+  const temperature = num('temperature', p.temperature, 1, 0, 2);
+  const topP = num('top_p', p.top_p, 1, 0, 1);
+  const minP = num('min_p', p.min_p, 0, 0, 1);
+  const rawTopK = p.top_k ?? 0;
+  if (typeof rawTopK !== 'number' || !Number.isInteger(rawTopK) || rawTopK < -1) throw new InvalidRequestError('top_k', `= ${String(rawTopK)} must be -1, 0 (off) or a positive integer`);
+  // Sampling only ever sees the engine's candidates, so a larger top_k means the same as off.
+  const topK = rawTopK <= 0 ? 0 : Math.min(rawTopK, limits.candidates);
+  const seed = p.seed === null || p.seed === undefined ? freshSeed() : seedOf(p.seed);
+  const maxTokens = int('max_tokens', p.max_tokens ?? p.max_completion_tokens, 1);
+  if (topLogprobs !== null && (!Number.isInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > limits.topLogprobs)) {
+    throw new InvalidRequestError('top_logprobs', `= ${topLogprobs} must be an integer in [0, ${limits.topLogprobs}]`);
+  }
+  return {
+    sampling: { temperature, topP, minP, topK },
+    penalty: {
+      repetition: num('repetition_penalty', p.repetition_penalty, 1, 0, 100, true),
+      presence: num('presence_penalty', p.presence_penalty, 0, -2, 2),
+      frequency: num('frequency_penalty', p.frequency_penalty, 0, -2, 2),
+    },
+    seed,
+    stop: stops(p.stop),
+    maxTokens,
+    ignoreEos: p.ignore_eos === true,
+    topLogprobs,
+    returnTokenIds: p.return_token_ids === true,
+  };
+}
+
+function seedOf(v: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new InvalidRequestError('seed', `= ${String(v)} must be an integer`);
+  return v >>> 0;
+}

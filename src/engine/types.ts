@@ -1,0 +1,197 @@
+/**
+ * The engine's public request/response types, mirroring OpenAI's chat completions and (legacy)
+ * completions field names so client code written for the OpenAI SDK reads the same. Everything
+ * here is plain data (structured-clone friendly) except `signal`, which a Web Worker wrapper
+ * replaces with its own cancel message.
+ *
+ * Extensions beyond OpenAI (named as in vLLM where it has them): top_k, min_p,
+ * repetition_penalty, ignore_eos, return_token_ids, and the timing fields of `usage`.
+ */
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface TextContentPart {
+  type: 'text';
+  text: string;
+}
+
+export interface ChatCompletionMessageParam {
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool' | string;
+  content: string | TextContentPart[];
+}
+
+/** Sampling and stopping parameters shared by both endpoints. */
+export interface SamplingParams {
+  model?: string;
+  /** Most tokens to generate; default: until the context is full. */
+  max_tokens?: number | null;
+  /** OpenAI's newer name for max_tokens (used when max_tokens is absent). */
+  max_completion_tokens?: number | null;
+  /** In [0, 2]; 0 is greedy. Default 1. */
+  temperature?: number | null;
+  /** In (0, 1]. Default 1 (off). */
+  top_p?: number | null;
+  /** 0 or -1: off (every engine candidate); else keep the k most likely. */
+  top_k?: number | null;
+  /** In [0, 1]; keep tokens with p >= min_p * p_max. Default 0 (off). */
+  min_p?: number | null;
+  /** Same seed, same sampled tokens (for the same prompt and parameters). */
+  seed?: number | null;
+  /** Up to 4 strings; generation stops before the first one (it is not included). */
+  stop?: string | string[] | null;
+  /** In [-2, 2], OpenAI-style, on generated tokens: minus this once per distinct token. */
+  presence_penalty?: number | null;
+  /** In [-2, 2], OpenAI-style, on generated tokens: minus this times the token's count. */
+  frequency_penalty?: number | null;
+  /** > 0, HF-style, on prompt and generated tokens: positive logits divided, negative multiplied. */
+  repetition_penalty?: number | null;
+  /** Keep generating past EOS (benchmarks, golden tests). */
+  ignore_eos?: boolean;
+  /** Add the prompt's and the choice's token ids to the response. */
+  return_token_ids?: boolean;
+  /** Only 1 is supported. */
+  n?: number | null;
+  user?: string;
+  /** Cancels the request and frees its KV blocks; it then finishes with finish_reason 'abort'. */
+  signal?: AbortSignal;
+}
+
+export interface ChatCompletionCreateParams extends SamplingParams {
+  messages: ChatCompletionMessageParam[];
+  stream?: boolean | null;
+  /** Return the log-probability of each generated token. */
+  logprobs?: boolean | null;
+  /** With logprobs: also the n most likely tokens at each position, n in [0, 20]. */
+  top_logprobs?: number | null;
+  stream_options?: { include_usage?: boolean } | null;
+}
+
+export interface CompletionCreateParams extends SamplingParams {
+  /** Text (BOS added by the tokenizer) or token ids (used as given). */
+  prompt: string | number[];
+  stream?: boolean | null;
+  /** Legacy completions: the number of top tokens per position, in [0, 20] (0: chosen only). */
+  logprobs?: number | null;
+}
+
+/** Usage with the engine's timing figures. */
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** Prompt tokens over the time from first scheduling to the first sampled token. */
+  prefill_tokens_per_s: number;
+  /** Generated tokens after the first, over the time from the first to the last one. */
+  decode_tokens_per_s: number;
+  /** From the create() call to the first sampled token. */
+  ttft_ms: number;
+}
+
+export interface TopLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+}
+
+export interface ChatCompletionTokenLogprob extends TopLogprob {
+  top_logprobs: TopLogprob[];
+}
+
+export interface ChatChoiceLogprobs {
+  content: ChatCompletionTokenLogprob[] | null;
+}
+
+export interface ChatCompletionMessage {
+  role: 'assistant';
+  content: string;
+  refusal: null;
+}
+
+export interface ChatCompletionChoice {
+  index: number;
+  message: ChatCompletionMessage;
+  finish_reason: FinishReason;
+  logprobs: ChatChoiceLogprobs | null;
+  token_ids?: number[];
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: ChatCompletionChoice[];
+  usage: CompletionUsage;
+  prompt_token_ids?: number[];
+}
+
+export interface ChatCompletionChunkChoice {
+  index: number;
+  delta: { role?: 'assistant'; content?: string };
+  finish_reason: FinishReason | null;
+  logprobs: ChatChoiceLogprobs | null;
+  token_ids?: number[];
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: ChatCompletionChunkChoice[];
+  /** On the final chunk only (the one with finish_reason); null before. */
+  usage: CompletionUsage | null;
+}
+
+/** Legacy completions logprobs: parallel arrays over the generated tokens. */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Record<string, number>[] | null;
+  text_offset: number[];
+}
+
+export interface CompletionChoice {
+  index: number;
+  text: string;
+  finish_reason: FinishReason | null;
+  logprobs: CompletionLogprobs | null;
+  token_ids?: number[];
+}
+
+export interface Completion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  choices: CompletionChoice[];
+  usage: CompletionUsage | null;
+  prompt_token_ids?: number[];
+}
+
+/** Options of createEngine. Sizes are fixed at creation: buffers and pipelines are built once. */
+export interface EngineOptions {
+  /** Bytes of GPU memory for the paged KV cache. Default 64 MiB. */
+  kvBudgetBytes?: number;
+  /** Token budget of one iteration (decode tokens + prefill chunks). Default 256. */
+  maxTokensPerIteration?: number;
+  /** Most sequences in one iteration (and running at once). Default 8. */
+  maxSeqs?: number;
+  /** Longest sequence (prompt + output). Default: the model's max_position_embeddings, capped by the KV pool. */
+  maxContext?: number;
+  /** Candidates kept per row before sampling (top-k on the GPU, <= 256). Default 64. Caps top_k and top_logprobs. */
+  candidates?: number;
+  /** Name reported in responses. */
+  modelName?: string;
+}
+
+/** Plain snapshot of the engine's state (tests, dashboards). */
+export interface EngineStats {
+  running: number;
+  waiting: number;
+  freeBlocks: number;
+  totalBlocks: number;
+  maxContext: number;
+  iterations: number;
+  preemptions: number;
+}

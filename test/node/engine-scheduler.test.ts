@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { candidatesFor } from '../../src/engine/sampler.ts';
+import { planIteration, type QueueState, type SeqView } from '../../src/engine/scheduler.ts';
+
+const s = (id: number, length: number, computed = 0, blocks = 0): SeqView => ({ id, length, computed, blocks });
+const q = (over: Partial<QueueState>): QueueState => ({ running: [], waiting: [], freeBlocks: 100, maxTokens: 64, maxSeqs: 8, ...over });
+
+describe('planIteration', () => {
+  it('runs decodes first, then a prefill chunk of the first waiting prompt within the token budget', () => {
+    const plan = planIteration(q({ running: [s(1, 10, 9, 1), s(2, 20, 19, 2)], waiting: [s(3, 50), s(4, 5)], freeBlocks: 10, maxTokens: 32 }));
+    expect(plan).toEqual({
+      entries: [
+        { id: 1, count: 1, sample: true },
+        { id: 2, count: 1, sample: true },
+        { id: 3, count: 30, sample: false },
+      ],
+      preempted: [],
+      admitted: [3],
+    });
+  });
+
+  it('continues a chunked prefill to the end of the prompt, then admits the next', () => {
+    const plan = planIteration(q({ running: [s(3, 50, 30, 2)], waiting: [s(4, 5)], maxTokens: 32 }));
+    expect(plan.entries).toEqual([
+      { id: 3, count: 20, sample: true },
+      { id: 4, count: 5, sample: true },
+    ]);
+    expect(plan.admitted).toEqual([4]);
+  });
+
+  it('admits several short prompts in FIFO order', () => {
+    const plan = planIteration(q({ waiting: [s(1, 3), s(2, 4), s(3, 5)], maxTokens: 8 }));
+    expect(plan.entries).toEqual([
+      { id: 1, count: 3, sample: true },
+      { id: 2, count: 4, sample: true },
+      { id: 3, count: 1, sample: false },
+    ]);
+    expect(plan.admitted).toEqual([1, 2, 3]);
+  });
+
+  it('preempts the newest running sequence when blocks run out, and admits nobody that iteration', () => {
+    // 1 crosses into a second block (position 16) with no free block: 3 (newest) is preempted, its 1 block frees room.
+    const plan = planIteration(q({ running: [s(1, 17, 16, 1), s(2, 5, 4, 1), s(3, 6, 5, 1)], waiting: [s(4, 2)], freeBlocks: 0 }));
+    expect(plan).toEqual({ entries: [{ id: 1, count: 1, sample: true }, { id: 2, count: 1, sample: true }], preempted: [3], admitted: [] });
+  });
+
+  it('preempts several, newest first, until the oldest fits', () => {
+    const plan = planIteration(q({ running: [s(1, 40, 32, 2), s(2, 5, 4, 1), s(3, 6, 5, 1)], freeBlocks: 0 }));
+    // 1 needs blocksFor(40) - 2 = 1 more: preempting 3 frees one.
+    expect(plan.preempted).toEqual([3]);
+    const plan2 = planIteration(q({ running: [s(1, 64, 16, 1), s(2, 5, 4, 1), s(3, 6, 5, 1)], freeBlocks: 0 }));
+    // 1 needs 3 more blocks: 3 and 2 give 2, then 1 itself goes.
+    expect(plan2).toEqual({ entries: [], preempted: [3, 2, 1], admitted: [] });
+  });
+
+  it('never preempts a sequence already planned this iteration', () => {
+    const plan = planIteration(q({ running: [s(1, 5, 4, 1), s(2, 17, 16, 1)], freeBlocks: 0 }));
+    expect(plan).toEqual({ entries: [{ id: 1, count: 1, sample: true }], preempted: [2], admitted: [] });
+  });
+
+  it('does not let a short prompt overtake a long one that does not fit', () => {
+    const plan = planIteration(q({ waiting: [s(1, 60), s(2, 3)], freeBlocks: 2, maxTokens: 64 }));
+    expect(plan).toEqual({ entries: [], preempted: [], admitted: [] });
+  });
+
+  it('respects the sequence cap and the token budget', () => {
+    const capped = planIteration(q({ running: [s(1, 3, 2, 1), s(2, 3, 2, 1)], waiting: [s(3, 2), s(4, 2)], maxSeqs: 3 }));
+    expect(capped.admitted).toEqual([3]);
+    const tight = planIteration(q({ running: [s(1, 3, 2, 1), s(2, 3, 2, 1), s(3, 3, 2, 1)], waiting: [s(4, 2)], maxTokens: 2 }));
+    expect(tight.entries.map((e) => e.id)).toEqual([1, 2]);
+    expect(tight.admitted).toEqual([]);
+  });
+
+  it('readmits a preempted sequence with all its tokens as a prefill (recompute)', () => {
+    const plan = planIteration(q({ waiting: [s(7, 23)], maxTokens: 16 }));
+    expect(plan.entries).toEqual([{ id: 7, count: 16, sample: false }]);
+  });
+});
+
+describe('candidatesFor', () => {
+  const limits = { candidates: 64, topLogprobs: 20 };
+  const row = (temperature: number, topK = 0) => ({ settings: { temperature, topP: 1, minP: 0, topK } });
+  it('takes 1 candidate for greedy batches, the rounded-up top_k, or all candidates', () => {
+    expect(candidatesFor([row(0), row(0)], false, limits)).toBe(1);
+    expect(candidatesFor([row(0), row(0.7, 5)], false, limits)).toBe(8);
+    expect(candidatesFor([row(0.7, 5), row(1)], false, limits)).toBe(64);
+    expect(candidatesFor([row(0)], true, limits)).toBe(32);
+    expect(candidatesFor([row(1, 40)], false, { candidates: 48, topLogprobs: 20 })).toBe(48);
+  });
+});
