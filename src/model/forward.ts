@@ -74,8 +74,17 @@ interface Arena {
   logits: GPUBuffer; // [maxSeqs, vocab] f32
 }
 
+/**
+ * Most batch shapes whose dispatch lists are kept. Steady decode uses one shape per batch size, but
+ * chunked prefill and mixed batches produce many (T varies); least-recently-used plans are dropped
+ * (their bind groups and small uniform buffers are then reclaimed by the browser) so a long-running
+ * server does not grow without bound.
+ */
+export const MAX_PLANNED_SHAPES = 64;
+
 export class ForwardPass {
   readonly arena: Arena;
+  /** Dispatch lists by shape key, in least-recently-used order (Map keeps insertion order). */
   private readonly plans = new Map<string, KernelDispatch[]>();
 
   constructor(
@@ -143,12 +152,17 @@ export class ForwardPass {
 
   /** The dispatches of a whole forward pass for this batch shape (built on first use, then reused). */
   dispatches(T: number, nSeqs: number, mode: BatchMode): KernelDispatch[] {
+    if (!Number.isInteger(T) || T < 1 || T > this.limits.maxTokens) throw new ShapeError('forward', 'T', `= ${T} is outside 1..${this.limits.maxTokens}`);
+    if (!Number.isInteger(nSeqs) || nSeqs < 1 || nSeqs > this.limits.maxSeqs) throw new ShapeError('forward', 'nSeqs', `= ${nSeqs} is outside 1..${this.limits.maxSeqs}`);
     const key = `${mode}:${T}:${nSeqs}`;
     let plan = this.plans.get(key);
-    if (!plan) {
+    if (plan) {
+      this.plans.delete(key); // move to the most-recently-used end
+    } else {
       plan = [...this.embedDispatches(T), ...this.weights.layers.flatMap((_, l) => this.layerDispatches(l, T, nSeqs, mode)), ...this.headDispatches(T, nSeqs)];
-      this.plans.set(key, plan);
+      if (this.plans.size >= MAX_PLANNED_SHAPES) this.plans.delete(this.plans.keys().next().value!);
     }
+    this.plans.set(key, plan);
     return plan;
   }
 

@@ -12,7 +12,7 @@ import { argmax } from '../../src/kernels/sampling.ts';
 import { dequantizeRef, packF16Ref, quantizeQ4Ref, type WeightFormat } from '../../src/kernels/weights.ts';
 import { createKvCache } from '../../src/kv/cache.ts';
 import { parseModelConfig, type ModelConfig } from '../../src/model/config.ts';
-import { ForwardPass } from '../../src/model/forward.ts';
+import { ForwardPass, MAX_PLANNED_SHAPES } from '../../src/model/forward.ts';
 import { uploadModelWeights } from '../../src/model/gpu-weights.ts';
 import { hostWeightsFromSafetensors, ReferenceModel, type HostWeights } from '../../src/model/reference.ts';
 import { expectedTensors } from '../../src/model/tensors.ts';
@@ -126,5 +126,24 @@ describe('GPU forward of stories260K', () => {
     const step = buildBatchStep([{ seq: { tokens: [1, 2], computed: 0, blocks: [] }, count: 2 }], fwd.kv.pool, 16);
     step.tokens[1] = 9999;
     expect(() => fwd.write(step)).toThrow('forward: tokens token 1 = 9999 is outside the vocabulary [0, 512)');
+  });
+});
+
+describe('ForwardPass plan cache', () => {
+  it('reuses a shape and keeps at most MAX_PLANNED_SHAPES, dropping the least recently used', async () => {
+    const ctx = await testGpu();
+    const { config, host } = await loadHost();
+    const fwd = await makePass(ctx, config, host, 'f32');
+    const first = fwd.dispatches(1, 1, 'decode');
+    expect(fwd.dispatches(1, 1, 'decode')).toBe(first);
+    const oldest = fwd.dispatches(2, 2, 'mixed');
+    for (let T = 1; T <= MAX_PLANNED_SHAPES - 2; T++) fwd.dispatches(T, 1, 'mixed');
+    expect(fwd.plannedShapes).toBe(MAX_PLANNED_SHAPES);
+    expect(fwd.dispatches(1, 1, 'decode')).toBe(first); // touched: now the most recent
+    fwd.dispatches(3, 3, 'mixed'); // one shape too many: evicts 'mixed:2:2', the least recently used
+    expect(fwd.plannedShapes).toBe(MAX_PLANNED_SHAPES);
+    expect(fwd.dispatches(1, 1, 'decode')).toBe(first);
+    expect(fwd.dispatches(2, 2, 'mixed')).not.toBe(oldest); // rebuilt
+    expect(() => fwd.dispatches(65, 1, 'mixed')).toThrow('forward: T = 65 is outside 1..64');
   });
 });
