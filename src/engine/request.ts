@@ -13,6 +13,7 @@ import { SeenTokens, type SeenUpdate } from './seen.ts';
 import type { SampleRow } from './sampler.ts';
 import { StopMatcher } from './stop.ts';
 import type { CompletionUsage, FinishReason } from './types.ts';
+import { mulberry32 } from '../util/prng.ts';
 
 /** Log-probabilities of one generated token (ids; the API layer turns them into strings). */
 export interface TokenLogprob {
@@ -24,18 +25,6 @@ export interface TokenLogprob {
 export type RequestEvent =
   | { kind: 'delta'; text: string; ids: number[]; logprobs: TokenLogprob[] }
   | { kind: 'done'; reason: FinishReason; usage: CompletionUsage; ids: number[]; logprobs: TokenLogprob[] };
-
-/** mulberry32: tiny, fast and seedable; one draw per sampled token, whatever the batch. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NO_PENALTY: Omit<RowPenalty, 'slot'> = { repetition: 1, presence: 0, frequency: 0, nSeen: 0 };
 

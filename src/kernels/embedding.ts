@@ -7,11 +7,10 @@
 import embeddingWgsl from '../../shaders/embedding.wgsl?raw';
 import type { GpuContext } from '../gpu/device.ts';
 import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
-import { ShapeError } from '../gpu/errors.ts';
-import { fmtShape, requireBufferFits, requireDims } from '../gpu/shape.ts';
+import { requireBufferFits, requireDims } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
-import { rowScaleWords, rowWords, type GpuWeight, type WeightFormat } from './weights.ts';
+import { checkWeightShards, rowScaleWords, rowWords, type GpuWeight, type WeightFormat } from './weights.ts';
 
 export const EmbeddingParams = defineUniforms('Params', {
   T: 'u32',
@@ -42,20 +41,9 @@ export interface EmbeddingArgs {
   T: number;
 }
 
-/** Shards tile [0, N) in order and each buffer holds its rows. */
 function checkTable(kernel: string, w: GpuWeight): void {
   requireDims(kernel, `table '${w.label}'`, { vocab: w.N, hidden: w.K });
-  let next = 0;
-  for (const s of w.shards) {
-    if (s.rowStart !== next) throw new ShapeError(kernel, `table '${w.label}'`, `shards are not contiguous at row ${s.rowStart} (expected ${next})`);
-    next += s.rows;
-    requireBufferFits(kernel, `table '${w.label}' shard@${s.rowStart}`, s.data, [s.rows, rowWords(w.format, w.K)]);
-    if (w.format === 'q4') {
-      if (!s.scales) throw new ShapeError(kernel, `table '${w.label}' shard@${s.rowStart}`, 'is q4 but has no scales buffer');
-      requireBufferFits(kernel, `table '${w.label}' scales@${s.rowStart}`, s.scales, [s.rows, rowScaleWords('q4', w.K)]);
-    }
-  }
-  if (next !== w.N) throw new ShapeError(kernel, `table '${w.label}'`, `shards cover ${next} rows of ${fmtShape([w.N, w.K])}`);
+  checkWeightShards(kernel, `table '${w.label}'`, w);
 }
 
 export function embedding(ctx: GpuContext, a: EmbeddingArgs): KernelDispatch[] {

@@ -14,7 +14,9 @@
  *   floor(g/2). scale = f16(max|w| over the group / 7); q = clamp(roundHalfEven(w / scale) + 7, 0, 14)
  *   (q = 7 when scale is 0); value = (q - 7) * scale. Elements past K in the last group are 0 (q = 7).
  */
+import { ShapeError } from '../gpu/errors.ts';
 import { f16BitsToF32, f32ToF16Bits } from '../gpu/f16.ts';
+import { fmtShape, requireBufferFits } from '../gpu/shape.ts';
 
 export type WeightFormat = 'f32' | 'f16' | 'q4';
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q4'];
@@ -53,6 +55,24 @@ export interface GpuWeight {
   readonly N: number; // out_features (rows)
   readonly K: number; // in_features (columns)
   readonly shards: readonly WeightShard[];
+}
+
+/**
+ * Guard shared by every kernel that reads a GpuWeight: the shards tile [0, N) in order and each
+ * buffer (and q4 scales buffer) holds its rows. `what` names the argument, e.g. "w 'q_proj'".
+ */
+export function checkWeightShards(kernel: string, what: string, w: GpuWeight): void {
+  let next = 0;
+  for (const s of w.shards) {
+    if (s.rowStart !== next) throw new ShapeError(kernel, what, `shards are not contiguous at row ${s.rowStart} (expected ${next})`);
+    next += s.rows;
+    requireBufferFits(kernel, `${what} shard@${s.rowStart}`, s.data, [s.rows, rowWords(w.format, w.K)]);
+    if (w.format === 'q4') {
+      if (!s.scales) throw new ShapeError(kernel, `${what} shard@${s.rowStart}`, 'is q4 but has no scales buffer');
+      requireBufferFits(kernel, `${what} scales@${s.rowStart}`, s.scales, [s.rows, rowScaleWords('q4', w.K)]);
+    }
+  }
+  if (next !== w.N) throw new ShapeError(kernel, what, `shards cover ${next} rows of ${fmtShape([w.N, w.K])}`);
 }
 
 /** Round half to even, as WGSL's round(). */

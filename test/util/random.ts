@@ -1,16 +1,8 @@
 /** Seeded random numbers and tolerance checks shared by Node and browser tests. */
 
-/** Small deterministic PRNG (mulberry32): tests are reproducible from their seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../src/util/prng.ts';
+
+export { mulberry32 };
 
 /** n uniform values in [-scale, scale). */
 export function randomF32(n: number, seed: number, scale = 1): Float32Array {
