@@ -1,10 +1,12 @@
 /**
- * The demo page: which GPU WebGPU gives us (or why it gives none), and a button that runs the
- * kernel benchmark in the page and shows its report. The chat comes in a later issue.
+ * The demo page: which GPU WebGPU gives us (or why it gives none), the chat (demo/chat.ts: the
+ * engine in a Web Worker, with its own device), and a button that runs the kernel benchmark in
+ * the page and shows its report.
  */
 import { acquireGpu, describeGpu, type GpuContext, type GpuLimits } from '../src/gpu/device.ts';
 import { NoAdapterError, WebGpuUnavailableError } from '../src/gpu/errors.ts';
 import { benchToMarkdown, runKernelBench } from '../bench/kernels.ts';
+import { mountChat } from './chat.ts';
 import { parseMarkdown, type MdBlock } from './markdown.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -116,4 +118,7 @@ async function start(): Promise<void> {
   button.addEventListener('click', () => void runBench(ctx));
 }
 
+// The chat does not wait for the page's GPU check: the worker acquires its own device and
+// reports its own typed errors.
+mountChat();
 void start();

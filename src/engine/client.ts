@@ -1,0 +1,178 @@
+/**
+ * The page side of the engine worker: the same OpenAI-style surface as the in-thread engine
+ * (`chat.completions.create`, `completions.create`, with stream: true giving an AsyncIterable of
+ * chunks, and `signal`), backed by workers/engine.worker.ts through comlink.
+ *
+ * - Cancellation: each request gets an id; its AbortSignal, or leaving a `for await` early, sends
+ *   `abort(id)` and the request finishes with finish_reason 'abort' (as in-thread).
+ * - Streams: the worker pushes events into a proxied sink; a Channel (the engine's own
+ *   single-consumer queue) buffers them for the iterator.
+ * - Errors: the worker's typed errors arrive as MaceRemoteError with name, code and fields.
+ * - A dead or terminated worker rejects every pending call and open stream with WorkerGoneError,
+ *   so nothing on the page waits forever.
+ */
+import * as Comlink from 'comlink';
+import { Channel } from './channel.ts';
+import { installErrorTransfer, reviveError, type MaceRemoteError } from './errors-wire.ts';
+import type { ChatCompletions, Completions } from './openai.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Completion, CompletionCreateParams, EngineStats } from './types.ts';
+import { WorkerGoneError, type EngineWorkerApi, type LoadRequest, type ModelInfo, type ProgressSink, type StreamEvent, type StreamSink } from './worker-api.ts';
+
+export interface WorkerEngineOptions {
+  /** A worker running workers/engine.worker.ts; default: a new module worker. */
+  worker?: Worker;
+}
+
+export interface WorkerEngine {
+  /** Load a model in the worker (replacing the current one). URL bases may be relative to the page. */
+  load(request: LoadRequest, onProgress?: ProgressSink): Promise<ModelInfo>;
+  readonly chat: { readonly completions: ChatCompletions };
+  readonly completions: Completions;
+  /** The worker engine's counters, or null when no model is loaded. */
+  stats(): Promise<EngineStats | null>;
+  /** Free the model's GPU memory (the worker and its device stay). */
+  unload(): Promise<void>;
+  /** Called with the typed error ('device-lost') when the worker's GPU device is lost. Returns an unsubscribe. */
+  onDeviceLost(listener: (error: MaceRemoteError) => void): () => void;
+  /** Stop the worker; pending calls and streams reject with WorkerGoneError. */
+  terminate(): void;
+  /** The raw comlink proxy (tests, advanced use). */
+  readonly remote: Comlink.Remote<EngineWorkerApi>;
+}
+
+function defaultWorker(): Worker {
+  return new Worker(new URL('../../workers/engine.worker.ts', import.meta.url), { type: 'module', name: 'mace-engine' });
+}
+
+/** Relative URL bases are relative to the page, not to the worker script. */
+function resolveRequest(request: LoadRequest): LoadRequest {
+  if (request.source.kind !== 'url' || typeof location === 'undefined') return request;
+  return { ...request, source: { kind: 'url', base: new URL(request.source.base, location.href).href } };
+}
+
+export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEngine {
+  installErrorTransfer();
+  const worker = options.worker ?? defaultWorker();
+  const remote = Comlink.wrap<EngineWorkerApi>(worker);
+  let serial = 0;
+  const nextId = () => `req-${++serial}`;
+
+  // ---- worker death: every pending call races `gone`, every open stream is failed.
+  let goneError: WorkerGoneError | null = null;
+  let markGone: (e: WorkerGoneError) => void = () => {};
+  const gone = new Promise<never>((_, reject) => (markGone = reject));
+  gone.catch(() => undefined); // observed through race() only
+  /** How to fail each open stream (its channel's fail). */
+  const openStreams = new Set<(e: WorkerGoneError) => void>();
+  const die = (e: WorkerGoneError) => {
+    if (goneError) return;
+    goneError = e;
+    markGone(e);
+    for (const fail of openStreams) fail(e);
+    openStreams.clear();
+  };
+  const call = <T>(p: Promise<T>): Promise<T> => (goneError ? Promise.reject(goneError) : Promise.race([p, gone]));
+
+  // ---- device loss and start-up: the listener call doubles as the "worker is up" handshake.
+  const lostListeners = new Set<(e: MaceRemoteError) => void>();
+  let ready = false;
+  worker.addEventListener('error', (ev) => {
+    // After start-up, uncaught errors are bugs inside a live worker; before, the script failed to load.
+    if (!ready) die(new WorkerGoneError(`the worker script failed to start${ev.message ? `: ${ev.message}` : ''}`));
+  });
+  call(remote.setDeviceLostListener(Comlink.proxy((wire) => lostListeners.forEach((l) => l(reviveError(wire))))))
+    .then(() => (ready = true))
+    .catch(() => undefined);
+
+  /** Send `abort(id)` when the signal fires (now, if it already has); returns the unsubscribe. */
+  const watch = (signal: AbortSignal | undefined, id: string): (() => void) => {
+    if (!signal) return () => {};
+    const onAbort = () => {
+      if (!goneError) remote.abort(id).catch(() => undefined);
+    };
+    if (signal.aborted) {
+      onAbort();
+      return () => {};
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    return () => signal.removeEventListener('abort', onAbort);
+  };
+
+  /** A non-streaming request: the call, its abort wiring, and the race against worker death. */
+  async function oneShot<T>(signal: AbortSignal | undefined, run: (id: string) => Promise<T>): Promise<T> {
+    const id = nextId();
+    const pending = call(run(id)); // posted first, so an already-aborted signal's abort follows it
+    const unwatch = watch(signal, id);
+    try {
+      return await pending;
+    } finally {
+      unwatch();
+    }
+  }
+
+  /** A streaming request: resolves with the chunk iterable once the worker has queued it. */
+  async function streamed<C>(signal: AbortSignal | undefined, start: (id: string, sink: StreamSink<C>) => Promise<void>): Promise<AsyncIterable<C>> {
+    const id = nextId();
+    // Leaving the for-await early (return()) aborts the request in the worker.
+    const channel = new Channel<C>(() => {
+      if (!goneError) remote.abort(id).catch(() => undefined);
+    });
+    const failOnDeath = (e: WorkerGoneError) => channel.fail(e);
+    let unwatch = () => {};
+    const settle = () => {
+      openStreams.delete(failOnDeath);
+      unwatch();
+    };
+    const sink = Comlink.proxy((ev: StreamEvent<C>) => {
+      if (ev.kind === 'chunk') channel.push(ev.chunk);
+      else if (ev.kind === 'end') (channel.close(), settle());
+      else (channel.fail(reviveError(ev.error)), settle());
+    });
+    openStreams.add(failOnDeath);
+    try {
+      const started = call(start(id, sink)); // posted first, so an already-aborted signal's abort follows it
+      unwatch = watch(signal, id);
+      await started;
+    } catch (e) {
+      settle();
+      throw e;
+    }
+    return channel;
+  }
+
+  // Overloads as the in-thread engine's, so `await create({stream: true})` is typed as an iterable.
+  function chatCreate(p: ChatCompletionCreateParams & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+  function chatCreate(p: ChatCompletionCreateParams & { stream?: false | null }): Promise<ChatCompletion>;
+  function chatCreate(p: ChatCompletionCreateParams): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
+  function chatCreate(p: ChatCompletionCreateParams): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+    const { signal, stream, ...wire } = p;
+    if (stream) return streamed<ChatCompletionChunk>(signal, (id, sink) => remote.chatStream(id, wire, sink));
+    return oneShot(signal, (id) => remote.chat(id, wire));
+  }
+
+  function completionCreate(p: CompletionCreateParams & { stream: true }): Promise<AsyncIterable<Completion>>;
+  function completionCreate(p: CompletionCreateParams & { stream?: false | null }): Promise<Completion>;
+  function completionCreate(p: CompletionCreateParams): Promise<Completion | AsyncIterable<Completion>>;
+  function completionCreate(p: CompletionCreateParams): Promise<Completion | AsyncIterable<Completion>> {
+    const { signal, stream, ...wire } = p;
+    if (stream) return streamed<Completion>(signal, (id, sink) => remote.completeStream(id, wire, sink));
+    return oneShot(signal, (id) => remote.complete(id, wire));
+  }
+
+  return {
+    load: (request, onProgress) => call(remote.load(resolveRequest(request), onProgress ? Comlink.proxy(onProgress) : undefined)),
+    chat: { completions: { create: chatCreate } },
+    completions: { create: completionCreate },
+    stats: () => call(remote.stats()),
+    unload: () => call(remote.unload()),
+    onDeviceLost(listener) {
+      lostListeners.add(listener);
+      return () => lostListeners.delete(listener);
+    },
+    terminate() {
+      die(new WorkerGoneError('terminated'));
+      worker.terminate();
+    },
+    remote,
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * The contract between the page and the engine's Web Worker (workers/engine.worker.ts), shared by
+ * both sides: the worker implements EngineWorkerApi and exposes it with comlink; the page holds a
+ * `Comlink.Remote<EngineWorkerApi>`, so every call and its payload are typed end to end.
+ *
+ * What cannot cross the boundary is replaced by plain data:
+ * - AbortSignal: each request carries a page-chosen `requestId`; the client turns its signal into
+ *   `abort(requestId)`.
+ * - Streams: the worker pushes StreamEvents (a tagged union: chunk / end / error) into a
+ *   comlink-proxied sink, all on one port, so they arrive in order.
+ * - Errors: thrown errors cross through errors-wire.ts (name, code and fields preserved);
+ *   callbacks that report an error receive its WireError.
+ */
+import type { WeightFormat } from '../kernels/weights.ts';
+import type { LoadProgress } from '../model/loader.ts';
+import type { WireError } from './errors-wire.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Completion, CompletionCreateParams, EngineOptions, EngineStats } from './types.ts';
+
+/** Where the worker loads a model from (a plain-data stand-in for a ModelSource). */
+export type ModelSourceSpec =
+  /** A folder of Hugging Face files under a URL (absolute; the client resolves relative ones). */
+  | { kind: 'url'; base: string }
+  /** A Hub repository (owner/name) at a revision (default 'main'). */
+  | { kind: 'hub'; repo: string; revision?: string }
+  /** Files the user picked; File objects are structured-cloneable. */
+  | { kind: 'files'; files: File[] };
+
+export interface LoadRequest {
+  source: ModelSourceSpec;
+  /** Storage format of the weights on the GPU. */
+  format: WeightFormat;
+  /** Engine sizes (KV budget, batch...). modelName defaults to the source's name. */
+  engine?: EngineOptions;
+  /** Keep URL/Hub downloads in the Cache API (default true). */
+  cache?: boolean;
+}
+
+/** What the page learns about a loaded model. */
+export interface ModelInfo {
+  modelName: string;
+  /** The source as the loader describes it (URL prefix, picked files...). */
+  source: string;
+  format: WeightFormat;
+  architecture: string;
+  vocabSize: number;
+  nLayers: number;
+  hiddenSize: number;
+  /** Longest sequence the engine serves (prompt + output). */
+  maxContext: number;
+  /** false: chat requests run in completion mode (contents joined, no template). */
+  hasChatTemplate: boolean;
+  /** The GPU in one line (describeGpu). */
+  gpu: string;
+  /** Wall-clock milliseconds of the load (files, headers, upload, engine). */
+  loadMs: number;
+}
+
+/** Request parameters as they cross: no AbortSignal, and `stream` is chosen by the method. */
+export type WireChatParams = Omit<ChatCompletionCreateParams, 'signal' | 'stream'>;
+export type WireCompletionParams = Omit<CompletionCreateParams, 'signal' | 'stream'>;
+
+/** One message of a streamed response; each kind carries exactly its payload. */
+export type StreamEvent<C> = { kind: 'chunk'; chunk: C } | { kind: 'end' } | { kind: 'error'; error: WireError };
+
+/** Receives a stream's events (a comlink-proxied function on the page). */
+export type StreamSink<C> = (event: StreamEvent<C>) => void | Promise<void>;
+
+export type ProgressSink = (p: LoadProgress) => void;
+export type DeviceLostSink = (error: WireError) => void;
+
+export interface EngineWorkerApi {
+  /**
+   * Load a model, replacing the current one (which is destroyed first; its requests fail with
+   * 'engine-closed'). Acquires the GPU on first use and again after a device loss. Loads are
+   * serialised: a second load waits for the first.
+   */
+  load(request: LoadRequest, onProgress?: ProgressSink): Promise<ModelInfo>;
+  /** Non-streaming chat completion. */
+  chat(requestId: string, params: WireChatParams): Promise<ChatCompletion>;
+  /** Non-streaming legacy completion. */
+  complete(requestId: string, params: WireCompletionParams): Promise<Completion>;
+  /**
+   * Streaming chat completion: resolves once the request is queued (parameter and prompt errors
+   * reject here, before any event); chunks then go to `sink`, followed by 'end' or 'error'.
+   */
+  chatStream(requestId: string, params: WireChatParams, sink: StreamSink<ChatCompletionChunk>): Promise<void>;
+  /** Streaming legacy completion; same protocol as chatStream. */
+  completeStream(requestId: string, params: WireCompletionParams, sink: StreamSink<Completion>): Promise<void>;
+  /** Cancel a request: it finishes with finish_reason 'abort'. Unknown or finished ids are ignored. */
+  abort(requestId: string): void;
+  /** The engine's counters, or null when no model is loaded. */
+  stats(): EngineStats | null;
+  /** Destroy the engine and the model's GPU memory (the device is kept for the next load). */
+  unload(): Promise<void>;
+  /** Register the page's device-loss listener (one; a new one replaces it). */
+  setDeviceLostListener(sink: DeviceLostSink): void;
+  /** Destroy the GPU device as a real loss would (tests of the recovery path). */
+  loseDeviceForTesting(): Promise<void>;
+}
+
+/** A request needs a model and none is loaded (or it was unloaded, or the device was lost). */
+export class NoModelError extends Error {
+  readonly code = 'no-model';
+  constructor(detail = 'no model is loaded; call load() first') {
+    super(`engine worker: ${detail}`);
+    this.name = 'NoModelError';
+  }
+}
+
+/** A request id is empty or still in use by another request. */
+export class RequestIdError extends Error {
+  readonly code = 'bad-request-id';
+  constructor(
+    readonly requestId: string,
+    detail: string,
+  ) {
+    super(`engine worker: request id '${requestId}' ${detail}`);
+    this.name = 'RequestIdError';
+  }
+}
+
+/** The worker died (script error) or was terminated while calls were pending. */
+export class WorkerGoneError extends Error {
+  readonly code = 'worker-gone';
+  constructor(detail: string) {
+    super(`engine worker: ${detail}`);
+    this.name = 'WorkerGoneError';
+  }
+}

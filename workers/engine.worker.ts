@@ -1,0 +1,269 @@
+/**
+ * The serving engine in a dedicated Web Worker: the GPU device, the model weights, the KV cache and
+ * the batching loop all live here, so the page's main thread never waits on GPU work or tokenizer
+ * calls. The page talks to it through src/engine/client.ts; the contract is EngineWorkerApi
+ * (src/engine/worker-api.ts), exposed with comlink.
+ *
+ * State is one EngineHost object: the GPU context (acquired on the first load and again after a
+ * device loss), the loaded model and its engine, and the in-flight requests' AbortControllers by
+ * page-chosen request id (AbortSignals cannot cross a postMessage).
+ */
+import * as Comlink from 'comlink';
+import { InvalidRequestError } from '../src/engine/errors.ts';
+import { installErrorTransfer, serializeError } from '../src/engine/errors-wire.ts';
+import { createEngine, type Engine } from '../src/engine/openai.ts';
+import type { ChatCompletion, ChatCompletionChunk, Completion, EngineStats } from '../src/engine/types.ts';
+import {
+  NoModelError,
+  RequestIdError,
+  type DeviceLostSink,
+  type EngineWorkerApi,
+  type LoadRequest,
+  type ModelInfo,
+  type ModelSourceSpec,
+  type ProgressSink,
+  type StreamSink,
+  type WireChatParams,
+  type WireCompletionParams,
+} from '../src/engine/worker-api.ts';
+import { acquireGpu, describeGpu, type GpuContext } from '../src/gpu/device.ts';
+import type { DeviceLostError } from '../src/gpu/errors.ts';
+import { loadModel, type LoadedModel, type LoadProgress } from '../src/model/loader.ts';
+import { sourceFromFiles, sourceFromHub, sourceFromUrl, type ModelSource } from '../src/model/source.ts';
+
+installErrorTransfer();
+
+const FORMATS = new Set(['f32', 'f16', 'q4']);
+/** Progress messages at most this often (the loader reports every network chunk). */
+const PROGRESS_INTERVAL_MS = 50;
+
+/** Release a comlink proxy we were handed (closes its port); plain functions are left alone. */
+function releaseRemote(fn: unknown): void {
+  const release: unknown = fn ? Reflect.get(fn as object, Comlink.releaseProxy) : undefined;
+  if (typeof release === 'function') {
+    try {
+      release.call(fn);
+    } catch {
+      // already released
+    }
+  }
+}
+
+/** Call a page callback without waiting; a page that went away must not fail the worker. */
+function notify(result: void | Promise<void>): void {
+  void Promise.resolve(result).catch(() => undefined);
+}
+
+function sourceOf(spec: ModelSourceSpec, cache: boolean): ModelSource {
+  switch (spec?.kind) {
+    case 'url':
+      if (typeof spec.base !== 'string' || spec.base === '') throw new InvalidRequestError('source.base', 'must be a non-empty URL');
+      return sourceFromUrl(spec.base, { cache });
+    case 'hub':
+      if (typeof spec.repo !== 'string') throw new InvalidRequestError('source.repo', 'must be a repository id (owner/name)');
+      return sourceFromHub(spec.repo, spec.revision ?? 'main', { cache });
+    case 'files':
+      if (!Array.isArray(spec.files) || spec.files.length === 0) throw new InvalidRequestError('source.files', 'must be a non-empty list of files');
+      return sourceFromFiles(spec.files);
+    default:
+      throw new InvalidRequestError('source.kind', `must be 'url', 'hub' or 'files'`);
+  }
+}
+
+/** The name responses report when the caller gives none: the folder or repository name. */
+function defaultModelName(spec: ModelSourceSpec): string {
+  if (spec.kind === 'hub') return spec.repo;
+  if (spec.kind === 'files') return 'local files';
+  const parts = spec.base.split(/[?#]/)[0].split('/').filter(Boolean);
+  return parts.length ? decodeURIComponent(parts[parts.length - 1]) : spec.base;
+}
+
+/** Forward load progress, throttled, always passing phase changes and the final report. */
+function throttledProgress(sink: ProgressSink | undefined): ((p: LoadProgress) => void) | undefined {
+  if (!sink) return undefined;
+  let last = 0;
+  let lastPhase = '';
+  return (p) => {
+    const now = performance.now();
+    if (p.phase === lastPhase && p.loaded < p.total && now - last < PROGRESS_INTERVAL_MS) return;
+    last = now;
+    lastPhase = p.phase;
+    notify(sink({ ...p }));
+  };
+}
+
+class EngineHost implements EngineWorkerApi {
+  private ctx: GpuContext | null = null;
+  private model: LoadedModel | null = null;
+  private engine: Engine | null = null;
+  private readonly inflight = new Map<string, AbortController>();
+  /** Tail of the load queue: loads (and unloads) run one at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private lostSink: DeviceLostSink | null = null;
+
+  load(request: LoadRequest, onProgress?: ProgressSink): Promise<ModelInfo> {
+    const run = this.queue.then(() => this.doLoad(request, onProgress)).finally(() => releaseRemote(onProgress));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async doLoad(request: LoadRequest, onProgress?: ProgressSink): Promise<ModelInfo> {
+    const t0 = performance.now();
+    if (!request || typeof request !== 'object') throw new InvalidRequestError('load', 'needs a request object');
+    if (!FORMATS.has(request.format)) throw new InvalidRequestError('format', `must be 'f32', 'f16' or 'q4', got ${JSON.stringify(request.format)}`);
+    const source = sourceOf(request.source, request.cache ?? true);
+    this.dropModel(); // the previous model's memory goes back before the new one is allocated
+    const ctx = await this.gpu();
+    const model = await loadModel(ctx, source, { format: request.format, onProgress: throttledProgress(onProgress) });
+    let engine: Engine;
+    try {
+      engine = createEngine(ctx, model, { ...request.engine, modelName: request.engine?.modelName ?? defaultModelName(request.source) });
+    } catch (e) {
+      model.weights.destroy();
+      throw e;
+    }
+    this.model = model;
+    this.engine = engine;
+    const c = model.config;
+    return {
+      modelName: engine.modelName,
+      source: source.description,
+      format: request.format,
+      architecture: c.architecture,
+      vocabSize: c.vocabSize,
+      nLayers: c.nLayers,
+      hiddenSize: c.hiddenSize,
+      maxContext: engine.stats().maxContext,
+      hasChatTemplate: model.tokenizer.hasChatTemplate,
+      gpu: describeGpu(ctx),
+      loadMs: performance.now() - t0,
+    };
+  }
+
+  /** The device, acquired now if there is none (first load, or after a loss). */
+  private async gpu(): Promise<GpuContext> {
+    if (this.ctx) return this.ctx;
+    const ctx = await acquireGpu({ label: 'mace engine worker' });
+    this.ctx = ctx;
+    void ctx.lost.then((err) => this.onDeviceLost(ctx, err));
+    return ctx;
+  }
+
+  private onDeviceLost(ctx: GpuContext, err: DeviceLostError): void {
+    if (this.ctx !== ctx) return;
+    this.ctx = null; // the next load acquires a new device
+    this.dropModel();
+    if (this.lostSink) notify(this.lostSink(serializeError(err)));
+  }
+
+  /** Destroy the engine (its requests fail with 'engine-closed') and the weights. */
+  private dropModel(): void {
+    this.engine?.destroy();
+    this.model?.weights.destroy();
+    this.engine = null;
+    this.model = null;
+  }
+
+  /** Validate the id, register its AbortController, and return the engine to run on. */
+  private begin(requestId: string): { engine: Engine; signal: AbortSignal } {
+    if (typeof requestId !== 'string' || requestId === '') throw new RequestIdError(String(requestId), 'must be a non-empty string');
+    if (this.inflight.has(requestId)) throw new RequestIdError(requestId, 'is still in use by another request');
+    if (!this.engine) throw new NoModelError();
+    const ac = new AbortController();
+    this.inflight.set(requestId, ac);
+    return { engine: this.engine, signal: ac.signal };
+  }
+
+  async chat(requestId: string, params: WireChatParams): Promise<ChatCompletion> {
+    const { engine, signal } = this.begin(requestId);
+    try {
+      return await engine.chat.completions.create({ ...params, stream: false, signal });
+    } finally {
+      this.inflight.delete(requestId);
+    }
+  }
+
+  async complete(requestId: string, params: WireCompletionParams): Promise<Completion> {
+    const { engine, signal } = this.begin(requestId);
+    try {
+      return await engine.completions.create({ ...params, stream: false, signal });
+    } finally {
+      this.inflight.delete(requestId);
+    }
+  }
+
+  async chatStream(requestId: string, params: WireChatParams, sink: StreamSink<ChatCompletionChunk>): Promise<void> {
+    const { engine, signal } = this.begin(requestId);
+    const started = engine.chat.completions.create({ ...params, stream: true, signal });
+    await this.startPump(requestId, started, sink);
+  }
+
+  async completeStream(requestId: string, params: WireCompletionParams, sink: StreamSink<Completion>): Promise<void> {
+    const { engine, signal } = this.begin(requestId);
+    const started = engine.completions.create({ ...params, stream: true, signal });
+    await this.startPump(requestId, started, sink);
+  }
+
+  /** Wait for the request to be queued (errors reject the call), then pump its chunks in the background. */
+  private async startPump<C>(requestId: string, started: Promise<AsyncIterable<C>>, sink: StreamSink<C>): Promise<void> {
+    let stream: AsyncIterable<C>;
+    try {
+      stream = await started;
+    } catch (e) {
+      this.inflight.delete(requestId);
+      releaseRemote(sink);
+      throw e;
+    }
+    void this.pump(requestId, stream, sink);
+  }
+
+  /**
+   * Every event goes through the same proxied sink, hence the same port, so the page sees them in
+   * order without a round trip per chunk; only the last event is awaited before the port closes.
+   */
+  private async pump<C>(requestId: string, stream: AsyncIterable<C>, sink: StreamSink<C>): Promise<void> {
+    let last: void | Promise<void>;
+    try {
+      for await (const chunk of stream) notify(sink({ kind: 'chunk', chunk }));
+      last = sink({ kind: 'end' });
+    } catch (e) {
+      last = sink({ kind: 'error', error: serializeError(e) });
+    }
+    try {
+      await last;
+    } catch {
+      // the page went away; nothing to tell it
+    } finally {
+      this.inflight.delete(requestId);
+      releaseRemote(sink);
+    }
+  }
+
+  abort(requestId: string): void {
+    this.inflight.get(requestId)?.abort();
+  }
+
+  stats(): EngineStats | null {
+    return this.engine?.stats() ?? null;
+  }
+
+  unload(): Promise<void> {
+    const run = this.queue.then(() => this.dropModel());
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  setDeviceLostListener(sink: DeviceLostSink): void {
+    if (this.lostSink !== sink) releaseRemote(this.lostSink);
+    this.lostSink = sink;
+  }
+
+  async loseDeviceForTesting(): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    ctx.device.destroy(); // not ctx.destroy(): that marks the loss as ours
+    await ctx.lost;
+  }
+}
+
+Comlink.expose(new EngineHost());
