@@ -124,7 +124,7 @@ export class EngineCore {
       if (!Number.isInteger(t) || t < 0 || t >= V) throw new InvalidRequestError(`prompt[${i}]`, `= ${t} is not a token id in [0, ${V})`);
     });
     if (promptIds.length >= this.limits.maxContext) throw new PromptTooLongError(promptIds.length, this.limits.maxContext);
-    const ctx = { eosIds: this.eosIds, maxContext: this.limits.maxContext, decoder: this.model.tokenizer.streamDecoder(), now: this.now };
+    const ctx = { eosIds: this.eosIds, maxContext: this.limits.maxContext, decoder: this.model.tokenizer.streamDecoder(promptIds.slice(-4)), now: this.now };
     const req = new Request(this.nextId++, promptIds, settings, ctx, () => this.abort(req));
     if (signal) {
       if (signal.aborted) {

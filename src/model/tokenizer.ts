@@ -135,9 +135,13 @@ export class TextTokenizer {
     return this.encode(text, !startsWithBos);
   }
 
-  /** A decoder that turns a growing list of ids into text deltas (for streaming). */
-  streamDecoder(): StreamDecoder {
-    return new StreamDecoder((ids) => this.decode(ids));
+  /**
+   * A decoder that turns a growing list of ids into text deltas (for streaming). `context` is the
+   * end of the prompt: decoding new ids after it keeps the leading space SentencePiece encodes in
+   * "▁" (decoded alone, "▁named" would lose it and a continuation would read "foxnamed").
+   */
+  streamDecoder(context: readonly number[] = []): StreamDecoder {
+    return new StreamDecoder((ids) => this.decode(ids), context);
   }
 }
 
@@ -147,11 +151,17 @@ export class TextTokenizer {
  * recent ids and emit only what is new, holding back text that ends in an incomplete character (U+FFFD).
  */
 export class StreamDecoder {
-  private ids: number[] = [];
+  private ids: number[];
   private prefixOffset = 0; // start of the window that is decoded each time
-  private readOffset = 0; // ids before this were already emitted as text
+  private readOffset: number; // ids before this were already emitted as text (or are context)
 
-  constructor(private readonly decode: (ids: number[]) => string) {}
+  constructor(
+    private readonly decode: (ids: number[]) => string,
+    context: readonly number[] = [],
+  ) {
+    this.ids = [...context];
+    this.readOffset = this.ids.length;
+  }
 
   /** Add one id; returns the new text (possibly empty). */
   push(id: number): string {

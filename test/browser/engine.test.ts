@@ -84,6 +84,15 @@ describe('engine on stories260K', () => {
     expect(c).not.toBe(a);
   });
 
+  it('keeps the leading space of a continuation (text = decode(prompt + output) minus the prompt)', async () => {
+    const prompt = 'Once upon a time, a little fox';
+    const r = await engine.completions.create({ prompt, temperature: 0, max_tokens: 6, return_token_ids: true });
+    const tok = loaded.model.tokenizer;
+    const promptIds = tok.encode(prompt);
+    expect(r.choices[0].text).toBe(tok.decode([...promptIds, ...r.choices[0].token_ids!]).slice(tok.decode(promptIds).length));
+    expect(r.choices[0].text.startsWith(' ')).toBe(true);
+  });
+
   it('stops before a stop string and at max_tokens', async () => {
     const stopped = await engine.completions.create({ prompt: '', temperature: 0, stop: [' girl', 'never'], max_tokens: 100 });
     expect(stopped.choices[0].text).toBe('Once upon a time, there was a little');

@@ -28,6 +28,18 @@ describe('TextTokenizer on stories260K', () => {
     expect(text).toBe(tok.decode(ids));
   });
 
+  it('keeps the leading space of a continuation when given the prompt as context', () => {
+    const prompt = tok.encode('Once upon a time, a little fox');
+    const next = tok.encode('Once upon a time, a little fox named Benny', false).slice(prompt.length - 1);
+    const dec = tok.streamDecoder(prompt.slice(-4));
+    let text = '';
+    for (const id of next) text += dec.push(id);
+    text += dec.flush();
+    expect(text).toBe(' named Benny');
+    // Without context the first token's space is lost (what a plain decode does).
+    expect(tok.decode(next).startsWith('named')).toBe(true);
+  });
+
   it('has no chat template: completion mode', () => {
     expect(tok.hasChatTemplate).toBe(false);
     expect(() => tok.applyChatTemplate([{ role: 'user', content: 'hi' }])).toThrow(ChatTemplateError);
