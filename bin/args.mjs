@@ -3,10 +3,46 @@
 export const USAGE = `Usage: mace <command> [options]
 
 Commands:
+  generate         Load a model and run one request; the text streams to stdout.
+  bench decode     Inference benchmark: TTFT, prefill and decode tokens/s per weight format and
+                   batch size, and decode at batch 1 against the copy-bandwidth roofline.
   bench kernels    Benchmark the GPU kernels: copy bandwidth, decode GEMV (M = 1, 4) and
                    prefill GEMM (M = 128) in f32/f16/q4 on SmolLM2-135M and Llama-3.2-1B shapes.
                    Prints a markdown table (weight GB/s, roofline = GB/s / copy GB/s).
   help             Show this help.
+
+Runtime: every command runs in headless Chromium (WebGPU as a page sees it) by default; --node runs
+it in Node through Dawn (the \`webgpu\` package) instead. Chromium is the default because it is the
+target and, on this project's machines, decodes faster than Dawn in Node (per-token readback
+latency); both give the same tokens.
+
+Options of \`generate\`:
+  --model M          A local model directory (Hugging Face layout: config.json, tokenizer.json,
+                     model.safetensors or shards), an http(s) URL of such a folder, or a Hugging
+                     Face repository id (owner/name). Required.
+  --prompt TEXT      Completion prompt. Without --prompt and --messages the prompt is empty: BOS only.
+  --messages JSON    Chat messages, e.g. '[{"role":"user","content":"Hi"}]' (the model's chat
+                     template; a model without one joins the contents as a plain prompt).
+  --max-tokens N     Most tokens to generate (default: generation_config.json's max_new_tokens,
+                     else until EOS or the context is full).
+  --temperature T    In [0, 2]; 0 is greedy (default: generation_config.json, else 1).
+  --top-p P          In (0, 1] (default: generation_config.json, else 1).
+  --seed S           Sampling seed, an integer in [0, 2^32).
+  --dtype F          Weight storage format on the GPU: f32 (default), f16 or q4.
+  --json             Print only one JSON object {text, token_ids, prompt_token_ids, finish_reason,
+                     usage} instead of streaming the text.
+  --node | --browser Runtime (default --browser: headless Chromium).
+
+Options of \`bench decode\`:
+  --model M          stories260k (default) or smollm2-135m: the real shapes with random weights
+                     made on the GPU (no download); or a local model directory.
+  --dtype LIST       Comma-separated weight formats (default f32,f16,q4).
+  --batches LIST     Comma-separated batch sizes (default 1,4,8).
+  --prompt-tokens N  Prompt length of every request (default 16).
+  --tokens N         Tokens generated per request, EOS ignored (default 32).
+  --json             Print only the result JSON on stdout (progress goes to stderr).
+  --out FILE         Also write the result JSON to FILE.
+  --node | --browser Runtime (default --browser: headless Chromium).
 
 Options of \`bench kernels\`:
   --quick          SmolLM2-135M only, fewer iterations and GEMM shapes.
@@ -15,35 +51,154 @@ Options of \`bench kernels\`:
   --out FILE       Also write the result JSON to FILE.
   -h, --help       Show this help.
 
+Exit status: 0 on success, 1 when the work fails (the error's name, code and message go to
+stderr), 2 on a bad command line.
+
 Environment:
   MACE_CHROMIUM    Chromium binary to use (default: /usr/bin/chromium, Debian package \`chromium\`).
+  VK_ICD_FILENAMES Vulkan driver for Dawn (default when unset: Chromium's SwiftShader).
 `;
 
 export class UsageError extends Error {}
 
-/**
- * argv (without node and the script) -> { command: 'help' } or
- * { command: 'bench-kernels', json, quick, node, out }. Throws UsageError on anything unknown.
- */
-export function parseArgs(argv) {
+export const WEIGHT_FORMATS = ['f32', 'f16', 'q4'];
+
+/** Options that take a value, per command; the parser turns each into the named field. */
+const VALUE_OPTIONS = {
+  'bench kernels': ['out'],
+  generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
+  'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out'],
+};
+const FLAG_OPTIONS = {
+  'bench kernels': ['json', 'quick', 'node'],
+  generate: ['json', 'node', 'browser'],
+  'bench decode': ['json', 'node', 'browser'],
+};
+/** Values taken verbatim even when they start with '-' (a prompt may). */
+const FREE_VALUES = new Set(['prompt', 'messages']);
+const ALL_VALUES = new Set(Object.values(VALUE_OPTIONS).flat());
+const ALL_FLAGS = new Set(Object.values(FLAG_OPTIONS).flat());
+
+function intValue(name, v, lo, hi = Number.MAX_SAFE_INTEGER) {
+  if (!/^\d+$/.test(v) || Number(v) < lo || Number(v) > hi) throw new UsageError(`--${name} must be an integer in [${lo}, ${hi}], got '${v}'`);
+  return Number(v);
+}
+
+function numValue(name, v, lo, hi, loOpen = false) {
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x) || x < lo || x > hi || (loOpen && x === lo)) throw new UsageError(`--${name} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}], got '${v}'`);
+  return x;
+}
+
+function formatValue(name, v) {
+  if (!WEIGHT_FORMATS.includes(v)) throw new UsageError(`--${name} must be one of ${WEIGHT_FORMATS.join(', ')}, got '${v}'`);
+  return v;
+}
+
+function listValue(name, v, item) {
+  const parts = v.split(',').map((s) => s.trim());
+  if (parts.some((p) => p === '')) throw new UsageError(`--${name} must be a comma-separated list, got '${v}'`);
+  const out = parts.map((p) => item(name, p));
+  if (new Set(out).size !== out.length) throw new UsageError(`--${name} lists a value twice: '${v}'`);
+  return out;
+}
+
+function messagesValue(v) {
+  let m;
+  try {
+    m = JSON.parse(v);
+  } catch (e) {
+    throw new UsageError(`--messages is not valid JSON: ${e.message}`);
+  }
+  const ok = Array.isArray(m) && m.length > 0 && m.every((x) => x && typeof x === 'object' && typeof x.role === 'string' && (typeof x.content === 'string' || Array.isArray(x.content)));
+  if (!ok) throw new UsageError('--messages must be a non-empty JSON array of {"role": string, "content": string} objects');
+  return m;
+}
+
+/** argv -> positional words, flags (a Set) and option values (a Map), before any command check. */
+function tokenize(argv) {
   const positional = [];
-  const flags = { json: false, quick: false, node: false, out: undefined, help: false };
+  const flags = new Set();
+  const values = new Map();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '-h' || a === '--help') flags.help = true;
-    else if (a === '--json') flags.json = true;
-    else if (a === '--quick') flags.quick = true;
-    else if (a === '--node') flags.node = true;
-    else if (a === '--out' || a.startsWith('--out=')) {
-      const value = a === '--out' ? argv[++i] : a.slice('--out='.length);
-      if (!value || value.startsWith('-')) throw new UsageError('--out needs a file name');
-      flags.out = value;
+    if (a === '-h' || a === '--help') flags.add('help');
+    else if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = a.slice(2, eq < 0 ? undefined : eq);
+      if (ALL_FLAGS.has(name) && eq < 0) flags.add(name);
+      else if (ALL_VALUES.has(name)) {
+        const value = eq >= 0 ? a.slice(eq + 1) : argv[++i];
+        if (value === undefined || value === '' || (!FREE_VALUES.has(name) && eq < 0 && value.startsWith('-'))) {
+          throw new UsageError(name === 'out' ? '--out needs a file name' : `--${name} needs a value`);
+        }
+        if (values.has(name)) throw new UsageError(`--${name} is given twice`);
+        values.set(name, value);
+      } else throw new UsageError(`unknown option '${a}'`);
     } else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
     else positional.push(a);
   }
-  if (flags.help || positional.length === 0 || (positional.length === 1 && positional[0] === 'help')) return { command: 'help' };
-  if (positional[0] === 'bench' && positional[1] === 'kernels' && positional.length === 2) {
-    return { command: 'bench-kernels', json: flags.json, quick: flags.quick, node: flags.node, out: flags.out };
-  }
-  throw new UsageError(`unknown command '${positional.join(' ')}'`);
+  return { positional, flags, values };
+}
+
+/** Refuse options the command does not take (they would be silently ignored otherwise). */
+function checkOptions(command, flags, values) {
+  for (const f of flags) if (f !== 'help' && !FLAG_OPTIONS[command].includes(f)) throw new UsageError(`\`${command}\` does not take --${f}`);
+  for (const v of values.keys()) if (!VALUE_OPTIONS[command].includes(v)) throw new UsageError(`\`${command}\` does not take --${v}`);
+}
+
+function runtime(flags) {
+  if (flags.has('node') && flags.has('browser')) throw new UsageError('--node and --browser exclude each other');
+  return flags.has('node') ? 'node' : 'browser';
+}
+
+function parseGenerate(flags, values) {
+  const model = values.get('model');
+  if (!model) throw new UsageError('`generate` needs --model (a directory, a URL or a Hugging Face repository id)');
+  if (values.has('prompt') && values.has('messages')) throw new UsageError('give --prompt or --messages, not both');
+  const opt = (name, parse) => (values.has(name) ? parse(values.get(name)) : undefined);
+  return {
+    command: 'generate',
+    model,
+    prompt: values.get('prompt'),
+    messages: opt('messages', messagesValue),
+    maxTokens: opt('max-tokens', (v) => intValue('max-tokens', v, 1)),
+    temperature: opt('temperature', (v) => numValue('temperature', v, 0, 2)),
+    topP: opt('top-p', (v) => numValue('top-p', v, 0, 1, true)),
+    seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 32 - 1)),
+    dtype: opt('dtype', (v) => formatValue('dtype', v)) ?? 'f32',
+    json: flags.has('json'),
+    runtime: runtime(flags),
+  };
+}
+
+function parseBenchDecode(flags, values) {
+  const opt = (name, parse, def) => (values.has(name) ? parse(values.get(name)) : def);
+  return {
+    command: 'bench-decode',
+    model: values.get('model') ?? 'stories260k',
+    dtypes: opt('dtype', (v) => listValue('dtype', v, formatValue), [...WEIGHT_FORMATS]),
+    batches: opt('batches', (v) => listValue('batches', v, (n, p) => intValue(n, p, 1, 64)), [1, 4, 8]),
+    promptTokens: opt('prompt-tokens', (v) => intValue('prompt-tokens', v, 1), 16),
+    tokens: opt('tokens', (v) => intValue('tokens', v, 2), 32),
+    json: flags.has('json'),
+    out: values.get('out'),
+    runtime: runtime(flags),
+  };
+}
+
+/**
+ * argv (without node and the script) -> { command: 'help' }, { command: 'bench-kernels', json,
+ * quick, node, out }, { command: 'generate', ... } or { command: 'bench-decode', ... }.
+ * Throws UsageError on anything unknown or malformed.
+ */
+export function parseArgs(argv) {
+  const { positional, flags, values } = tokenize(argv);
+  if (flags.has('help') || positional.length === 0 || (positional.length === 1 && positional[0] === 'help')) return { command: 'help' };
+  const command = positional.join(' ');
+  if (!(command in VALUE_OPTIONS)) throw new UsageError(`unknown command '${command}'`);
+  checkOptions(command, flags, values);
+  if (command === 'generate') return parseGenerate(flags, values);
+  if (command === 'bench decode') return parseBenchDecode(flags, values);
+  return { command: 'bench-kernels', json: flags.has('json'), quick: flags.has('quick'), node: flags.has('node'), out: values.get('out') };
 }

@@ -1,11 +1,13 @@
-// The two ways `mace bench kernels` runs bench/kernels.ts: in headless Chromium through the bench
-// page, or in Node through Dawn (the `webgpu` package). Both return { result, markdown }.
+// The two runtimes of the CLI: headless Chromium on a page of a Vite dev server (Playwright drives
+// it), or Node through Dawn (the `webgpu` package) with Vite's SSR loader. `bench kernels` runs
+// bench/kernels.ts, `bench decode` bench/decode.ts and `generate` bench/generate.ts in either.
 import { existsSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { SWIFTSHADER_ICD, chromiumArgs, findChromium } from '../scripts/chromium.mjs';
+import { MODEL_PREFIX, modelDirPlugin } from './model-source.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -47,7 +49,7 @@ function freePort() {
   });
 }
 
-async function viteServer(log, server) {
+async function viteServer(log, server, plugins = []) {
   const { createServer } = await import('vite');
   return createServer({
     root,
@@ -55,11 +57,16 @@ async function viteServer(log, server) {
     customLogger: stderrLogger(log),
     clearScreen: false,
     server,
+    plugins,
   });
 }
 
-/** Headless system Chromium opens bench/index.html from a Vite dev server and calls window.maceBench. */
-export async function runBenchInChromium(benchOpts, log) {
+/**
+ * Headless system Chromium on a page of the CLI's Vite dev server: `fn(page, server, origin)` runs
+ * once `readyFn` (a window function the page defines) exists. Extra Vite plugins (a model
+ * directory) and Playwright bindings (`expose`: name -> function) are set up first.
+ */
+async function withChromiumPage(log, { path, readyFn, plugins = [], expose = {} }, fn) {
   const executablePath = findChromium();
   if (!executablePath) {
     throw new Error(
@@ -70,7 +77,7 @@ export async function runBenchInChromium(benchOpts, log) {
   }
   const port = await freePort();
   // No HMR and no file watching: an edit to a source file mid-run must not reload the page.
-  const server = await viteServer(log, { host: '127.0.0.1', port, strictPort: true, hmr: false, watch: null });
+  const server = await viteServer(log, { host: '127.0.0.1', port, strictPort: true, hmr: false, watch: null }, plugins);
   let browser;
   try {
     await server.listen();
@@ -80,20 +87,30 @@ export async function runBenchInChromium(benchOpts, log) {
     const page = await browser.newPage();
     page.on('pageerror', (e) => log(`[page] ${e.message}`));
     page.on('console', (m) => {
+      // The loader probes optional model files (shard index, generation config): their 404s are expected.
+      if (m.type() === 'error' && (m.location()?.url ?? '').includes(MODEL_PREFIX) && /status of 404/.test(m.text())) return;
       if (m.type() === 'error' || m.type() === 'warning') log(`[page ${m.type()}] ${m.text()}`);
     });
-    await page.exposeFunction('maceProgress', (message, fraction) => log(`[${String(Math.round(100 * fraction)).padStart(3)}%] ${message}`));
-    const url = `http://127.0.0.1:${port}/bench/index.html`;
-    log(`bench page ${url} in ${executablePath}`);
-    await page.goto(url);
-    await page.waitForFunction(() => typeof window.maceBench === 'function', undefined, { timeout: 60_000 });
-    const result = await page.evaluate((opts) => window.maceBench(opts), benchOpts);
-    const { benchToMarkdown } = await server.ssrLoadModule('/bench/report.ts');
-    return { result, markdown: benchToMarkdown(result) };
+    for (const [name, f] of Object.entries(expose)) await page.exposeFunction(name, f);
+    const origin = `http://127.0.0.1:${port}`;
+    log(`page ${origin}${path} in ${executablePath}`);
+    await page.goto(origin + path);
+    await page.waitForFunction((name) => typeof window[name] === 'function', readyFn, { timeout: 60_000 });
+    return await fn(page, server, origin);
   } finally {
     await browser?.close();
     await server.close();
   }
+}
+
+/** Headless system Chromium opens bench/index.html from a Vite dev server and calls window.maceBench. */
+export async function runBenchInChromium(benchOpts, log) {
+  const maceProgress = (message, fraction) => log(`[${String(Math.round(100 * fraction)).padStart(3)}%] ${message}`);
+  return withChromiumPage(log, { path: '/bench/index.html', readyFn: 'maceBench', expose: { maceProgress } }, async (page, server) => {
+    const result = await page.evaluate((opts) => window.maceBench(opts), benchOpts);
+    const { benchToMarkdown } = await server.ssrLoadModule('/bench/report.ts');
+    return { result, markdown: benchToMarkdown(result) };
+  });
 }
 
 /** Whether the Vulkan loader Dawn needs can be found. */
@@ -107,40 +124,122 @@ function haveLibVulkan() {
 
 const NEED_LIBVULKAN = "Dawn (the `webgpu` package) needs the Vulkan loader: install Debian's `libvulkan1` package (apt-get install libvulkan1)";
 
-/** Dawn in this process runs bench/kernels.ts, loaded through Vite's SSR loader (so ?raw WGSL imports work). */
-export async function runBenchInNode(benchOpts, log) {
+/** A GPU object from Dawn (the `webgpu` package), with SwiftShader as the Vulkan driver when none is set. */
+async function dawnGpu(log) {
   if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) {
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
     log(`VK_ICD_FILENAMES unset: using Chromium's SwiftShader Vulkan driver (${SWIFTSHADER_ICD})`);
   }
-  let gpu;
   try {
     const { create, globals } = await import('webgpu');
     Object.assign(globalThis, globals);
-    gpu = create([]);
+    return create([]);
   } catch (e) {
     throw new Error(`${/vulkan/i.test(String(e?.message)) || !haveLibVulkan() ? NEED_LIBVULKAN : 'cannot load the `webgpu` package'}: ${e?.message ?? e}`);
   }
+}
+
+/**
+ * Dawn in this process: `fn(server, ctx)` with a GpuContext and Vite's SSR loader (so the
+ * TypeScript sources and their ?raw WGSL imports load as in the browser).
+ */
+async function withNodeGpu(log, label, fn) {
+  const gpu = await dawnGpu(log);
   const server = await viteServer(log, { middlewareMode: true, hmr: false, ws: false, watch: null });
   try {
     const { acquireGpu, describeGpu } = await server.ssrLoadModule('/src/gpu/device.ts');
-    const bench = await server.ssrLoadModule('/bench/kernels.ts');
     let ctx;
     try {
-      ctx = await acquireGpu({ gpu, label: 'mace bench (node)' });
+      ctx = await acquireGpu({ gpu, label });
     } catch (e) {
       if (e?.code === 'no-adapter' && !haveLibVulkan()) throw new Error(`${NEED_LIBVULKAN} (${e.message})`);
       throw e;
     }
     try {
       log(`GPU: ${describeGpu(ctx)}`);
-      const onProgress = (message, fraction) => log(`[${String(Math.round(100 * fraction)).padStart(3)}%] ${message}`);
-      const result = await bench.runKernelBench(ctx, { ...benchOpts, env: 'node', onProgress });
-      return { result, markdown: bench.benchToMarkdown(result) };
+      return await fn(server, ctx);
     } finally {
       ctx.destroy();
     }
   } finally {
     await server.close();
   }
+}
+
+/** Dawn in this process runs bench/kernels.ts, loaded through Vite's SSR loader (so ?raw WGSL imports work). */
+export async function runBenchInNode(benchOpts, log) {
+  return withNodeGpu(log, 'mace bench (node)', async (server, ctx) => {
+    const bench = await server.ssrLoadModule('/bench/kernels.ts');
+    const onProgress = (message, fraction) => log(`[${String(Math.round(100 * fraction)).padStart(3)}%] ${message}`);
+    const result = await bench.runKernelBench(ctx, { ...benchOpts, env: 'node', onProgress });
+    return { result, markdown: bench.benchToMarkdown(result) };
+  });
+}
+
+// ---------------------------------------------------------------- generate and bench decode
+
+/** The page's { ok: false, error } as a thrown Error that keeps the typed error's name and code. */
+function pageFailure(error) {
+  const e = new Error(error.message);
+  e.name = error.name;
+  if (error.code) e.code = error.code;
+  if (error.stack) e.pageStack = error.stack;
+  return e;
+}
+
+/** A model spec (resolveModelArg) as a ModelSource in Node. */
+async function nodeSource(server, spec) {
+  if (spec.kind === 'dir') return (await server.ssrLoadModule('/src/model/source-node.ts')).sourceFromDirectory(spec.dir);
+  const { sourceFromUrl, sourceFromHub } = await server.ssrLoadModule('/src/model/source.ts');
+  return spec.kind === 'url' ? sourceFromUrl(spec.url) : sourceFromHub(spec.repo);
+}
+
+/** A model spec as the page sees it: a local directory becomes a URL of the dev server. */
+function pageModel(spec, origin) {
+  if (spec.kind === 'dir') return { kind: 'url', url: origin + MODEL_PREFIX, name: spec.dir };
+  return spec;
+}
+
+/**
+ * Run one generation (bench/generate.ts) in Node or Chromium. `onText` gets the text deltas in
+ * order; resolves with the GenerateResult.
+ */
+export async function runGenerate(runtime, spec, request, onText, log) {
+  if (runtime === 'node') {
+    return withNodeGpu(log, 'mace generate (node)', async (server, ctx) => {
+      const { runGenerate: run } = await server.ssrLoadModule('/bench/generate.ts');
+      return run(ctx, await nodeSource(server, spec), request, { onText, onLog: log });
+    });
+  }
+  const plugins = spec.kind === 'dir' ? [modelDirPlugin(spec.dir)] : [];
+  const expose = { maceText: (t) => onText(t), maceLog: (m) => log(m) };
+  return withChromiumPage(log, { path: '/bench/decode.html', readyFn: 'maceGenerate', plugins, expose }, async (page, _server, origin) => {
+    const out = await page.evaluate(([m, r]) => window.maceGenerate(m, r), [pageModel(spec, origin), request]);
+    if (!out.ok) throw pageFailure(out.error);
+    return out.result;
+  });
+}
+
+/**
+ * Run the inference benchmark (bench/decode.ts). `opts.model` is a synthetic model id or a
+ * directory spec. Resolves with { result, markdown }.
+ */
+export async function runDecodeBench(runtime, opts, log) {
+  const synthetic = typeof opts.model === 'string';
+  if (runtime === 'node') {
+    return withNodeGpu(log, 'mace bench decode (node)', async (server, ctx) => {
+      const bench = await server.ssrLoadModule('/bench/decode.ts');
+      const model = synthetic ? opts.model : { source: await nodeSource(server, opts.model), name: opts.model.dir };
+      const result = await bench.runDecodeBench(ctx, { ...opts, model, env: 'node', onProgress: log });
+      return { result, markdown: bench.decodeToMarkdown(result) };
+    });
+  }
+  const plugins = synthetic ? [] : [modelDirPlugin(opts.model.dir)];
+  return withChromiumPage(log, { path: '/bench/decode.html', readyFn: 'maceDecodeBench', plugins, expose: { maceLog: (m) => log(m) } }, async (page, server, origin) => {
+    const model = synthetic ? opts.model : pageModel(opts.model, origin);
+    const out = await page.evaluate((o) => window.maceDecodeBench(o), { ...opts, model });
+    if (!out.ok) throw pageFailure(out.error);
+    const { decodeToMarkdown } = await server.ssrLoadModule('/bench/decode-report.ts');
+    return { result: out.result, markdown: decodeToMarkdown(out.result) };
+  });
 }

@@ -1,0 +1,27 @@
+// Types of bin/args.mjs for the TypeScript tests.
+export const USAGE: string;
+export const WEIGHT_FORMATS: readonly ('f32' | 'f16' | 'q4')[];
+export class UsageError extends Error {}
+
+type Format = 'f32' | 'f16' | 'q4';
+type Runtime = 'node' | 'browser';
+
+export type ParsedArgs =
+  | { command: 'help' }
+  | { command: 'bench-kernels'; json: boolean; quick: boolean; node: boolean; out: string | undefined }
+  | {
+      command: 'generate';
+      model: string;
+      prompt: string | undefined;
+      messages: { role: string; content: unknown }[] | undefined;
+      maxTokens: number | undefined;
+      temperature: number | undefined;
+      topP: number | undefined;
+      seed: number | undefined;
+      dtype: Format;
+      json: boolean;
+      runtime: Runtime;
+    }
+  | { command: 'bench-decode'; model: string; dtypes: Format[]; batches: number[]; promptTokens: number; tokens: number; json: boolean; out: string | undefined; runtime: Runtime };
+
+export function parseArgs(argv: readonly string[]): ParsedArgs;
