@@ -81,6 +81,22 @@ describe('GPU forward of stories260K', () => {
     expect(fwd.plannedShapes).toBe(1);
   });
 
+  it('first-step logits (after BOS) match the CPU reference forward to 1e-4 relative (f32)', async () => {
+    const ctx = await testGpu();
+    const { config, host } = await loadHost();
+    const fwd = await makePass(ctx, config, host, 'f32');
+    const got = await runBatch(ctx, fwd, [{ seq: { tokens: [1], computed: 0, blocks: [] }, count: 1 }]);
+    const ref = new ReferenceModel(config, host);
+    const want = ref.forward([1], ref.newCache(4));
+    const maxAbs = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    let worstRel = 0;
+    for (let i = 0; i < want.length; i++) worstRel = Math.max(worstRel, Math.abs(got[i] - want[i]) / maxAbs);
+    // Relative to the logit scale (max |logit| ~ 17): elementwise relative error is meaningless for logits near 0.
+    expect(worstRel).toBeLessThan(1e-4);
+    expect(closeTo(got, want, { atol: 1e-4 * maxAbs, rtol: 1e-4 }, 'first-step logits')).toBeNull();
+    console.log(`first-step logits: max |gpu - cpu| / max|logit| = ${worstRel.toExponential(2)}`);
+  });
+
   for (const format of ['f32', 'f16', 'q4'] as const) {
     it(`matches the CPU reference on prefill, decode and a mixed batch (${format} weights)`, async () => {
       const ctx = await testGpu();
