@@ -4,6 +4,7 @@
  * decode step, more is a prefill chunk. KV blocks are taken from the pool as sequences grow,
  * all-or-nothing per batch, so a batch that does not fit leaves every sequence as it was.
  */
+import { NO_ADAPTER } from '../kernels/lora.ts';
 import { BLOCK_SIZE, blocksForLength, NO_BLOCK } from '../kv/layout.ts';
 import type { BlockPool } from '../kv/pool.ts';
 import { OutOfBlocksError } from '../kv/pool.ts';
@@ -16,6 +17,8 @@ export interface SequenceState {
   computed: number;
   /** Physical KV blocks, in position order. */
   blocks: number[];
+  /** Adapter-bank slot whose LoRA this sequence runs with; absent (or NO_ADAPTER): the base model. */
+  adapterSlot?: number;
 }
 
 export interface BatchEntry {
@@ -58,6 +61,7 @@ export function buildBatchStep(entries: readonly BatchEntry[], pool: BlockPool, 
 
   const T = entries.reduce((a, e) => a + e.count, 0);
   const nSeqs = entries.length;
+  const adapterSlots = new Uint32Array(T) as U32;
   const step: BatchStep = {
     mode: entries.every((e) => e.count === 1) ? 'decode' : 'mixed',
     tokens: new Uint32Array(T) as U32,
@@ -66,6 +70,7 @@ export function buildBatchStep(entries: readonly BatchEntry[], pool: BlockPool, 
     blockTables: new Uint32Array(nSeqs * maxBlocksPerSeq).fill(NO_BLOCK) as U32,
     seqLens: new Uint32Array(nSeqs) as U32,
     lastRows: new Uint32Array(nSeqs) as U32,
+    adapterSlots,
   };
   let t = 0;
   entries.forEach(({ seq, count }, s) => {
@@ -73,6 +78,7 @@ export function buildBatchStep(entries: readonly BatchEntry[], pool: BlockPool, 
       step.tokens[t] = seq.tokens[seq.computed + j];
       step.tokenSeq[t] = s;
       step.tokenPos[t] = seq.computed + j;
+      adapterSlots[t] = seq.adapterSlot ?? NO_ADAPTER;
     }
     step.blockTables.set(seq.blocks, s * maxBlocksPerSeq);
     step.seqLens[s] = seq.computed + count;

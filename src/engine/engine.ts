@@ -9,6 +9,8 @@
  *   4. reads back only the sampled ids (+ a few logprob numbers per row when asked), commits the
  *      step and hands each sampled id to its request (stop rules, streaming text, events).
  * The loop runs while there is work; requests arriving meanwhile join the next iteration.
+ * LoRA adapters (adapters.ts) are resident in one bank; each request's sequence carries its
+ * adapter's slot, so a batch mixes adapters and base-model rows (see forward.ts).
  * The public OpenAI-style surface is in openai.ts; this file is the machinery under it.
  */
 import type { GpuContext } from '../gpu/device.ts';
@@ -20,13 +22,15 @@ import { ForwardPass } from '../model/forward.ts';
 import type { GpuModelWeights } from '../model/gpu-weights.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
 import { TOPK_MAX } from '../kernels/sampling.ts';
+import type { HostAdapter } from '../learn/adapter.ts';
+import { AdapterRegistry, AdapterUnloadedError, resolveAdapterOptions } from './adapters.ts';
 import { buildBatchStep, commitBatch, releaseSequence, type BatchEntry } from './batch.ts';
 import { EngineClosedError, EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
 import type { RequestSettings } from './params.ts';
 import { IDLE_ROW, Request } from './request.ts';
 import { GpuSampler } from './sampler.ts';
 import { planIteration, type IterationPlan, type SeqView } from './scheduler.ts';
-import type { EngineOptions, EngineStats } from './types.ts';
+import type { AdapterInfo, EngineOptions, EngineStats } from './types.ts';
 
 /** What the engine serves: a loader (or a test) builds it. */
 export interface EngineModel {
@@ -80,6 +84,8 @@ export class EngineCore {
   readonly kv: KvCacheGpu;
   readonly forward: ForwardPass;
   readonly sampler: GpuSampler;
+  /** Named LoRA adapters in the bank; null when the engine was created without adapter slots. */
+  readonly adapters: AdapterRegistry | null;
   private running: Request[] = [];
   private waiting: Request[] = [];
   private freeSlots: number[];
@@ -99,8 +105,10 @@ export class EngineCore {
     const c = model.config;
     this.limits = resolveLimits(ctx, c, options);
     const L = this.limits;
+    const adapterOptions = resolveAdapterOptions(options.adapters);
     this.kv = createKvCache(ctx, { nLayers: c.nLayers, nKvHeads: c.nKvHeads, headDim: c.headDim }, L.nBlocks);
-    this.forward = new ForwardPass(ctx, model.weights, this.kv, { maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, maxBlocksPerSeq: L.maxBlocksPerSeq });
+    this.adapters = adapterOptions.slots > 0 ? new AdapterRegistry(ctx, c, adapterOptions) : null;
+    this.forward = new ForwardPass(ctx, model.weights, this.kv, { maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, maxBlocksPerSeq: L.maxBlocksPerSeq }, this.adapters?.bank ?? null);
     this.sampler = new GpuSampler(ctx, this.forward.arena.logits, {
       maxSeqs: L.maxSeqs,
       vocab: c.vocabSize,
@@ -124,8 +132,10 @@ export class EngineCore {
       if (!Number.isInteger(t) || t < 0 || t >= V) throw new InvalidRequestError(`prompt[${i}]`, `= ${t} is not a token id in [0, ${V})`);
     });
     if (promptIds.length >= this.limits.maxContext) throw new PromptTooLongError(promptIds.length, this.limits.maxContext);
+    const adapterSlot = this.adapterSlot(settings.adapter);
     const ctx = { eosIds: this.eosIds, maxContext: this.limits.maxContext, decoder: this.model.tokenizer.streamDecoder(promptIds.slice(-4)), now: this.now };
     const req = new Request(this.nextId++, promptIds, settings, ctx, () => this.abort(req));
+    if (adapterSlot !== undefined) req.seq.adapterSlot = adapterSlot;
     if (signal) {
       if (signal.aborted) {
         req.finish('abort');
@@ -138,6 +148,53 @@ export class EngineCore {
     this.waiting.push(req);
     this.kick();
     return req;
+  }
+
+  /** The bank slot of a request's adapter (undefined: none); an unknown name fails the request. */
+  private adapterSlot(name: string | null): number | undefined {
+    if (name === null) return undefined;
+    const slot = this.adapters?.slotOf(name);
+    if (slot === undefined) {
+      const loaded = this.adapters?.names() ?? [];
+      throw new InvalidRequestError('adapter', `'${name}' is not loaded (loaded: ${loaded.length ? loaded.join(', ') : this.adapters ? 'none' : 'none; the engine has no adapter slots'})`);
+    }
+    return slot;
+  }
+
+  private requireAdapters(): AdapterRegistry {
+    if (this.closed) throw new EngineClosedError(this.closed.message);
+    if (!this.adapters) throw new EngineOptionsError('adapters', 'is not set: the engine was created without adapter slots (options.adapters.slots)');
+    return this.adapters;
+  }
+
+  /**
+   * Load (or replace) the adapter `name`. Validated against the model and the bank (rank, target
+   * modules, tensor shapes) before anything is written; in effect from the next iteration on.
+   * Requests already running with `name` continue with the new weights (their cached K/V were
+   * computed with the old ones).
+   */
+  loadAdapter(name: string, adapter: HostAdapter): AdapterInfo {
+    return this.requireAdapters().load(name, adapter);
+  }
+
+  /**
+   * Unload `name`. Requests naming it fail with AdapterUnloadedError: waiting ones now, running
+   * ones now too (the loop drops them and frees their blocks at the next step boundary), so the
+   * freed slot can take another adapter at once without any row still pointing at it.
+   */
+  unloadAdapter(name: string): AdapterInfo {
+    const info = this.requireAdapters().unload(name);
+    const err = new AdapterUnloadedError(name);
+    for (const r of this.waiting.filter((w) => w.settings.adapter === name)) {
+      this.waiting.splice(this.waiting.indexOf(r), 1);
+      r.fail(err);
+    }
+    for (const r of this.running) if (r.settings.adapter === name) r.fail(err);
+    return info;
+  }
+
+  listAdapters(): AdapterInfo[] {
+    return this.adapters?.list() ?? [];
   }
 
   stats(): EngineStats {
@@ -160,6 +217,7 @@ export class EngineCore {
     this.forward.destroy();
     this.sampler.destroy();
     this.kv.destroy();
+    this.adapters?.destroy();
   }
 
   private abort(req: Request): void {
@@ -252,7 +310,7 @@ export class EngineCore {
     const reqs = plan.entries.map((e) => all.get(e.id)!);
     const entries: BatchEntry[] = plan.entries.map((e, i) => ({ seq: reqs[i].seq, count: e.count }));
     const step = buildBatchStep(entries, this.kv.pool, L.maxBlocksPerSeq);
-    const { T, nSeqs } = this.forward.write(step);
+    const { T, nSeqs, lora } = this.forward.write(step);
     const rows = plan.entries.map((e, i) => (e.sample ? reqs[i].sampleRow() : IDLE_ROW));
     this.sampler.writeRows(rows);
     const withPenalties = rows.some((r) => r.penalty.nSeen > 0);
@@ -260,7 +318,7 @@ export class EngineCore {
 
     const enc = this.ctx.device.createCommandEncoder({ label: `engine step ${this.iterations}` });
     const k = this.sampler.candidatesFor(rows, withLogprobs);
-    encodeDispatches(enc, [...this.forward.dispatches(T, nSeqs, step.mode), ...this.sampler.dispatches(nSeqs, k, withPenalties, withLogprobs)]);
+    encodeDispatches(enc, [...this.forward.dispatches(T, nSeqs, step.mode, lora), ...this.sampler.dispatches(nSeqs, k, withPenalties, withLogprobs)]);
     this.sampler.encodeReadback(enc, nSeqs, withLogprobs);
     this.ctx.device.queue.submit([enc.finish()]);
     commitBatch(entries);

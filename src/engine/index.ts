@@ -3,4 +3,5 @@ export { createEngine, chatPromptIds, type Engine, type ChatCompletions, type Co
 export { EngineCore, resolveLimits, type EngineModel, type ResolvedLimits } from './engine.ts';
 export { planIteration, type IterationPlan, type PlannedEntry, type QueueState, type SeqView } from './scheduler.ts';
 export { EngineClosedError, EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
+export { AdapterNotFoundError, AdapterUnloadedError } from './adapters.ts';
 export type * from './types.ts';

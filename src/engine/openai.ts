@@ -9,14 +9,21 @@
  * - chat, model WITHOUT one (stories260K): completion mode — the messages' contents joined with
  *   "\n", encoded with the tokenizer's special tokens (so BOS first); roles are dropped.
  * - completions: a string is encoded with BOS; token ids are used as given.
+ *
+ * LoRA: `engine.adapters.load(name, adapter)` puts a host adapter or PEFT files in the engine's
+ * bank (created with options.adapters); a request then names it with `adapter: name` (an
+ * extension of both endpoints, like vLLM's LoRA model names, but as its own field).
  */
 import type { GpuContext } from '../gpu/device.ts';
+import type { HostAdapter } from '../learn/adapter.ts';
+import { importPeft, type PeftImportInput } from '../learn/peft.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
 import { EngineCore, type EngineModel } from './engine.ts';
 import { InvalidRequestError } from './errors.ts';
 import { normalizeParams } from './params.ts';
 import type { Request, RequestEvent, TokenLogprob } from './request.ts';
 import type {
+  AdapterInfo,
   ChatChoiceLogprobs,
   ChatCompletion,
   ChatCompletionChunk,
@@ -45,9 +52,25 @@ export interface Completions {
   create(p: CompletionCreateParams): Promise<Completion | AsyncIterable<Completion>>;
 }
 
+/** The engine's resident LoRA adapters. */
+export interface EngineAdapters {
+  /**
+   * Load `adapter` (a host adapter, or PEFT's adapter_model.safetensors + adapter_config.json)
+   * under `name`, replacing the adapter of that name if there is one. Rejects with a typed error
+   * (AdapterConfigError, PeftFormatError, AdapterShapeError, AdapterSlotError, ...) and changes
+   * nothing when it does not fit the model or the bank. Requests see it from the next iteration.
+   */
+  load(name: string, adapter: HostAdapter | PeftImportInput): Promise<AdapterInfo>;
+  /** Unload `name`; requests naming it fail with AdapterUnloadedError. Throws AdapterNotFoundError. */
+  unload(name: string): AdapterInfo;
+  /** Loaded adapters, by slot. */
+  list(): AdapterInfo[];
+}
+
 export interface Engine {
   readonly chat: { readonly completions: ChatCompletions };
   readonly completions: Completions;
+  readonly adapters: EngineAdapters;
   /** The model name responses report. */
   readonly modelName: string;
   stats(): EngineStats;
@@ -64,11 +87,22 @@ export function createEngine(ctx: GpuContext, model: EngineModel, options: Engin
   return {
     chat: { completions: { create: chatCreate as ChatCompletions['create'] } },
     completions: { create: complCreate as Completions['create'] },
+    adapters: {
+      load: (name, adapter) => loadAdapter(core, name, adapter),
+      unload: (name) => core.unloadAdapter(name),
+      list: () => core.listAdapters(),
+    },
     modelName,
     stats: () => core.stats(),
     destroy: () => core.destroy(),
     core,
   };
+}
+
+async function loadAdapter(core: EngineCore, name: string, adapter: HostAdapter | PeftImportInput): Promise<AdapterInfo> {
+  if (typeof adapter !== 'object' || adapter === null) throw new InvalidRequestError('adapter', 'must be a host adapter {config, tensors} or PEFT files {weights, config}');
+  const host = 'tensors' in adapter ? adapter : await importPeft(core.model.config, adapter);
+  return core.loadAdapter(name, host);
 }
 
 // ---------------------------------------------------------------- prompts

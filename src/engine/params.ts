@@ -25,6 +25,8 @@ export interface RequestSettings {
   /** null: no logprobs; else the number of top candidates per token. */
   topLogprobs: number | null;
   returnTokenIds: boolean;
+  /** Name of the LoRA adapter to run with (checked against the loaded ones at submit); null: none. */
+  adapter: string | null;
 }
 
 export interface ParamLimits {
@@ -97,7 +99,14 @@ export function normalizeParams(p: SamplingParams, topLogprobs: number | null, l
     ignoreEos: p.ignore_eos === true,
     topLogprobs,
     returnTokenIds: p.return_token_ids === true,
+    adapter: adapterOf(p.adapter),
   };
+}
+
+function adapterOf(v: string | null | undefined): string | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'string' || v.length === 0) throw new InvalidRequestError('adapter', `= ${JSON.stringify(v) ?? String(v)} must be the name of a loaded adapter (a non-empty string)`);
+  return v;
 }
 
 function seedOf(v: number): number {

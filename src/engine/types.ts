@@ -5,8 +5,10 @@
  * replaces with its own cancel message.
  *
  * Extensions beyond OpenAI (named as in vLLM where it has them): top_k, min_p,
- * repetition_penalty, ignore_eos, return_token_ids, and the timing fields of `usage`.
+ * repetition_penalty, ignore_eos, return_token_ids, adapter (a loaded LoRA adapter's name), and
+ * the timing fields of `usage`.
  */
+import type { LinearModule } from '../model/tensors.ts';
 
 export type FinishReason = 'stop' | 'length' | 'abort';
 
@@ -51,6 +53,8 @@ export interface SamplingParams {
   return_token_ids?: boolean;
   /** Only 1 is supported. */
   n?: number | null;
+  /** Name of a LoRA adapter loaded with engine.adapters.load; absent or null: the base model. */
+  adapter?: string | null;
   user?: string;
   /** Cancels the request and frees its KV blocks; it then finishes with finish_reason 'abort'. */
   signal?: AbortSignal;
@@ -183,6 +187,32 @@ export interface EngineOptions {
   candidates?: number;
   /** Name reported in responses. */
   modelName?: string;
+  /** LoRA serving; absent (or slots 0): no adapter bank, no LoRA cost at all. */
+  adapters?: AdapterOptions;
+}
+
+/** The adapter bank's sizes, fixed at engine creation. */
+export interface AdapterOptions {
+  /** Adapters resident at once. */
+  slots: number;
+  /** Highest LoRA rank a loaded adapter may have (lower ranks are zero-padded). Default 16. */
+  maxRank?: number;
+  /** Modules the bank serves; an adapter may target a subset. Default: all seven Linears. */
+  targetModules?: LinearModule[];
+}
+
+/** A loaded adapter, as engine.adapters.list() reports it. */
+export interface AdapterInfo {
+  name: string;
+  /** Its bank slot (stable while loaded, kept by a replacement under the same name). */
+  slot: number;
+  r: number;
+  loraAlpha: number;
+  useRslora: boolean;
+  targetModules: LinearModule[];
+  baseModelNameOrPath: string;
+  /** 1 on the first load, +1 on each replacement under the same name. */
+  version: number;
 }
 
 /** Plain snapshot of the engine's state (tests, dashboards). */

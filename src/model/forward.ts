@@ -4,6 +4,12 @@
  * the block tables) and position. Activations live in an arena sized once for maxTokens/maxSeqs;
  * the dispatch list is built once per batch shape (T, nSeqs, mode) and re-encoded every step, so a
  * steady decode allocates nothing: only the small per-step inputs are written with writeBuffer.
+ *
+ * LoRA serving: with an adapter bank (src/learn/bank.ts) each token carries the bank slot of its
+ * sequence's adapter (NO_ADAPTER for none) and, after the base matmul of every module the bank
+ * serves, the bank's two dispatches add that row's LoRA delta, so one batch mixes adapters. A step
+ * in which no token names a slot runs the plain plan (its own cache key): serving without an
+ * adapter costs no extra dispatch even when a bank is attached.
  */
 import { createStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
@@ -13,13 +19,16 @@ import { attentionDecode, attentionPrefill } from '../kernels/attention.ts';
 import { embedding } from '../kernels/embedding.ts';
 import type { PagedKvGpu } from '../kernels/kvcache.ts';
 import { kvWrite } from '../kernels/kvcache.ts';
+import { NO_ADAPTER } from '../kernels/lora.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { biasAdd, gatherRows, residualAdd } from '../kernels/residual.ts';
 import { rmsNorm } from '../kernels/rmsnorm.ts';
 import { rope } from '../kernels/rope.ts';
 import { siluGate } from '../kernels/silu.ts';
 import type { KvCacheGpu } from '../kv/cache.ts';
+import type { AdapterBank } from '../learn/bank.ts';
 import type { GpuModelWeights } from './gpu-weights.ts';
+import type { LinearModule } from './tensors.ts';
 
 export interface ForwardLimits {
   /** Most tokens in one iteration (prefill chunk tokens + decode tokens). */
@@ -49,6 +58,21 @@ export interface BatchStep {
   blockTables: U32; // [nSeqs, maxBlocksPerSeq] physical block ids (NO_BLOCK where unused)
   seqLens: U32; // [nSeqs] length of each sequence including this step's tokens
   lastRows: U32; // [nSeqs] index in [0, T) of the token whose logits each sequence needs
+  /** [T] adapter-bank slot of each token (NO_ADAPTER: base model only); absent: no token has one. */
+  adapterSlots?: U32;
+}
+
+/** What write() found: the batch shape, and whether any token runs a LoRA (the plan differs). */
+export interface WrittenStep {
+  T: number;
+  nSeqs: number;
+  lora: boolean;
+}
+
+/** Buffers of the LoRA path, present only with an adapter bank. */
+interface LoraArena {
+  ids: GPUBuffer; // [maxTokens] u32 bank slot per token (per-step data)
+  h: GPUBuffer; // [maxTokens, bank r] f32 shrink scratch shared by every module (dispatches run in order)
 }
 
 /** The activation arena: every intermediate of the forward pass, allocated once. */
@@ -86,12 +110,16 @@ export class ForwardPass {
   readonly arena: Arena;
   /** Dispatch lists by shape key, in least-recently-used order (Map keeps insertion order). */
   private readonly plans = new Map<string, KernelDispatch[]>();
+  /** The LoRA path's buffers, or null without a bank. */
+  private readonly lora: LoraArena | null;
 
   constructor(
     private readonly ctx: GpuContext,
     readonly weights: GpuModelWeights,
     readonly kv: KvCacheGpu,
     readonly limits: ForwardLimits,
+    /** Resident LoRA adapters (owned by the caller); null: base model only. */
+    readonly bank: AdapterBank | null = null,
   ) {
     const c = weights.config;
     const { maxTokens: T, maxSeqs: S, maxBlocksPerSeq: B } = limits;
@@ -118,10 +146,11 @@ export class ForwardPass {
       lastNorm: f32(S * c.hiddenSize, 'lastNorm'),
       logits: f32(S * c.vocabSize, 'logits'),
     };
+    this.lora = bank ? { ids: f32(T, 'lora.ids'), h: f32(T * bank.r, 'lora.h') } : null;
   }
 
   /** Check a step against the limits and the pool, then upload its inputs. */
-  write(step: BatchStep): { T: number; nSeqs: number } {
+  write(step: BatchStep): WrittenStep {
     const T = step.tokens.length;
     const nSeqs = step.seqLens.length;
     const L = this.limits;
@@ -139,6 +168,7 @@ export class ForwardPass {
       if (step.tokenPos[i] >= L.maxBlocksPerSeq * 16) throw bad('tokenPos', `token ${i} at position ${step.tokenPos[i]} is past the block table (${L.maxBlocksPerSeq * 16})`);
     }
     for (let s = 0; s < nSeqs; s++) if (step.lastRows[s] >= T) throw bad('lastRows', `sequence ${s} names row ${step.lastRows[s]} of ${T}`);
+    const lora = this.checkAdapterSlots(step.adapterSlots, T);
     const q = this.ctx.device.queue;
     const a = this.arena;
     q.writeBuffer(a.tokens, 0, step.tokens);
@@ -147,19 +177,38 @@ export class ForwardPass {
     q.writeBuffer(a.blockTables, 0, step.blockTables);
     q.writeBuffer(a.seqLens, 0, step.seqLens);
     q.writeBuffer(a.lastRows, 0, step.lastRows);
-    return { T, nSeqs };
+    if (lora) q.writeBuffer(this.lora!.ids, 0, step.adapterSlots!);
+    return { T, nSeqs, lora };
   }
 
-  /** The dispatches of a whole forward pass for this batch shape (built on first use, then reused). */
-  dispatches(T: number, nSeqs: number, mode: BatchMode): KernelDispatch[] {
+  /** True when some token names a bank slot; throws on a slot the bank does not have. */
+  private checkAdapterSlots(slots: U32 | undefined, T: number): boolean {
+    if (!slots) return false;
+    if (slots.length !== T) throw new ShapeError('forward', 'adapterSlots', `has ${slots.length} entries for ${T} tokens`);
+    let any = false;
+    for (let i = 0; i < T; i++) {
+      if (slots[i] === NO_ADAPTER) continue;
+      if (!this.bank) throw new ShapeError('forward', 'adapterSlots', `token ${i} names adapter slot ${slots[i]} but this pass has no adapter bank`);
+      if (slots[i] >= this.bank.nSlots) throw new ShapeError('forward', 'adapterSlots', `token ${i} names slot ${slots[i]}; the bank has ${this.bank.nSlots}`);
+      any = true;
+    }
+    return any;
+  }
+
+  /**
+   * The dispatches of a whole forward pass for this batch shape (built on first use, then reused).
+   * `lora` (from write()) adds the bank's per-row LoRA deltas; without it the plan is the base one.
+   */
+  dispatches(T: number, nSeqs: number, mode: BatchMode, lora = false): KernelDispatch[] {
     if (!Number.isInteger(T) || T < 1 || T > this.limits.maxTokens) throw new ShapeError('forward', 'T', `= ${T} is outside 1..${this.limits.maxTokens}`);
     if (!Number.isInteger(nSeqs) || nSeqs < 1 || nSeqs > this.limits.maxSeqs) throw new ShapeError('forward', 'nSeqs', `= ${nSeqs} is outside 1..${this.limits.maxSeqs}`);
-    const key = `${mode}:${T}:${nSeqs}`;
+    if (lora && !this.lora) throw new ShapeError('forward', 'lora', 'is set but this pass has no adapter bank');
+    const key = `${mode}:${T}:${nSeqs}${lora ? ':lora' : ''}`;
     let plan = this.plans.get(key);
     if (plan) {
       this.plans.delete(key); // move to the most-recently-used end
     } else {
-      plan = [...this.embedDispatches(T), ...this.weights.layers.flatMap((_, l) => this.layerDispatches(l, T, nSeqs, mode)), ...this.headDispatches(T, nSeqs)];
+      plan = [...this.embedDispatches(T), ...this.weights.layers.flatMap((_, l) => this.layerDispatches(l, T, nSeqs, mode, lora)), ...this.headDispatches(T, nSeqs)];
       if (this.plans.size >= MAX_PLANNED_SHAPES) this.plans.delete(this.plans.keys().next().value!);
     }
     this.plans.set(key, plan);
@@ -175,13 +224,16 @@ export class ForwardPass {
     return embedding(this.ctx, { tokens: this.arena.tokens, table: this.weights.embed, out: this.arena.x, T });
   }
 
-  private layerDispatches(l: number, T: number, nSeqs: number, mode: BatchMode): KernelDispatch[] {
+  private layerDispatches(l: number, T: number, nSeqs: number, mode: BatchMode, lora: boolean): KernelDispatch[] {
     const { ctx, arena: a } = this;
     const c = this.weights.config;
     const w = this.weights.layers[l];
     const eps = c.rmsNormEps;
     const out: KernelDispatch[] = [];
-    const mm = (x: GPUBuffer, m: keyof typeof w.linear, y: GPUBuffer) => out.push(...matmul(ctx, { x, w: w.linear[m], y, M: T }));
+    const mm = (x: GPUBuffer, m: LinearModule, y: GPUBuffer) => {
+      out.push(...matmul(ctx, { x, w: w.linear[m], y, M: T }));
+      if (lora) out.push(...this.loraDispatches(l, m, x, y, T));
+    };
     const kvDim = c.nKvHeads * c.headDim;
 
     out.push(rmsNorm(ctx, { x: a.x, weight: w.inputNorm, y: a.h, T, dim: c.hiddenSize, eps }));
@@ -212,6 +264,13 @@ export class ForwardPass {
     return out;
   }
 
+  /** y += each row's LoRA delta for layer l's module m, when the bank serves that module. */
+  private loraDispatches(l: number, m: LinearModule, x: GPUBuffer, y: GPUBuffer, T: number): KernelDispatch[] {
+    const bank = this.bank!, io = this.lora!;
+    if (!bank.region(l, m)) return [];
+    return bank.forward(l, m, { x, y, h: io.h, ids: io.ids, M: T });
+  }
+
   /** Final norm and LM head on each sequence's last token only. */
   private headDispatches(T: number, nSeqs: number): KernelDispatch[] {
     const { ctx, arena: a } = this;
@@ -225,5 +284,6 @@ export class ForwardPass {
 
   destroy(): void {
     for (const b of Object.values(this.arena)) b.destroy();
+    if (this.lora) Object.values(this.lora).forEach((b: GPUBuffer) => b.destroy());
   }
 }
