@@ -1,0 +1,332 @@
+/**
+ * DPO training of a LoRA adapter on the GPU, one preference pair per optimizer step, cut into work
+ * units a scheduler can interleave with serving (each unit is at most one layer's forward or one
+ * layer's backward, or a small head/embedding/optimizer unit):
+ *
+ *   plan(pair)          validate the pair, write its tokens and targets, return the StepPlan
+ *   plan.forward        per sequence (chosen, then rejected): embed, layers 0..L-1 with LoRA, head
+ *                       (final norm, LM head, token log-probs)
+ *   loss(plan, ref)     read back the two sequences' response log-probs (2·T floats), DPO on the
+ *                       CPU (dpoPair), write the per-position weights of the backward and the lr
+ *   plan.backward       per sequence: head-backward, layers L-1..0 (dA/dB accumulate into the
+ *                       adapter's grads), then the AdamW unit (clip, NaN/Inf skip, zero grads)
+ *   finish(plan, loss)  read AdamW's stats → TRL's metrics
+ *
+ * runStep(pair, ref) drives these with a plain loop. `ref` are the reference model's (adapter off)
+ * summed response log-probs: referenceLogprobs(pair) computes them with the same forward minus the
+ * LoRA dispatches; the caller caches them per pair. The spec of all of it is TrainingReference.
+ *
+ * Shapes: a sequence of T tokens runs at Tb = T rounded up to TOKEN_BUCKET (≤ maxTokens), so few
+ * dispatch lists are ever built. Padding is exact: attention is causal (real rows never see padded
+ * ones) and padded rows carry a zero loss weight, so their gradients are exactly zero.
+ */
+import { readF32 } from '../gpu/buffers.ts';
+import type { GpuContext } from '../gpu/device.ts';
+import { encodeDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
+import { ADAMW_DEFAULTS, createAdamW, type AdamW, type AdamWHyper } from '../kernels/adamw.ts';
+import { uploadRopeBackwardInvFreq } from '../kernels/rope-bwd.ts';
+import { ropeInvFreq } from '../kernels/rope.ts';
+import type { GpuModelWeights } from '../model/gpu-weights.ts';
+import type { GpuAdapter } from './adapter.ts';
+import { dpoBatch, dpoPair, type DpoMetrics, type DpoPairResult } from './dpo.ts';
+import { LearnError } from './errors.ts';
+import type { TokenPair } from './reference.ts';
+import { lrAt, validateSchedule, type LrSchedule } from './schedule.ts';
+import { createTrainArena, type SequenceArena, type TrainArena } from './train-arena.ts';
+import { embedDispatches, headBackwardDispatches, headDispatches, layerBackwardDispatches, layerForwardDispatches, type UnitDeps } from './train-units.ts';
+
+/** Sequences run at a multiple of this many tokens (exact padding, fewer dispatch lists). */
+export const TOKEN_BUCKET = 16;
+/** Dispatch lists kept per direction (least recently used dropped). */
+const MAX_PLANS = 16;
+
+export type SeqName = 'chosen' | 'rejected';
+export const SEQS: readonly SeqName[] = ['chosen', 'rejected'];
+
+export type UnitKind = 'embed' | 'forward' | 'head' | 'head-backward' | 'backward' | 'optimizer';
+
+/** One unit of GPU work: plain data, encoded and submitted by the caller in list order. */
+export interface WorkUnit {
+  readonly kind: UnitKind;
+  /** Absent for the optimizer (it serves the pair). */
+  readonly seq?: SeqName;
+  /** For 'forward' and 'backward'. */
+  readonly layer?: number;
+  /** Forward-direction units: false for the reference model's pass (no LoRA). */
+  readonly adapter?: boolean;
+  readonly dispatches: readonly KernelDispatch[];
+}
+
+export interface StepPlan {
+  readonly pair: TokenPair;
+  /** Real tokens per sequence (the units run at the bucketed length). */
+  readonly tokens: Readonly<Record<SeqName, number>>;
+  /** Phase 1: both sequences' forward with the adapter, ending in their token log-probs. */
+  readonly forward: readonly WorkUnit[];
+  /** Phase 2, after loss(): both backward passes, then the optimizer unit (last). */
+  readonly backward: readonly WorkUnit[];
+}
+
+/** Summed response log-probs of a pair's two sequences. */
+export interface PairLogprobs {
+  chosen: number;
+  rejected: number;
+}
+
+export interface StepLoss {
+  policy: PairLogprobs;
+  ref: PairLogprobs;
+  result: DpoPairResult;
+  lr: number;
+}
+
+/** One step's log line, under TRL's names (grad_norm and learning_rate as HF's Trainer logs them). */
+export interface StepMetrics extends DpoMetrics {
+  loss: number;
+  grad_norm: number;
+  learning_rate: number;
+  /** This step was skipped: non-finite gradient norm, adapter left unchanged. */
+  skipped: boolean;
+  /** Steps skipped so far. */
+  skipped_steps: number;
+  /** Steps attempted so far, this one included (the scheduler's step count). */
+  step: number;
+}
+
+export interface TrainerOptions {
+  /** Most tokens of one sequence (prompt + response); the arena is sized for it. */
+  maxTokens: number;
+  /** DPO β. */
+  beta: number;
+  schedule: LrSchedule;
+  adamw?: AdamWHyper;
+}
+
+/** A pair or option the trainer cannot take: names the field. */
+export class TrainerInputError extends LearnError {
+  constructor(
+    readonly field: string,
+    detail: string,
+  ) {
+    super('bad-train-input', `${field} ${detail}`);
+  }
+}
+
+/** Encode units in order into one command buffer (one compute pass each) and submit it. */
+export function submitUnits(ctx: GpuContext, units: readonly WorkUnit[]): void {
+  const enc = ctx.device.createCommandEncoder({ label: 'train units' });
+  for (const u of units) encodeDispatches(enc, u.dispatches);
+  ctx.device.queue.submit([enc.finish()]);
+}
+
+export class DpoTrainer {
+  readonly arena: TrainArena;
+  readonly optimizer: AdamW;
+  private readonly deps: UnitDeps;
+  private readonly negInvFreq: GPUBuffer;
+  private readonly optimizerUnit: WorkUnit;
+  private readonly fwdPlans = new Map<string, WorkUnit[]>();
+  private readonly bwdPlans = new Map<string, WorkUnit[]>();
+  // Host staging reused by every step (writeBuffer copies at call time): [maxTokens] each.
+  private readonly tokensHost: Uint32Array<ArrayBuffer>;
+  private readonly targetsHost: Uint32Array<ArrayBuffer>;
+  private readonly dlogpHost: Float32Array<ArrayBuffer>;
+  private attempts = 0;
+
+  constructor(
+    private readonly ctx: GpuContext,
+    readonly weights: GpuModelWeights,
+    readonly adapter: GpuAdapter,
+    readonly options: TrainerOptions,
+  ) {
+    const c = weights.config;
+    const T = options.maxTokens;
+    if (!Number.isInteger(T) || T < 2) throw new TrainerInputError('maxTokens', `= ${T}; it must be an integer >= 2 (a prompt token and a response token)`);
+    if (!(Number.isFinite(options.beta) && options.beta > 0)) throw new TrainerInputError('beta', `= ${options.beta}; it must be a finite number > 0`);
+    validateSchedule(options.schedule);
+    if (c.slidingWindow !== null && c.slidingWindow < T) throw new TrainerInputError('maxTokens', `= ${T} exceeds the model's sliding window (${c.slidingWindow}); training attention is full causal`);
+    const m = adapter.model;
+    const same = m.nLayers === c.nLayers && m.hiddenSize === c.hiddenSize && m.intermediateSize === c.intermediateSize && m.nHeads === c.nHeads && m.nKvHeads === c.nKvHeads && m.headDim === c.headDim;
+    if (!same) throw new TrainerInputError('adapter', `was made for a different model shape (${m.nLayers} layers, hidden ${m.hiddenSize}) than the weights (${c.nLayers} layers, hidden ${c.hiddenSize})`);
+    this.arena = createTrainArena(ctx, c, adapter.layout.r, T);
+    let negInvFreq: GPUBuffer | undefined;
+    try {
+      negInvFreq = uploadRopeBackwardInvFreq(ctx, ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling)); // [headDim/2] f32
+      this.optimizer = createAdamW(ctx, { params: adapter.params, grads: adapter.grads, m: adapter.m, v: adapter.v, n: adapter.layout.n }, options.adamw ?? ADAMW_DEFAULTS);
+    } catch (e) {
+      this.arena.destroy();
+      negInvFreq?.destroy();
+      throw e;
+    }
+    this.negInvFreq = negInvFreq;
+    this.deps = { ctx, weights, adapter, arena: this.arena, negInvFreq: this.negInvFreq };
+    this.optimizerUnit = { kind: 'optimizer', dispatches: this.optimizer.dispatches };
+    this.tokensHost = new Uint32Array(T);
+    this.targetsHost = new Uint32Array(T);
+    this.dlogpHost = new Float32Array(T);
+  }
+
+  /** Optimizer steps attempted so far (applied + skipped): the schedule's step counter. */
+  get steps(): number {
+    return this.attempts;
+  }
+
+  /** The length a sequence of T tokens runs at. */
+  bucket(T: number): number {
+    return Math.min(this.options.maxTokens, Math.ceil(T / TOKEN_BUCKET) * TOKEN_BUCKET);
+  }
+
+  /** Check the pair against the vocabulary and maxTokens. */
+  private checkPair(pair: TokenPair): void {
+    const V = this.weights.config.vocabSize;
+    const max = this.options.maxTokens;
+    for (const part of ['prompt', 'chosen', 'rejected'] as const) {
+      const ids = pair[part];
+      if (!Array.isArray(ids) || ids.length === 0) throw new TrainerInputError(`pair.${part}`, 'must be a non-empty array of token ids');
+      ids.forEach((id, i) => {
+        if (!Number.isInteger(id) || id < 0 || id >= V) throw new TrainerInputError(`pair.${part}[${i}]`, `= ${id} is not a token id < vocab ${V}`);
+      });
+    }
+    for (const s of SEQS) {
+      const T = pair.prompt.length + pair[s].length;
+      if (T > max) throw new TrainerInputError(`pair.${s}`, `prompt + response = ${T} tokens exceeds maxTokens = ${max}`);
+    }
+  }
+
+  /** Upload a sequence's tokens and targets (positions promptLen-1 .. T-2 predict tokens[t+1]); the padding is id 0. */
+  private writeSequence(seq: SequenceArena, tokens: readonly number[], promptLen: number): void {
+    const T = tokens.length;
+    const Tb = this.bucket(T);
+    this.tokensHost.fill(0);
+    this.tokensHost.set(tokens);
+    this.targetsHost.fill(0);
+    for (let t = promptLen - 1; t < T - 1; t++) this.targetsHost[t] = tokens[t + 1];
+    const q = this.ctx.device.queue;
+    q.writeBuffer(seq.tokens, 0, this.tokensHost, 0, Tb);
+    q.writeBuffer(seq.targets, 0, this.targetsHost, 0, Tb);
+  }
+
+  private writeInputs(pair: TokenPair): Record<SeqName, number> {
+    this.checkPair(pair);
+    const lengths = { chosen: 0, rejected: 0 };
+    for (const s of SEQS) {
+      const tokens = [...pair.prompt, ...pair[s]];
+      this.writeSequence(this.arena.seqs[s], tokens, pair.prompt.length);
+      lengths[s] = tokens.length;
+    }
+    return lengths;
+  }
+
+  /** Units of one sequence's forward at bucketed length Tb: embed, layers, head (built once per shape). */
+  forwardUnits(seq: SeqName, Tb: number, withAdapter: boolean): WorkUnit[] {
+    return cached(this.fwdPlans, `${seq}:${withAdapter}:${Tb}`, () => {
+      const a = this.arena.seqs[seq];
+      const adapter = withAdapter;
+      return [
+        { kind: 'embed', seq, adapter, dispatches: embedDispatches(this.deps, a, Tb) },
+        ...this.weights.layers.map((_, layer): WorkUnit => ({ kind: 'forward', seq, layer, adapter, dispatches: layerForwardDispatches(this.deps, a, layer, Tb, withAdapter) })),
+        { kind: 'head', seq, adapter, dispatches: headDispatches(this.deps, a, Tb) },
+      ];
+    });
+  }
+
+  /** Units of one sequence's backward: head-backward, then layers L-1..0. */
+  backwardUnits(seq: SeqName, Tb: number): WorkUnit[] {
+    return cached(this.bwdPlans, `${seq}:${Tb}`, () => {
+      const a = this.arena.seqs[seq];
+      const layers = this.weights.layers.map((_, layer): WorkUnit => ({ kind: 'backward', seq, layer, dispatches: layerBackwardDispatches(this.deps, a, layer, Tb) }));
+      return [{ kind: 'head-backward', seq, dispatches: headBackwardDispatches(this.deps, a, Tb) }, ...layers.reverse()];
+    });
+  }
+
+  /** Validate the pair, upload its inputs and return the step's units. Run plan.forward before loss(). */
+  plan(pair: TokenPair): StepPlan {
+    const tokens = this.writeInputs(pair);
+    const forward = SEQS.flatMap((s) => this.forwardUnits(s, this.bucket(tokens[s]), true));
+    const backward = [...SEQS.flatMap((s) => this.backwardUnits(s, this.bucket(tokens[s]))), this.optimizerUnit];
+    return { pair: { prompt: [...pair.prompt], chosen: [...pair.chosen], rejected: [...pair.rejected] }, tokens, forward, backward };
+  }
+
+  /** Read back one sequence's log-probs and sum the response positions (f64). */
+  private async responseLogprob(seq: SeqName, T: number, promptLen: number): Promise<number> {
+    const lp = await readF32(this.ctx, this.arena.seqs[seq].logp, T);
+    let s = 0;
+    for (let t = promptLen - 1; t < T - 1; t++) s += lp[t];
+    return s;
+  }
+
+  private async pairLogprobs(tokens: Record<SeqName, number>, promptLen: number): Promise<PairLogprobs> {
+    return { chosen: await this.responseLogprob('chosen', tokens.chosen, promptLen), rejected: await this.responseLogprob('rejected', tokens.rejected, promptLen) };
+  }
+
+  /**
+   * After plan.forward ran: the DPO loss and coefficients on the CPU, then the backward's inputs
+   * (per-position weights: ∂loss/∂logp on response positions, 0 elsewhere) and this step's lr.
+   */
+  async loss(plan: StepPlan, ref: PairLogprobs): Promise<StepLoss> {
+    const P = plan.pair.prompt.length;
+    const policy = await this.pairLogprobs(plan.tokens, P);
+    const result = dpoPair({ policyChosen: policy.chosen, policyRejected: policy.rejected, refChosen: ref.chosen, refRejected: ref.rejected }, this.options.beta);
+    const coef: Record<SeqName, number> = { chosen: result.gradPolicyChosen, rejected: result.gradPolicyRejected };
+    for (const s of SEQS) {
+      const T = plan.tokens[s];
+      this.dlogpHost.fill(0);
+      this.dlogpHost.fill(coef[s], P - 1, T - 1);
+      this.ctx.device.queue.writeBuffer(this.arena.seqs[s].dlogp, 0, this.dlogpHost, 0, this.bucket(T));
+    }
+    const lr = lrAt(this.options.schedule, this.attempts);
+    this.optimizer.setLr(lr);
+    return { policy, ref: { ...ref }, result, lr };
+  }
+
+  /** After plan.backward ran (optimizer included): count the step and read the optimizer's stats. */
+  async finish(loss: StepLoss): Promise<StepMetrics> {
+    this.attempts++;
+    const stats = await this.optimizer.readStats();
+    const { metrics } = dpoBatch([{ policyChosen: loss.policy.chosen, policyRejected: loss.policy.rejected, refChosen: loss.ref.chosen, refRejected: loss.ref.rejected }], this.options.beta);
+    return { loss: loss.result.loss, ...metrics, grad_norm: stats.gradNorm, learning_rate: loss.lr, skipped: stats.lastSkipped, skipped_steps: stats.skipped, step: this.attempts };
+  }
+
+  /** One optimizer step on one pair: plan → forward units → loss → backward units + AdamW → metrics. */
+  async runStep(pair: TokenPair, ref: PairLogprobs): Promise<StepMetrics> {
+    const plan = this.plan(pair);
+    submitUnits(this.ctx, plan.forward);
+    const loss = await this.loss(plan, ref);
+    submitUnits(this.ctx, plan.backward);
+    return this.finish(loss);
+  }
+
+  /**
+   * Summed response log-probs of the pair under the model with (adapter = true) or without the
+   * LoRA. Overwrites the arenas' saved activations: never call it between a plan's two phases.
+   */
+  async logprobs(pair: TokenPair, adapter: boolean): Promise<PairLogprobs> {
+    const tokens = this.writeInputs(pair);
+    submitUnits(this.ctx, SEQS.flatMap((s) => this.forwardUnits(s, this.bucket(tokens[s]), adapter)));
+    return this.pairLogprobs(tokens, pair.prompt.length);
+  }
+
+  /** The reference model's (adapter off) log-probs of a pair: compute once per pair and cache. */
+  referenceLogprobs(pair: TokenPair): Promise<PairLogprobs> {
+    return this.logprobs(pair, false);
+  }
+
+  /** Frees the arena and the optimizer's buffers (not the weights or the adapter). */
+  destroy(): void {
+    this.arena.destroy();
+    this.negInvFreq.destroy();
+    this.optimizer.destroy();
+  }
+}
+
+/** Get or build a plan, keeping at most MAX_PLANS in least-recently-used order. */
+function cached(plans: Map<string, WorkUnit[]>, key: string, build: () => WorkUnit[]): WorkUnit[] {
+  let plan = plans.get(key);
+  if (plan) plans.delete(key);
+  else {
+    plan = build();
+    if (plans.size >= MAX_PLANS) plans.delete(plans.keys().next().value!);
+  }
+  plans.set(key, plan);
+  return plan;
+}
