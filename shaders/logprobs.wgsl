@@ -9,7 +9,6 @@
 {{PARAMS}}
 
 const WG: u32 = {{WG}}u;
-const NEG_BIG: f32 = -1.0e30;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;      // [R, V]
@@ -23,20 +22,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.R) { return; } // whole workgroup leaves together: the reductions stay uniform
   let base = row * p.V;
-  var m = NEG_BIG;
-  var l = 0.0;
-  for (var c = lid; c < p.V; c = c + WG) {
-    let z = logits[base + c];
-    if (z > m) {
-      l = l * exp(m - z) + 1.0;
-      m = z;
-    } else {
-      l = l + exp(z - m);
-    }
-  }
-  let rowMax = {{MAX_FN}}(m, lid);
-  let rowSum = workgroupSum(l * exp(m - rowMax), lid);
-  let lse = rowMax + log(rowSum);
+  let lse = rowLogSumExp(base, p.V, lid);
   let stride = 1u + 2u * p.L;
   let o = row * stride;
   if (lid == 0u) {

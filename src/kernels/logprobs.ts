@@ -10,6 +10,7 @@ import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
+import rowLogSumExpWgsl from '../../shaders/row_logsumexp.wgsl?raw';
 import { defineUniforms } from '../gpu/uniforms.ts';
 import { reductionPrelude } from './softmax.ts';
 import { topKRef } from './sampling.ts';
@@ -83,7 +84,7 @@ export function logprobs(ctx: GpuContext, a: LogprobsArgs): KernelDispatch {
   const variant = `logprobs_f32_wg${WG}_${red.tag}`;
   return makeDispatch(ctx, {
     variant,
-    code: () => specialize(red.prefix + logprobsWgsl, { PARAMS: LogprobsParams.wgsl, WG, MAX_FN: red.maxFn }, variant),
+    code: () => specialize(red.prefix + logprobsWgsl + rowLogSumExpWgsl, { PARAMS: LogprobsParams.wgsl, WG, MAX_FN: red.maxFn }, variant),
     uniforms: LogprobsParams.pack({ R: a.R, V: a.V, k: a.k, L: a.L }),
     storage: [a.logits, a.candValues, a.candIds, a.chosen, a.out],
     workgroups: grid1d(a.R, ctx.limits.maxComputeWorkgroupsPerDimension),

@@ -17,6 +17,7 @@ import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims, requireElements } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
+import rowLogSumExpWgsl from '../../shaders/row_logsumexp.wgsl?raw';
 import { defineUniforms } from '../gpu/uniforms.ts';
 import { reductionPrelude } from './softmax.ts';
 
@@ -90,7 +91,7 @@ export function tokenLogprobs(ctx: GpuContext, a: TokenLogprobsArgs): KernelDisp
   const variant = `token_logprobs_f32_wg${WG}_${red.tag}`;
   return makeDispatch(ctx, {
     variant,
-    code: () => specialize(red.prefix + fwdWgsl, { PARAMS: TokenLogprobsParams.wgsl, WG, MAX_FN: red.maxFn }, variant),
+    code: () => specialize(red.prefix + fwdWgsl + rowLogSumExpWgsl, { PARAMS: TokenLogprobsParams.wgsl, WG, MAX_FN: red.maxFn }, variant),
     uniforms: TokenLogprobsParams.pack({ T: a.T, V: a.V }),
     storage: [a.logits, a.targets, a.logp],
     workgroups: grid1d(a.T, ctx.limits.maxComputeWorkgroupsPerDimension),
@@ -117,7 +118,7 @@ export function tokenLogprobsBackward(ctx: GpuContext, a: TokenLogprobsBackwardA
   const variant = `token_logprobs_bwd_f32_wg${WG}_${red.tag}`;
   return makeDispatch(ctx, {
     variant,
-    code: () => specialize(red.prefix + bwdWgsl, { PARAMS: TokenLogprobsParams.wgsl, WG, MAX_FN: red.maxFn }, variant),
+    code: () => specialize(red.prefix + bwdWgsl + rowLogSumExpWgsl, { PARAMS: TokenLogprobsParams.wgsl, WG, MAX_FN: red.maxFn }, variant),
     uniforms: TokenLogprobsParams.pack({ T: a.T, V: a.V }),
     storage: [a.logits, a.targets, a.dlogp, a.dlogits],
     workgroups: grid1d(a.T, ctx.limits.maxComputeWorkgroupsPerDimension),
