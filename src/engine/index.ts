@@ -1,5 +1,6 @@
 /** Public entry of the serving engine (what the Web Worker wrapper imports). */
-export { createEngine, chatPromptIds, type Engine, type ChatCompletions, type Completions } from './openai.ts';
+export { createEngine, chatPromptIds, type Engine, type EngineExtras, type ChatCompletions, type Completions } from './openai.ts';
+export { memoryFeedback, type FeedbackSink, type FeedbackInput, type EngineFeedback } from './feedback.ts';
 export { EngineCore, resolveLimits, type EngineModel, type ResolvedLimits } from './engine.ts';
 export { planIteration, type IterationPlan, type PlannedEntry, type QueueState, type SeqView } from './scheduler.ts';
 export { EngineClosedError, EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';

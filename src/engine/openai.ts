@@ -20,6 +20,8 @@ import { importPeft, type PeftImportInput } from '../learn/peft.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
 import { EngineCore, type EngineModel } from './engine.ts';
 import { InvalidRequestError } from './errors.ts';
+import { engineFeedback, memoryFeedback, type EngineFeedback, type FeedbackSink } from './feedback.ts';
+import type { CompletionInput } from '../learn/feedback.ts';
 import { normalizeParams } from './params.ts';
 import type { Request, RequestEvent, TokenLogprob } from './request.ts';
 import type {
@@ -67,7 +69,7 @@ export interface EngineAdapters {
   list(): AdapterInfo[];
 }
 
-export interface Engine {
+export interface Engine extends EngineFeedback {
   readonly chat: { readonly completions: ChatCompletions };
   readonly completions: Completions;
   readonly adapters: EngineAdapters;
@@ -79,12 +81,29 @@ export interface Engine {
   readonly core: EngineCore;
 }
 
-export function createEngine(ctx: GpuContext, model: EngineModel, options: EngineOptions = {}): Engine {
+/** Non-serialisable parts of an engine (the worker passes a persistent feedback sink). */
+export interface EngineExtras {
+  /** Where finished completions, ratings and pairs go; default an in-memory FeedbackLog. */
+  feedback?: FeedbackSink;
+}
+
+export function createEngine(ctx: GpuContext, model: EngineModel, options: EngineOptions = {}, extras: EngineExtras = {}): Engine {
   const core = new EngineCore(ctx, model, options);
   const modelName = options.modelName ?? 'local';
-  const chatCreate = (p: ChatCompletionCreateParams) => chatCompletion(core, modelName, p);
-  const complCreate = (p: CompletionCreateParams) => completion(core, modelName, p);
+  const sink = extras.feedback ?? memoryFeedback();
+  const record: Recorder = (input) => {
+    // A completion that cannot be recorded (e.g. an empty answer) just cannot be rated later:
+    // feedback bookkeeping never fails the request itself.
+    try {
+      void Promise.resolve(sink.recordCompletion(input)).catch(() => undefined);
+    } catch {
+      /* see above */
+    }
+  };
+  const chatCreate = (p: ChatCompletionCreateParams) => chatCompletion(core, modelName, p, record);
+  const complCreate = (p: CompletionCreateParams) => completion(core, modelName, p, record);
   return {
+    ...engineFeedback(sink),
     chat: { completions: { create: chatCreate as ChatCompletions['create'] } },
     completions: { create: complCreate as Completions['create'] },
     adapters: {
@@ -182,12 +201,26 @@ async function gather(req: Request): Promise<Gathered> {
   throw new Error('engine: request ended without a final event');
 }
 
-/** Wrap a request's events as an async iterable of chunks (one per text delta, then a final one). */
-function chunks<C>(req: Request, make: (ev: RequestEvent, first: boolean) => C): AsyncIterable<C> {
+/** Records a finished completion for feedback (see createEngine). */
+type Recorder = (input: CompletionInput) => void;
+
+/** What a completion answered, for the feedback log (aborted answers are not recorded). */
+function recordFinished(record: Recorder, completionId: string, context: { messages: unknown } | { prompt: unknown }, text: string, reason: FinishReason): void {
+  if (reason !== 'abort') record({ completionId, ...context, answer: text });
+}
+
+/**
+ * Wrap a request's events as an async iterable of chunks (one per text delta, then a final one);
+ * `onDone` gets the whole text when the request finishes.
+ */
+function chunks<C>(req: Request, make: (ev: RequestEvent, first: boolean) => C, onDone?: (text: string, reason: FinishReason) => void): AsyncIterable<C> {
   return {
     async *[Symbol.asyncIterator]() {
       let first = true;
+      let text = '';
       for await (const ev of req.events) {
+        if (ev.kind === 'delta') text += ev.text;
+        else onDone?.(text, ev.reason);
         yield make(ev, first);
         first = false;
       }
@@ -195,7 +228,7 @@ function chunks<C>(req: Request, make: (ev: RequestEvent, first: boolean) => C):
   };
 }
 
-function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreateParams): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreateParams, record: Recorder): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
   try {
     if (p.top_logprobs !== null && p.top_logprobs !== undefined && p.logprobs !== true) throw new InvalidRequestError('top_logprobs', 'needs logprobs: true');
     const settings = normalizeParams(p, p.logprobs === true ? (p.top_logprobs ?? 0) : null, core.limits);
@@ -220,10 +253,10 @@ function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreate
             choices: [{ index: 0, delta, finish_reason: done ? ev.reason : null, logprobs, ...(ids ? { token_ids: ev.ids } : {}) }],
             usage: done ? ev.usage : null,
           };
-        }),
+        }, (text, reason) => recordFinished(record, id, { messages: p.messages }, text, reason)),
       );
     }
-    return gather(req).then((g) => ({
+    return gather(req).then((g) => (recordFinished(record, id, { messages: p.messages }, g.text, g.reason), {
       id,
       object: 'chat.completion',
       created,
@@ -254,7 +287,7 @@ function legacyLogprobs(tok: TextTokenizer, lps: readonly TokenLogprob[], offset
   };
 }
 
-function completion(core: EngineCore, model: string, p: CompletionCreateParams): Promise<Completion | AsyncIterable<Completion>> {
+function completion(core: EngineCore, model: string, p: CompletionCreateParams, record: Recorder): Promise<Completion | AsyncIterable<Completion>> {
   try {
     const settings = normalizeParams(p, p.logprobs ?? null, core.limits);
     const tok = core.model.tokenizer;
@@ -273,10 +306,10 @@ function completion(core: EngineCore, model: string, p: CompletionCreateParams):
           offset += text.length;
           const done = ev.kind === 'done';
           return { id, object: 'text_completion', created, model, choices: [{ index: 0, text, finish_reason: done ? ev.reason : null, logprobs: lp, ...(ids ? { token_ids: ev.ids } : {}) }], usage: done ? ev.usage : null };
-        }),
+        }, (all, reason) => recordFinished(record, id, { prompt: p.prompt }, all, reason)),
       );
     }
-    return gather(req).then((g) => ({
+    return gather(req).then((g) => (recordFinished(record, id, { prompt: p.prompt }, g.text, g.reason), {
       id,
       object: 'text_completion',
       created,

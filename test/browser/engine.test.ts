@@ -93,6 +93,31 @@ describe('engine on stories260K', () => {
     expect(r.choices[0].text.startsWith(' ')).toBe(true);
   });
 
+  it('feedback: thumbs-down, regenerate, thumbs-up on one context forms a DPO pair', async () => {
+    const messages = [{ role: 'user' as const, content: 'The little dog' }];
+    const first = await engine.chat.completions.create({ messages, temperature: 1, seed: 1, max_tokens: 8 });
+    // The regenerate streams: streamed answers are recorded too.
+    let streamed = '';
+    let secondId = '';
+    for await (const c of await engine.chat.completions.create({ messages, temperature: 1, seed: 2, max_tokens: 8, stream: true })) {
+      streamed += c.choices[0].delta.content ?? '';
+      secondId = c.id;
+    }
+    expect(streamed).not.toBe(first.choices[0].message.content);
+    const before = engine.preferences.list().length;
+    await engine.feedback({ completionId: first.id, rating: 'down' });
+    expect(engine.preferences.list().length).toBe(before);
+    const r = await engine.feedback({ completionId: secondId, rating: 'up' });
+    expect(r.added).toHaveLength(1);
+    const pair = engine.preferences.list().at(-1)!;
+    expect(pair).toMatchObject({ chosen: streamed, rejected: first.choices[0].message.content, source: 'feedback' });
+    await expect(engine.feedback({ completionId: 'chatcmpl-nope', rating: 'up' })).rejects.toMatchObject({ code: 'unknown-completion' });
+    await expect(engine.feedback({ completionId: first.id, rating: 'meh' as 'up' })).rejects.toMatchObject({ code: 'bad-preference' });
+    await expect(engine.preferences.add({ prompt: 'Once', chosen: 'a', rejected: 'a' })).rejects.toMatchObject({ code: 'bad-preference' });
+    const added = await engine.preferences.add({ prompt: 'Once upon a time', chosen: ' there was a cat.', rejected: ' there was a dog.' });
+    expect(added.added).toBe(true);
+  });
+
   it('stops before a stop string and at max_tokens', async () => {
     const stopped = await engine.completions.create({ prompt: '', temperature: 0, stop: [' girl', 'never'], max_tokens: 100 });
     expect(stopped.choices[0].text).toBe('Once upon a time, there was a little');
