@@ -12,6 +12,10 @@ import * as Comlink from 'comlink';
 import { InvalidRequestError } from '../src/engine/errors.ts';
 import { installErrorTransfer, serializeError } from '../src/engine/errors-wire.ts';
 import { createEngine, type Engine } from '../src/engine/openai.ts';
+import { memoryFeedback, type FeedbackInput, type FeedbackSink } from '../src/engine/feedback.ts';
+import { LearnStore, PersistentFeedback } from '../src/learn/store.ts';
+import type { RateResult } from '../src/learn/feedback.ts';
+import type { AddedPair, PairInput, PreferencePair } from '../src/learn/pairs.ts';
 import type { ChatCompletion, ChatCompletionChunk, Completion, EngineStats } from '../src/engine/types.ts';
 import {
   NoModelError,
@@ -117,7 +121,7 @@ class EngineHost implements EngineWorkerApi {
     const model = await loadModel(ctx, source, { format: request.format, onProgress: throttledProgress(onProgress) });
     let engine: Engine;
     try {
-      engine = createEngine(ctx, model, { ...request.engine, modelName: request.engine?.modelName ?? defaultModelName(request.source) });
+      engine = createEngine(ctx, model, { ...request.engine, modelName: request.engine?.modelName ?? defaultModelName(request.source) }, { feedback: await feedbackSink(request.feedbackStore) });
     } catch (e) {
       model.weights.destroy();
       throw e;
@@ -162,6 +166,12 @@ class EngineHost implements EngineWorkerApi {
     this.model?.weights.destroy();
     this.engine = null;
     this.model = null;
+  }
+
+  /** The engine, or a typed 'no-model' error. */
+  private loaded(): Engine {
+    if (!this.engine) throw new NoModelError();
+    return this.engine;
   }
 
   /** Validate the id, register its AbortController, and return the engine to run on. */
@@ -247,6 +257,18 @@ class EngineHost implements EngineWorkerApi {
     return this.engine?.stats() ?? null;
   }
 
+  async feedback(f: FeedbackInput): Promise<RateResult> {
+    return await this.loaded().feedback(f);
+  }
+
+  async addPreference(p: PairInput): Promise<AddedPair> {
+    return await this.loaded().preferences.add(p);
+  }
+
+  preferences(): PreferencePair[] | null {
+    return this.engine?.preferences.list() ?? null;
+  }
+
   unload(): Promise<void> {
     const run = this.queue.then(() => this.dropModel());
     this.queue = run.catch(() => undefined);
@@ -267,3 +289,23 @@ class EngineHost implements EngineWorkerApi {
 }
 
 Comlink.expose(new EngineHost());
+
+/**
+ * The feedback log of a load: persisted in IndexedDB (what was rated before a reload is still
+ * there) unless the page asked for memory only. A store that cannot be opened falls back to memory
+ * rather than failing the load: serving does not depend on it.
+ */
+async function feedbackSink(dbName: string | false | undefined): Promise<FeedbackSink> {
+  if (dbName === false || typeof indexedDB === 'undefined') return memoryFeedback();
+  try {
+    const pf = await PersistentFeedback.open(new LearnStore({ dbName: dbName ?? 'mace-web' }));
+    return {
+      recordCompletion: (input) => pf.recordCompletion(input),
+      rate: (id, rating) => pf.rate(id, rating),
+      addPair: (input) => pf.addPair(input),
+      pairs: () => pf.log.pairs(),
+    };
+  } catch {
+    return memoryFeedback();
+  }
+}

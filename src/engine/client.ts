@@ -13,6 +13,9 @@
  */
 import * as Comlink from 'comlink';
 import { Channel } from './channel.ts';
+import type { FeedbackInput } from './feedback.ts';
+import type { RateResult } from '../learn/feedback.ts';
+import type { AddedPair, PairInput, PreferencePair } from '../learn/pairs.ts';
 import { installErrorTransfer, reviveError, type MaceRemoteError } from './errors-wire.ts';
 import type { ChatCompletions, Completions } from './openai.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Completion, CompletionCreateParams, EngineStats } from './types.ts';
@@ -30,6 +33,13 @@ export interface WorkerEngine {
   readonly completions: Completions;
   /** The worker engine's counters, or null when no model is loaded. */
   stats(): Promise<EngineStats | null>;
+  /** Thumbs on a finished completion; liked and disliked answers to one context become a pair. */
+  feedback(f: FeedbackInput): Promise<RateResult>;
+  readonly preferences: {
+    add(p: PairInput): Promise<AddedPair>;
+    /** All pairs, or null when no model is loaded. */
+    list(): Promise<PreferencePair[] | null>;
+  };
   /** Free the model's GPU memory (the worker and its device stay). */
   unload(): Promise<void>;
   /** Called with the typed error ('device-lost') when the worker's GPU device is lost. Returns an unsubscribe. */
@@ -164,6 +174,11 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
     chat: { completions: { create: chatCreate } },
     completions: { create: completionCreate },
     stats: () => call(remote.stats()),
+    feedback: (f) => call(remote.feedback(f)),
+    preferences: {
+      add: (p) => call(remote.addPreference(p)),
+      list: () => call(remote.preferences()),
+    },
     unload: () => call(remote.unload()),
     onDeviceLost(listener) {
       lostListeners.add(listener);

@@ -14,6 +14,9 @@
 import type { WeightFormat } from '../kernels/weights.ts';
 import type { LoadProgress } from '../model/loader.ts';
 import type { WireError } from './errors-wire.ts';
+import type { FeedbackInput } from './feedback.ts';
+import type { RateResult } from '../learn/feedback.ts';
+import type { AddedPair, PairInput, PreferencePair } from '../learn/pairs.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Completion, CompletionCreateParams, EngineOptions, EngineStats } from './types.ts';
 
 /** Where the worker loads a model from (a plain-data stand-in for a ModelSource). */
@@ -33,6 +36,11 @@ export interface LoadRequest {
   engine?: EngineOptions;
   /** Keep URL/Hub downloads in the Cache API (default true). */
   cache?: boolean;
+  /**
+   * IndexedDB database of the feedback log and preference pairs (default 'mace-web'), so ratings
+   * and pairs survive a reload; false keeps them in memory only.
+   */
+  feedbackStore?: string | false;
 }
 
 /** What the page learns about a loaded model. */
@@ -90,6 +98,12 @@ export interface EngineWorkerApi {
   abort(requestId: string): void;
   /** The engine's counters, or null when no model is loaded. */
   stats(): EngineStats | null;
+  /** Rate a finished completion (thumbs); pairs form per context. Needs a loaded model. */
+  feedback(f: FeedbackInput): Promise<RateResult>;
+  /** Add a preference pair directly. */
+  addPreference(p: PairInput): Promise<AddedPair>;
+  /** All preference pairs (feedback-made and added), or null when no model is loaded. */
+  preferences(): PreferencePair[] | null;
   /** Destroy the engine and the model's GPU memory (the device is kept for the next load). */
   unload(): Promise<void>;
   /** Register the page's device-loss listener (one; a new one replaces it). */

@@ -204,3 +204,36 @@ describe('engine worker on stories260K', () => {
     broken.terminate();
   });
 });
+
+describe('feedback through the worker, kept in IndexedDB', () => {
+  it('thumbs form a pair that survives a reload (a new worker on the same database)', async () => {
+    const dbName = `mace-test-feedback-${Date.now().toString(36)}`;
+    const first = createWorkerEngine();
+    try {
+      await first.load({ ...stories(), feedbackStore: dbName });
+      const messages = [{ role: 'user' as const, content: 'The cat' }];
+      const a = await first.chat.completions.create({ messages, temperature: 1, seed: 3, max_tokens: 6 });
+      const b = await first.chat.completions.create({ messages, temperature: 1, seed: 4, max_tokens: 6 });
+      expect(b.choices[0].message.content).not.toBe(a.choices[0].message.content);
+      await first.feedback({ completionId: a.id, rating: 'down' });
+      const rated = await first.feedback({ completionId: b.id, rating: 'up' });
+      expect(rated.added).toHaveLength(1);
+      const bad = await rejection(first.feedback({ completionId: 'nope', rating: 'up' }));
+      expect(bad.code).toBe('unknown-completion');
+      expect((await first.preferences.list())!.length).toBe(1);
+    } finally {
+      first.terminate();
+    }
+    const second = createWorkerEngine();
+    try {
+      expect(await second.preferences.list()).toBeNull(); // no model yet
+      await second.load({ ...stories(), feedbackStore: dbName });
+      const pairs = (await second.preferences.list())!;
+      expect(pairs).toHaveLength(1);
+      expect(pairs[0].source).toBe('feedback');
+    } finally {
+      second.terminate();
+      indexedDB.deleteDatabase(dbName);
+    }
+  });
+});
