@@ -22,6 +22,28 @@ export type ParsedArgs =
       json: boolean;
       runtime: Runtime;
     }
-  | { command: 'bench-decode'; model: string; dtypes: Format[]; batches: number[]; promptTokens: number; tokens: number; json: boolean; out: string | undefined; runtime: Runtime };
+  | { command: 'bench-decode'; model: string; dtypes: Format[]; batches: number[]; promptTokens: number; tokens: number; json: boolean; out: string | undefined; runtime: Runtime }
+  | {
+      command: 'train';
+      model: string;
+      pairs: string | undefined;
+      eval: string | undefined;
+      stories: boolean;
+      steps: number | undefined;
+      epochs: number | undefined;
+      lr: number | undefined;
+      warmup: number | undefined;
+      beta: number | undefined;
+      rank: number | undefined;
+      alpha: number | undefined;
+      seed: number | undefined;
+      maxLength: number | undefined;
+      samples: number | undefined;
+      tokens: number | undefined;
+      dtype: Format;
+      out: string | undefined;
+      json: boolean;
+      runtime: Runtime;
+    };
 
 export function parseArgs(argv: readonly string[]): ParsedArgs;

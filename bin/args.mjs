@@ -4,6 +4,8 @@ export const USAGE = `Usage: mace <command> [options]
 
 Commands:
   generate         Load a model and run one request; the text streams to stdout.
+  train            DPO-train a LoRA adapter on preference pairs (a file, or --stories: pairs the
+                   model makes from its own story continuations); prints the metric curve.
   bench decode     Inference benchmark: TTFT, prefill and decode tokens/s per weight format and
                    batch size, and decode at batch 1 against the copy-bandwidth roofline.
   bench kernels    Benchmark the GPU kernels: copy bandwidth, decode GEMV (M = 1, 4) and
@@ -68,11 +70,13 @@ const VALUE_OPTIONS = {
   'bench kernels': ['out'],
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
   'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out'],
+  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'dtype', 'out'],
 };
 const FLAG_OPTIONS = {
   'bench kernels': ['json', 'quick', 'node'],
   generate: ['json', 'node', 'browser'],
   'bench decode': ['json', 'node', 'browser'],
+  train: ['json', 'node', 'browser', 'stories'],
 };
 /** Values taken verbatim even when they start with '-' (a prompt may). */
 const FREE_VALUES = new Set(['prompt', 'messages']);
@@ -187,9 +191,42 @@ function parseBenchDecode(flags, values) {
   };
 }
 
+function parseTrain(flags, values) {
+  const model = values.get('model');
+  if (!model) throw new UsageError('`train` needs --model (a directory, a URL or a Hugging Face repository id)');
+  const stories = flags.has('stories');
+  if (stories === values.has('pairs')) throw new UsageError('`train` needs exactly one of --pairs FILE and --stories');
+  if (values.has('steps') && values.has('epochs')) throw new UsageError('give --steps or --epochs, not both');
+  for (const o of ['samples', 'tokens']) if (!stories && values.has(o)) throw new UsageError(`--${o} only applies with --stories`);
+  const opt = (name, parse) => (values.has(name) ? parse(values.get(name)) : undefined);
+  return {
+    command: 'train',
+    model,
+    pairs: values.get('pairs'),
+    eval: values.get('eval'),
+    stories,
+    steps: opt('steps', (v) => intValue('steps', v, 1)),
+    epochs: opt('epochs', (v) => intValue('epochs', v, 1)),
+    lr: opt('lr', (v) => numValue('lr', v, 0, 1, true)),
+    warmup: opt('warmup', (v) => intValue('warmup', v, 0)),
+    beta: opt('beta', (v) => numValue('beta', v, 0, 1000, true)),
+    rank: opt('rank', (v) => intValue('rank', v, 1, 256)),
+    alpha: opt('alpha', (v) => numValue('alpha', v, 0, 1e6, true)),
+    seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 31 - 1)),
+    maxLength: opt('max-length', (v) => intValue('max-length', v, 2)),
+    samples: opt('samples', (v) => intValue('samples', v, 2, 1024)),
+    tokens: opt('tokens', (v) => intValue('tokens', v, 1, 4096)),
+    dtype: opt('dtype', (v) => formatValue('dtype', v)) ?? 'f32',
+    out: values.get('out'),
+    json: flags.has('json'),
+    runtime: runtime(flags),
+  };
+}
+
 /**
  * argv (without node and the script) -> { command: 'help' }, { command: 'bench-kernels', json,
- * quick, node, out }, { command: 'generate', ... } or { command: 'bench-decode', ... }.
+ * quick, node, out }, { command: 'generate', ... }, { command: 'bench-decode', ... } or
+ * { command: 'train', ... }.
  * Throws UsageError on anything unknown or malformed.
  */
 export function parseArgs(argv) {
@@ -200,5 +237,6 @@ export function parseArgs(argv) {
   checkOptions(command, flags, values);
   if (command === 'generate') return parseGenerate(flags, values);
   if (command === 'bench decode') return parseBenchDecode(flags, values);
+  if (command === 'train') return parseTrain(flags, values);
   return { command: 'bench-kernels', json: flags.has('json'), quick: flags.has('quick'), node: flags.has('node'), out: values.get('out') };
 }

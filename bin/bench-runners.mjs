@@ -1,6 +1,7 @@
 // The two runtimes of the CLI: headless Chromium on a page of a Vite dev server (Playwright drives
 // it), or Node through Dawn (the `webgpu` package) with Vite's SSR loader. `bench kernels` runs
-// bench/kernels.ts, `bench decode` bench/decode.ts and `generate` bench/generate.ts in either.
+// bench/kernels.ts, `bench decode` bench/decode.ts, `generate` bench/generate.ts and `train`
+// bench/train.ts in either.
 import { existsSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -241,5 +242,27 @@ export async function runDecodeBench(runtime, opts, log) {
     if (!out.ok) throw pageFailure(out.error);
     const { decodeToMarkdown } = await server.ssrLoadModule('/bench/decode-report.ts');
     return { result: out.result, markdown: decodeToMarkdown(out.result) };
+  });
+}
+
+// ---------------------------------------------------------------- train
+
+/**
+ * Run DPO training (bench/train.ts) in Node or Chromium. `onStep` gets each step's metrics in
+ * order; resolves with the TrainResult.
+ */
+export async function runTrain(runtime, spec, request, onStep, log) {
+  if (runtime === 'node') {
+    return withNodeGpu(log, 'mace train (node)', async (server, ctx) => {
+      const { runTrain: run } = await server.ssrLoadModule('/bench/train.ts');
+      return run(ctx, await nodeSource(server, spec), request, { onStep, onLog: log });
+    });
+  }
+  const plugins = spec.kind === 'dir' ? [modelDirPlugin(spec.dir)] : [];
+  const expose = { maceStep: (m) => onStep(m), maceLog: (m) => log(m) };
+  return withChromiumPage(log, { path: '/bench/train.html', readyFn: 'maceTrain', plugins, expose }, async (page, _server, origin) => {
+    const out = await page.evaluate(([m, r]) => window.maceTrain(m, r), [pageModel(spec, origin), request]);
+    if (!out.ok) throw pageFailure(out.error);
+    return out.result;
   });
 }

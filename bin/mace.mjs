@@ -2,13 +2,16 @@
 // The `mace` command line.
 // - `mace generate`: one request on a model (bench/generate.ts), text streamed to stdout, or one
 //   JSON object with --json. Node + Dawn by default, headless Chromium with --browser.
+// - `mace train`: DPO training of a LoRA adapter (bench/train.ts): the metric curve on stdout, a
+//   line per step (or one JSON object with --json); PEFT files with --out DIR.
 // - `mace bench decode`: the inference benchmark (bench/decode.ts), Node + Dawn by default.
 // - `mace bench kernels`: bench/kernels.ts in headless Chromium (a Vite dev server serves
 //   bench/index.html, Playwright drives it) or, with --node, in Node through Dawn.
 // Results go to stdout; progress and errors to stderr. Exit 0 ok, 1 failure, 2 bad command line.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { USAGE, UsageError, parseArgs } from './args.mjs';
-import { runBenchInChromium, runBenchInNode, runDecodeBench, runGenerate } from './bench-runners.mjs';
+import { runBenchInChromium, runBenchInNode, runDecodeBench, runGenerate, runTrain } from './bench-runners.mjs';
 import { checkModelDir, resolveModelArg } from './model-source.mjs';
 
 const log = (msg) => process.stderr.write(`${msg}\n`);
@@ -64,7 +67,80 @@ async function benchDecode(opts) {
   process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : markdown);
 }
 
-const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode };
+/** A preference file's text; a missing or unreadable file is an error naming it. */
+function readTextFile(file, what) {
+  try {
+    return { file, content: readFileSync(file, 'utf8') };
+  } catch (e) {
+    const err = new Error(`${what} file ${file} cannot be read: ${e.code === 'ENOENT' ? 'it does not exist' : e.message}`);
+    err.name = 'TrainFileError';
+    err.code = 'train-file';
+    throw err;
+  }
+}
+
+const f4 = (x) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
+
+function stepLine(m) {
+  const skip = m.skipped ? ' SKIPPED (non-finite gradient)' : '';
+  return `step ${String(m.step).padStart(4)}  loss ${f4(m.loss)}  rewards/accuracies ${m['rewards/accuracies'].toFixed(2)}  rewards/margins ${f4(m['rewards/margins'])}  grad_norm ${f4(m.grad_norm)}  lr ${m.learning_rate.toExponential(2)}${skip}\n`;
+}
+
+function evalLine(label, e) {
+  return `held-out ${label}: loss ${f4(e.loss)}  rewards/accuracies ${e['rewards/accuracies'].toFixed(3)} (ties ${e.ties}/${e.pairs}, ties as half ${e.accuracy_ties_half.toFixed(3)})  rewards/margins ${f4(e['rewards/margins'])}  rewards/chosen ${f4(e['rewards/chosen'])}  rewards/rejected ${f4(e['rewards/rejected'])}\n`;
+}
+
+function storiesText(s) {
+  const lines = [`rule: ${s.rule.description}`, `held-out prompts: greedy mean rule score ${s.greedyMeanBefore.toFixed(3)} before -> ${s.greedyMeanAfter.toFixed(3)} after`];
+  if (s.sampled) lines.push(`held-out prompts, ${s.sampled.perPrompt} samples each at temperature 1: share preferred ${s.sampled.meanBefore.toFixed(3)} before -> ${s.sampled.meanAfter.toFixed(3)} after`);
+  for (const c of s.greedy) lines.push(`  ${JSON.stringify(c.prompt)}`, `    before [${c.scoreBefore}]: ${JSON.stringify(c.before)}`, `    after  [${c.scoreAfter}]: ${JSON.stringify(c.after)}`);
+  return lines.join('\n') + '\n';
+}
+
+function writePeft(dir, peft) {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'adapter_model.safetensors'), Buffer.from(peft.weightsBase64, 'base64'));
+  writeFileSync(join(dir, 'adapter_config.json'), peft.config + '\n');
+  log(`wrote ${join(dir, 'adapter_model.safetensors')} and ${join(dir, 'adapter_config.json')}`);
+}
+
+async function train(opts) {
+  const spec = resolveModelArg(opts.model);
+  checkModelDir(spec);
+  const request = {
+    dtype: opts.dtype,
+    pairs: opts.pairs ? readTextFile(opts.pairs, '--pairs') : undefined,
+    eval: opts.eval ? readTextFile(opts.eval, '--eval') : undefined,
+    stories: opts.stories ? { samplesPerPrompt: opts.samples, tokens: opts.tokens } : undefined,
+    steps: opts.steps,
+    epochs: opts.epochs,
+    lr: opts.lr,
+    warmup: opts.warmup,
+    beta: opts.beta,
+    rank: opts.rank,
+    alpha: opts.alpha,
+    seed: opts.seed,
+    maxTokens: opts.maxLength,
+    exportPeft: opts.out !== undefined,
+  };
+  // With --json the curve still shows as progress, on stderr.
+  const onStep = opts.json ? (m) => process.stderr.write(stepLine(m)) : (m) => writeText(stepLine(m));
+  const result = await runTrain(opts.runtime, spec, request, onStep, log);
+  const { peft, ...report } = result;
+  if (opts.out) writePeft(opts.out, peft);
+  for (const s of report.pairs.skipped) log(`skipped ${s.name}: ${s.reason}`);
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(report) + '\n');
+    return;
+  }
+  if (report.before) await writeText(evalLine('before', report.before));
+  if (report.after) await writeText(evalLine('after ', report.after));
+  if (report.stories) await writeText(storiesText(report.stories));
+  const t = report.timing;
+  log(`${report.steps.length} steps (${report.nonFiniteSteps} non-finite, skipped) in ${(t.trainMs / 1000).toFixed(1)} s: ${t.msPerStep.toFixed(0)} ms/step, ${t.tokensPerSec.toFixed(1)} forward+backward tokens/s; arena ${(report.arenaBytes / 2 ** 20).toFixed(1)} MiB`);
+}
+
+const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, train };
 
 function usageFailure(e) {
   log(`mace: ${e.message}\n`);
