@@ -35,6 +35,27 @@ Options of \`generate\`:
                      usage} instead of streaming the text.
   --node | --browser Runtime (default --browser: headless Chromium).
 
+Options of \`train\`:
+  --model M          As for generate. Required.
+  --pairs FILE       Preference pairs: TRL JSONL {prompt, chosen, rejected}, ShareGPT DPO, KTO or
+                     v1 DPO files (a malformed record fails the run naming file and line).
+  --stories          Instead of --pairs: pairs the model makes from its own sampled story
+                     continuations, judged by the rule "mentions playing beats does not" (held-out
+                     prompts are never trained on).
+  --eval FILE        Held-out pairs (same formats); --stories makes its own held-out split.
+  --steps N | --epochs N   Training length (default 1 epoch); one pair per optimizer step.
+  --lr F             Peak learning rate (default 5e-4; linear warmup, then linear decay).
+  --warmup N         Warmup steps (default 10% of the steps).
+  --beta F           DPO beta (default 0.1).
+  --rank R           LoRA rank on all seven Linears (default 8); --alpha A (default 2·rank).
+  --seed S           Shuffle / sampling seed (default 0).
+  --max-length N     Cap on prompt + response tokens (default 256); longer pairs are skipped, named.
+  --samples N        --stories: samples per prompt (default 16); --tokens N: their length (default 48).
+  --dtype F          Base weight format on the GPU: f32 (default), f16 or q4.
+  --out DIR          Write the adapter in PEFT format (adapter_model.safetensors, adapter_config.json).
+  --json             One JSON object: per-step metrics, held-out metrics before/after.
+  --node | --browser Runtime (default --browser: headless Chromium).
+
 Options of \`bench decode\`:
   --model M          stories260k (default) or smollm2-135m: the real shapes with random weights
                      made on the GPU (no download); or a local model directory.
