@@ -1,0 +1,107 @@
+/**
+ * The stats stream: what the engine reports while it serves and learns, as plain data that
+ * crosses the worker boundary unchanged (structured clone). The scheduler fills IterationStats
+ * from its plan and the measured time; the engine adds request and fine-tune records. The
+ * devtools panel (src/ui/devtools/) and the Performance-panel tracks draw only from these types.
+ *
+ * Times are milliseconds on the producer's performance.now() clock (`t`), plus `timeOrigin` in
+ * StatsBatch so a page can map them onto its own clock: pageTime = t + batch.timeOrigin - performance.timeOrigin.
+ */
+
+/** The kinds of work one iteration can hold. */
+export type TaskKind = 'prefill' | 'decode' | 'finetune';
+
+/** Scheduling policies (see src/scheduler/policy.ts). */
+export type PolicyName = 'mace' | 'inference-only' | 'periodic' | 'sync';
+
+/** One iteration of the engine loop: one GPU submission (or several layer-range slices of it). */
+export interface IterationStats {
+  type: 'iteration';
+  /** 1-based iteration counter. */
+  iteration: number;
+  /** Start of the iteration (plan time). */
+  t: number;
+  /** Tokens of prefill chunks, decode rows and fine-tune units this iteration ran. */
+  prefillTokens: number;
+  decodeRows: number;
+  finetuneUnits: number;
+  /** Predicted GPU time by kind (the cost model's split of planned work). */
+  plannedMs: Record<TaskKind, number>;
+  /** Budget the plan was packed under (Infinity: no per-frame budget). */
+  budgetMs: number;
+  /** Measured GPU time of the whole iteration (timestamp queries, else wall time of submit→done). */
+  measuredMs: number;
+  /** How the measured time was taken. */
+  timing: 'timestamp' | 'wall';
+  /** Submissions the iteration was split into (layer-range slices); 1 when it fit the budget. */
+  slices: number;
+  /** Scheduler CPU time spent planning this iteration. */
+  schedulerMs: number;
+  kvBlocksUsed: number;
+  kvBlocksTotal: number;
+  /** Queue depths after planning. */
+  waitingRequests: number;
+  runningRequests: number;
+  pendingPairs: number;
+}
+
+/** A chat request that finished (any reason). */
+export interface RequestStats {
+  type: 'request';
+  id: string;
+  t: number;
+  promptTokens: number;
+  completionTokens: number;
+  /** Arrival → first token (ms); null when no token was produced. */
+  ttftMs: number | null;
+  /** Gaps between consecutive tokens (ms), in order. */
+  tbtMs: number[];
+  finishReason: 'stop' | 'length' | 'abort' | 'error';
+  adapter: string | null;
+}
+
+/** One DPO optimizer step (TRL's metric names). */
+export interface FinetuneStats {
+  type: 'finetune';
+  t: number;
+  /** Adapter being trained and its version after this step (bumps when the step applied). */
+  adapter: string;
+  adapterVersion: number;
+  step: number;
+  loss: number;
+  'rewards/chosen': number;
+  'rewards/rejected': number;
+  'rewards/margins': number;
+  'rewards/accuracies': number;
+  grad_norm: number;
+  learning_rate: number;
+  skipped: boolean;
+  /** Wall time from the step's first unit to its metrics (ms). */
+  durationMs: number;
+}
+
+/** Service-level objectives the panel draws against (ms). */
+export interface SloTargets {
+  ttftMs: number;
+  tbtMs: number;
+}
+
+/** Engine-level settings announced once per load (and when they change). */
+export interface SessionStats {
+  type: 'session';
+  t: number;
+  policy: PolicyName;
+  budgetMs: number;
+  slo: SloTargets;
+  kvBlocksTotal: number;
+  modelName: string;
+}
+
+export type StatsRecord = IterationStats | RequestStats | FinetuneStats | SessionStats;
+
+/** Records are sent in batches (at most one per animation frame's worth of time). */
+export interface StatsBatch {
+  /** performance.timeOrigin of the producer (the worker). */
+  timeOrigin: number;
+  records: StatsRecord[];
+}
