@@ -105,3 +105,21 @@ export interface StatsBatch {
   timeOrigin: number;
   records: StatsRecord[];
 }
+
+/** What the page can ask about on-device learning (engine.learning.status()). */
+export interface LearningStatus {
+  /** Learning runs (a trainer exists for the loaded model). */
+  enabled: boolean;
+  policy: PolicyName;
+  /** Name of the adapter that feedback trains (served to requests that name it). */
+  adapter: string;
+  /** Its version: 0 before the first applied step, +1 per applied optimizer step. */
+  version: number;
+  /** Optimizer steps attempted. */
+  steps: number;
+  /** Preference pairs known, and those not trained on yet. */
+  pairs: number;
+  pendingPairs: number;
+  /** The last step's metrics, or null before the first. */
+  last: FinetuneStats | null;
+}
