@@ -1,0 +1,259 @@
+/**
+ * One iteration's plan, as a pure function of the queues (plain data in, plain data out).
+ *
+ * 1. Running decodes first, oldest first (stall-free batching): they are never dropped for time;
+ *    when the KV pool cannot hold a running sequence's next token, the NEWEST running sequence is
+ *    preempted (blocks freed, recomputed later) until it fits; that may be the sequence itself.
+ * 2. Then best-fit packing of the optional work into what is left of the bin (GPU-time budget,
+ *    free KV blocks, arena tokens, sequence slots): prefill chunks (running chunked prefills, then
+ *    the head of the waiting queue: no overtaking, so a long prompt is never starved) and the next
+ *    fine-tune units of one pair. Each candidate is sized to the largest piece that fits; the one
+ *    with the best score P(t) + λ1·memory fit + λ2·latency fit is taken, and so on until nothing fits.
+ * 3. If nothing at all fits (an item larger than the whole budget) the highest-priority item runs
+ *    at its smallest size: work never stalls, the plan is split into layer-range slices instead.
+ *
+ * Policies: 'mace' (the above), 'inference-only' (no fine-tuning), 'periodic' (fine-tuning only
+ * in windows — state.finetuneAllowed — and only in what inference leaves), 'sync' (pending
+ * fine-tuning runs before any inference: decodes stall until it is done).
+ */
+import { BLOCK_SIZE, blocksForLength } from '../kv/layout.ts';
+import { addFeatures, zeroFeatures, type CostModel, type WorkFeatures } from './cost-model.ts';
+import { entryFeatures, unitFeatures } from './features.ts';
+import { finetunePriority, pickJob, prefillPriority } from './priority.ts';
+import type { TaskKind } from './stats.ts';
+import type { FinetuneJobView, IterationPlan, PlannedEntry, RequestView, SchedulerConfig, SchedulerState } from './types.ts';
+
+/** Slack on time comparisons: sums of float costs must not lose a piece that fits exactly. */
+const EPS_MS = 1e-9;
+
+/** What is left of the bin while packing. */
+interface Capacity {
+  ms: number;
+  tokens: number;
+  blocks: number;
+  slots: number;
+}
+
+/** A sized candidate: what it would take if chosen now. */
+interface Sized {
+  ms: number;
+  blocks: number;
+  tokens: number;
+}
+
+/** A running sequence whose next step is one generated token (a prompt's first pass is a prefill). */
+export function isDecode(r: RequestView): boolean {
+  return r.computed > 0 && r.length - r.computed === 1;
+}
+
+function extraBlocks(r: RequestView, count: number): number {
+  return Math.max(0, blocksForLength(r.computed + count) - r.blocks);
+}
+
+/** Largest n in 1..max with ok(n), for ok monotone (true then false); 0 when ok(1) fails. */
+function largest(max: number, ok: (n: number) => boolean): number {
+  if (max < 1 || !ok(1)) return 0;
+  let lo = 1, hi = max;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (ok(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** Largest prefill chunk of r that fits `cap` (0: none). */
+function sizePrefill(r: RequestView, cap: Capacity, cost: CostModel): number {
+  const byBlocks = (r.blocks + cap.blocks) * BLOCK_SIZE - r.computed;
+  const max = Math.min(r.length - r.computed, cap.tokens, byBlocks);
+  return largest(max, (n) => cost.marginalMs(entryFeatures(r.computed, n)) <= cap.ms + EPS_MS);
+}
+
+/** Largest prefix of the job's ready units that fits the time left (0: none). */
+function sizeUnits(j: FinetuneJobView, ms: number, cost: CostModel): number {
+  let total = 0;
+  let n = 0;
+  for (const u of j.ready) {
+    total += cost.marginalMs(unitFeatures(u));
+    if (total > ms + EPS_MS) break;
+    n++;
+  }
+  return n;
+}
+
+function unitsFeatures(j: FinetuneJobView, n: number): WorkFeatures {
+  return j.ready.slice(0, n).reduce((f, u) => addFeatures(f, unitFeatures(u)), zeroFeatures());
+}
+
+/** Fraction of the remaining capacity an item fills (0 when the capacity is unbounded or empty). */
+function fill(used: number, left: number): number {
+  return Number.isFinite(left) && left > 0 ? used / left : 0;
+}
+
+class PlanBuilder {
+  readonly entries: PlannedEntry[] = [];
+  readonly preempted: number[] = [];
+  readonly admitted: number[] = [];
+  finetune: IterationPlan['finetune'] = null;
+  blocksTaken = 0;
+  readonly features: Record<TaskKind, WorkFeatures> = { decode: zeroFeatures(), prefill: zeroFeatures(), finetune: zeroFeatures() };
+
+  constructor(readonly cost: CostModel) {}
+
+  addEntry(r: RequestView, count: number, f: WorkFeatures, blocks: number): void {
+    const kind = isDecode(r) ? 'decode' : 'prefill';
+    this.entries.push({ id: r.id, count, sample: r.computed + count === r.length, kind });
+    this.features[kind] = addFeatures(this.features[kind], f);
+    this.blocksTaken += blocks;
+  }
+
+  addUnits(j: FinetuneJobView, n: number): void {
+    this.finetune = { job: j.id, units: n };
+    this.features.finetune = unitsFeatures(j, n);
+  }
+
+  get empty(): boolean {
+    return this.entries.length === 0 && this.finetune === null;
+  }
+
+  /** Predicted ms so far, the intercept included once work exists. */
+  get ms(): number {
+    if (this.empty) return 0;
+    return this.cost.interceptMs + this.cost.marginalMs(this.features.decode) + this.cost.marginalMs(this.features.prefill) + this.cost.marginalMs(this.features.finetune);
+  }
+
+  build(budgetMs: number): IterationPlan {
+    const predictedMs: Record<TaskKind, number> = { decode: 0, prefill: 0, finetune: 0 };
+    let interceptGiven = false;
+    for (const k of ['decode', 'prefill', 'finetune'] as const) {
+      const present = k === 'finetune' ? this.finetune !== null : this.entries.some((e) => e.kind === k);
+      if (!present) continue;
+      predictedMs[k] = this.cost.marginalMs(this.features[k]) + (interceptGiven ? 0 : this.cost.interceptMs);
+      interceptGiven = true;
+    }
+    const total = predictedMs.decode + predictedMs.prefill + predictedMs.finetune;
+    const slices = Number.isFinite(budgetMs) && total > budgetMs ? Math.ceil(total / budgetMs) : 1;
+    return { entries: this.entries, preempted: this.preempted, admitted: this.admitted, finetune: this.finetune, predictedMs, slices, blocks: this.blocksTaken };
+  }
+}
+
+/** Sync policy: pending fine-tuning runs first and alone (inference waits). */
+function planSync(s: SchedulerState, c: SchedulerConfig, cost: CostModel): IterationPlan | null {
+  const job = pickJob(s.finetune, s.now, c, true);
+  if (!job) return null;
+  const b = new PlanBuilder(cost);
+  b.addUnits(job, Math.max(1, sizeUnits(job, c.budgetMs - cost.interceptMs, cost)));
+  return b.build(c.budgetMs);
+}
+
+/** Step 1: running decodes (with preemption when blocks run out). Returns the running list left. */
+function planDecodes(s: SchedulerState, b: PlanBuilder, cap: Capacity): RequestView[] {
+  const running = [...s.running];
+  for (let i = 0; i < running.length; i++) {
+    const r = running[i];
+    if (!isDecode(r) || cap.tokens === 0) continue; // chunked prefills are packed in step 2
+    const need = extraBlocks(r, 1);
+    while (need > cap.blocks && running.length > i) {
+      const victim = running.pop()!;
+      b.preempted.push(victim.id);
+      cap.blocks += victim.blocks;
+    }
+    if (running.length === i) break; // r itself was preempted
+    b.addEntry(r, 1, entryFeatures(r.computed, 1), need);
+    cap.blocks -= need;
+    cap.tokens -= 1;
+  }
+  return running;
+}
+
+type Candidate = { kind: 'prefill'; r: RequestView; waiting: boolean; priority: number } | { kind: 'finetune'; j: FinetuneJobView; priority: number };
+
+function size(cand: Candidate, cap: Capacity, cost: CostModel): { n: number; sized: Sized } {
+  if (cand.kind === 'finetune') {
+    const n = sizeUnits(cand.j, cap.ms, cost);
+    return { n, sized: { ms: cost.marginalMs(unitsFeatures(cand.j, n)), blocks: 0, tokens: 0 } };
+  }
+  if (cand.waiting && cap.slots === 0) return { n: 0, sized: { ms: 0, blocks: 0, tokens: 0 } };
+  const n = sizePrefill(cand.r, cap, cost);
+  return { n, sized: { ms: cost.marginalMs(entryFeatures(cand.r.computed, n)), blocks: extraBlocks(cand.r, n), tokens: n } };
+}
+
+function take(cand: Candidate, n: number, sized: Sized, b: PlanBuilder, cap: Capacity): void {
+  cap.ms -= sized.ms;
+  cap.blocks -= sized.blocks;
+  cap.tokens -= sized.tokens;
+  if (cand.kind === 'finetune') b.addUnits(cand.j, n);
+  else {
+    b.addEntry(cand.r, n, entryFeatures(cand.r.computed, n), sized.blocks);
+    if (cand.waiting) {
+      b.admitted.push(cand.r.id);
+      cap.slots--;
+    }
+  }
+}
+
+/** Take the highest-priority candidate that can make progress when time is no constraint, sized to `ms` (at least one token or unit). */
+function forceTop(candidates: Candidate[], cap: Capacity, b: PlanBuilder, cost: CostModel, ms: number): void {
+  const order = [...candidates].sort((x, y) => y.priority - x.priority);
+  for (const cand of order) {
+    if (size(cand, { ...cap, ms: Infinity }, cost).n === 0) continue; // blocks, tokens or slots missing
+    const minMs = cand.kind === 'finetune' ? cost.marginalMs(unitFeatures(cand.j.ready[0])) : cost.marginalMs(entryFeatures(cand.r.computed, 1));
+    const sz = size(cand, { ...cap, ms: Math.max(ms, minMs) }, cost);
+    take(cand, sz.n, sz.sized, b, cap);
+    return;
+  }
+}
+
+export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostModel): IterationPlan {
+  const ftAllowed = s.finetuneAllowed && c.policy !== 'inference-only';
+  if (c.policy === 'sync' && ftAllowed) {
+    const sync = planSync(s, c, cost);
+    if (sync) return sync;
+  }
+  const b = new PlanBuilder(cost);
+  const cap: Capacity = { ms: c.budgetMs, tokens: s.maxTokens, blocks: s.freeBlocks, slots: s.maxSeqs - s.running.length };
+  const running = planDecodes(s, b, cap);
+  cap.ms = c.budgetMs - b.ms - (b.empty ? cost.interceptMs : 0);
+
+  // Step 2: candidates. Waiting sequences are admitted only when nothing was preempted.
+  const candidates: Candidate[] = running.filter((r) => !isDecode(r) && r.length > r.computed).map((r) => ({ kind: 'prefill', r, waiting: false, priority: prefillPriority(r, s.now, c) }));
+  let nextWaiting = 0;
+  const waitingHead = (): Candidate | null => (b.preempted.length === 0 && nextWaiting < s.waiting.length ? { kind: 'prefill', r: s.waiting[nextWaiting], waiting: true, priority: prefillPriority(s.waiting[nextWaiting], s.now, c) } : null);
+  const head = waitingHead();
+  if (head) candidates.push(head);
+  const job = ftAllowed ? pickJob(s.finetune, s.now, c, c.policy === 'periodic') : null;
+  if (job) candidates.push({ kind: 'finetune', j: job, priority: c.policy === 'periodic' ? -Infinity : finetunePriority(job, s.now, c) });
+
+  while (candidates.length > 0) {
+    let best = -1;
+    let bestScore = -Infinity;
+    let bestSize: { n: number; sized: Sized } | null = null;
+    candidates.forEach((cand, i) => {
+      const sz = size(cand, cap, cost);
+      if (sz.n === 0) return;
+      const memFit = Math.max(fill(sz.sized.blocks, cap.blocks), fill(sz.sized.tokens, cap.tokens));
+      const score = cand.priority + c.lambdaMemory * memFit + c.lambdaLatency * fill(sz.sized.ms, cap.ms);
+      if (best < 0 || score > bestScore) {
+        best = i;
+        bestScore = score;
+        bestSize = sz;
+      }
+    });
+    if (best < 0) {
+      // Step 3: nothing fits the time left. With an empty plan, the top item that can make
+      // progress runs alone at up to one budget's worth (at least its smallest piece).
+      if (b.empty) forceTop(candidates, cap, b, cost, c.budgetMs - cost.interceptMs);
+      break;
+    }
+    const cand = candidates[best];
+    const sz = bestSize!;
+    take(cand, sz.n, sz.sized, b, cap);
+    candidates.splice(best, 1);
+    if (cand.kind === 'prefill' && cand.waiting) {
+      nextWaiting++;
+      const next = waitingHead();
+      if (next) candidates.push(next);
+    }
+  }
+  return b.build(c.budgetMs);
+}

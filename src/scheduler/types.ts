@@ -1,0 +1,127 @@
+/**
+ * What the scheduler sees (plain views of the engine's queues) and what it returns (the plan).
+ * No GPU objects, no callbacks: a plan is data, so tests compare plans with exact expectations.
+ */
+import type { PolicyName, TaskKind } from './stats.ts';
+
+/** One chat request's sequence as the planner needs it. */
+export interface RequestView {
+  id: number;
+  /** Tokens it has (prompt + generated). */
+  length: number;
+  /** Tokens whose K/V are in the cache. */
+  computed: number;
+  /** KV blocks it holds. */
+  blocks: number;
+  /** When it arrived (ms, the state's clock): aging of waiting prefills. */
+  arrivedAt: number;
+}
+
+/** Kinds of fine-tune work unit (the trainer's, src/learn/trainer.ts). */
+export type FinetuneUnitKind = 'embed' | 'forward' | 'head' | 'head-backward' | 'backward' | 'optimizer';
+
+/** One fine-tune work unit: at most one layer's forward or backward of one sequence. */
+export interface UnitView {
+  kind: FinetuneUnitKind;
+  /** Tokens the unit runs at (the trainer's bucketed length). */
+  tokens: number;
+}
+
+/** One preference pair's next optimizer step, as the planner sees it. */
+export interface FinetuneJobView {
+  id: number;
+  /** When it was queued for this step (ms): aging. */
+  queuedAt: number;
+  /** Its DPO loss at its last step; null: never trained (starts high, see SchedulerConfig.freshLoss). */
+  lastLoss: number | null;
+  /** Units runnable now, in order (the current phase's rest); empty while a read-back is pending. */
+  ready: readonly UnitView[];
+  /** Its step has started (the training arena holds its activations): it must finish before another starts. */
+  started: boolean;
+}
+
+export interface SchedulerState {
+  /** Now (ms). */
+  now: number;
+  /** Sequences holding KV blocks, oldest admission first. */
+  running: readonly RequestView[];
+  /** Waiting sequences in admission order (preempted ones first). */
+  waiting: readonly RequestView[];
+  /** Pairs waiting for a step (at most one started). */
+  finetune: readonly FinetuneJobView[];
+  freeBlocks: number;
+  /** Inference tokens one iteration can hold (the forward arena's rows). */
+  maxTokens: number;
+  /** Most sequences running at once. */
+  maxSeqs: number;
+  /** May fine-tune work run this iteration (the policy's window, see policy.ts)? */
+  finetuneAllowed: boolean;
+}
+
+export interface PlannedEntry {
+  id: number;
+  /** Tokens to run from `computed` on (1 for a decode). */
+  count: number;
+  /** The chunk reaches the sequence's last token: its logits are sampled. */
+  sample: boolean;
+  kind: 'prefill' | 'decode';
+}
+
+export interface PlannedFinetune {
+  job: number;
+  /** How many of the job's ready units run, from the first. */
+  units: number;
+}
+
+export interface IterationPlan {
+  /** Inference rows in order: running sequences first, then admitted ones. */
+  entries: PlannedEntry[];
+  /** Running sequences to free and requeue at the front of the waiting queue, newest first. */
+  preempted: number[];
+  /** Waiting sequences that start running this iteration (in entries too). */
+  admitted: number[];
+  /** Fine-tune units to run after the inference rows, or null. */
+  finetune: PlannedFinetune | null;
+  /** Predicted GPU ms by kind (the intercept goes to the first kind present). */
+  predictedMs: Record<TaskKind, number>;
+  /** Submissions to split the iteration into (layer-range slices) so each fits the budget. */
+  slices: number;
+  /** KV blocks the plan takes from the free list. */
+  blocks: number;
+}
+
+export interface SchedulerConfig {
+  policy: PolicyName;
+  /** GPU-time budget of one submission (ms); Infinity: none (headless benchmarks). */
+  budgetMs: number;
+  /** Base priorities by kind (inference above fine-tuning). */
+  basePrefill: number;
+  baseFinetune: number;
+  /** Aging: priority per second waited. */
+  agingPrefill: number;
+  agingFinetune: number;
+  /** γ: weight of a pair's DPO loss. */
+  gamma: number;
+  /** Loss assumed for a pair never trained (ln 2 is DPO's loss at the start; higher = new feedback first). */
+  freshLoss: number;
+  /** Best-fit weights: λ1 on memory fit, λ2 on latency fit (fractions of the remaining capacity). */
+  lambdaMemory: number;
+  lambdaLatency: number;
+}
+
+export const DEFAULT_BUDGET_MS = 8;
+
+export function defaultSchedulerConfig(policy: PolicyName = 'mace', budgetMs = DEFAULT_BUDGET_MS): SchedulerConfig {
+  return {
+    policy,
+    budgetMs,
+    basePrefill: 10,
+    baseFinetune: 0,
+    agingPrefill: 1,
+    agingFinetune: 0.5,
+    gamma: 2,
+    freshLoss: 1,
+    lambdaMemory: 0.5,
+    lambdaLatency: 0.5,
+  };
+}

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { CostModel, zeroFeatures, type WorkFeatures } from '../../src/scheduler/cost-model.ts';
+import { FinetuneGate } from '../../src/scheduler/policy.ts';
+import { mulberry32 } from '../../src/util/prng.ts';
+
+describe('CostModel (online RLS)', () => {
+  it('learns the true per-feature costs from mixed iterations it only sees the totals of', () => {
+    const truth = { intercept: 2, tokens: 0.05, rows: 0.3, attn: 0.02, ftForward: 0.04, ftBackward: 0.09, ftHead: 0.15, ftOptimizer: 1.5, ftUnits: 0.2 };
+    const rnd = mulberry32(3);
+    const m = new CostModel({ forgetting: 1 });
+    const trueMs = (f: WorkFeatures) => truth.intercept + (Object.keys(f) as (keyof WorkFeatures)[]).reduce((s, k) => s + truth[k] * f[k], 0);
+    for (let i = 0; i < 400; i++) {
+      const f = zeroFeatures();
+      f.tokens = Math.floor(rnd() * 64);
+      f.rows = Math.floor(rnd() * 8);
+      f.attn = (f.tokens * rnd() * 300) / 1000;
+      if (rnd() < 0.5) {
+        f.ftUnits = 1 + Math.floor(rnd() * 4);
+        f.ftForward = 16 * Math.floor(rnd() * 3);
+        f.ftBackward = 16 * Math.floor(rnd() * 3);
+        f.ftHead = rnd() < 0.3 ? 32 : 0;
+        f.ftOptimizer = rnd() < 0.2 ? 1 : 0;
+      }
+      m.observe(f, trueMs(f));
+    }
+    const w = m.snapshot();
+    for (const [k, v] of Object.entries(truth)) expect(w[k as keyof typeof w]).toBeCloseTo(v, 3);
+    expect(m.samples).toBe(400);
+  });
+
+  it('tracks a change in speed (forgetting) and ignores non-finite measurements', () => {
+    const m = new CostModel({ forgetting: 0.9 });
+    const f = zeroFeatures();
+    f.tokens = 10;
+    for (let i = 0; i < 50; i++) m.observe({ ...f, tokens: 10 + (i % 5) }, 1 + 0.1 * (10 + (i % 5)));
+    m.observe(f, Number.NaN);
+    m.observe(f, -3);
+    for (let i = 0; i < 100; i++) m.observe({ ...f, tokens: 10 + (i % 5) }, 1 + 0.3 * (10 + (i % 5)));
+    expect(m.predictMs(f)).toBeCloseTo(4, 2);
+    expect(m.samples).toBe(150);
+  });
+
+  it('never predicts negative time and rejects a wrong seed', () => {
+    const m = new CostModel({ initial: [-5, -1, 0, 0, 0, 0, 0, 0, 0] });
+    expect(m.predictMs({ ...zeroFeatures(), tokens: 3 })).toBe(0);
+    expect(() => new CostModel({ initial: [1, 2] })).toThrow(/9 numbers/);
+  });
+});
+
+describe('FinetuneGate', () => {
+  it('mace and sync allow fine-tuning whenever pairs are pending; inference-only never', () => {
+    expect(new FinetuneGate('mace').allowed(0, 1, 0)).toBe(true);
+    expect(new FinetuneGate('mace').allowed(0, 0, 0)).toBe(false);
+    expect(new FinetuneGate('sync').allowed(0, 2, 0)).toBe(true);
+    expect(new FinetuneGate('inference-only').allowed(0, 5, 0)).toBe(false);
+  });
+
+  it('periodic opens a window every period or at the pair trigger, and closes it when those steps are done', () => {
+    const g = new FinetuneGate('periodic', { periodMs: 10_000, pairsTrigger: 3 });
+    expect(g.allowed(1_000, 2, 0)).toBe(false); // 2 pending, period not elapsed
+    expect(g.allowed(2_000, 3, 0)).toBe(true); // trigger: window for 3 steps
+    expect(g.allowed(3_000, 4, 2)).toBe(true); // a 4th arrived; window still serves the first 3
+    expect(g.allowed(4_000, 1, 3)).toBe(false); // 3 done: closed at 4 s
+    expect(g.allowed(13_000, 1, 3)).toBe(false);
+    expect(g.allowed(14_000, 1, 3)).toBe(true); // 10 s after the window closed
+    expect(g.allowed(15_000, 0, 4)).toBe(false);
+  });
+});
