@@ -16,6 +16,7 @@ import { memoryFeedback, type FeedbackInput, type FeedbackSink } from '../src/en
 import { LearnStore, PersistentFeedback } from '../src/learn/store.ts';
 import type { RateResult } from '../src/learn/feedback.ts';
 import type { AddedPair, PairInput, PreferencePair } from '../src/learn/pairs.ts';
+import type { LearningStatus, SessionStats, StatsRecord } from '../src/scheduler/stats.ts';
 import type { ChatCompletion, ChatCompletionChunk, Completion, EngineStats } from '../src/engine/types.ts';
 import {
   NoModelError,
@@ -27,6 +28,8 @@ import {
   type ModelSourceSpec,
   type ProgressSink,
   type StreamSink,
+  type StatsSink,
+  STATS_FLUSH_MS,
   type WireChatParams,
   type WireCompletionParams,
 } from '../src/engine/worker-api.ts';
@@ -96,6 +99,47 @@ function throttledProgress(sink: ProgressSink | undefined): ((p: LoadProgress) =
   };
 }
 
+/**
+ * Collects the engine's stats records and sends them to the page in batches (one postMessage per
+ * STATS_FLUSH_MS at most), so a fast decode loop does not flood the page.
+ */
+class StatsPump {
+  private sink: StatsSink | null = null;
+  private records: StatsRecord[] = [];
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private session: SessionStats | null = null;
+
+  attach(engine: Engine): void {
+    const s = engine.stats();
+    this.session = { type: 'session', t: performance.now(), policy: s.policy, budgetMs: s.budgetMs, slo: DEFAULT_SLO, kvBlocksTotal: s.totalBlocks, modelName: engine.modelName };
+    this.records = [];
+    this.push(this.session);
+    engine.core.onStats((r) => this.push(r));
+  }
+
+  setSink(sink: StatsSink | null): void {
+    if (this.sink !== sink) releaseRemote(this.sink);
+    this.sink = sink;
+    if (sink && this.session) this.push({ ...this.session, t: performance.now() }); // a late subscriber learns the settings
+  }
+
+  private push(r: StatsRecord): void {
+    if (!this.sink) return;
+    this.records.push(r);
+    this.timer ??= setTimeout(() => this.flush(), STATS_FLUSH_MS);
+  }
+
+  private flush(): void {
+    this.timer = null;
+    const records = this.records;
+    this.records = [];
+    if (this.sink && records.length) notify(this.sink({ timeOrigin: performance.timeOrigin, records }));
+  }
+}
+
+/** SLOs the panel draws until a benchmark measures the unloaded latency (ms). */
+const DEFAULT_SLO = { ttftMs: 1000, tbtMs: 100 };
+
 class EngineHost implements EngineWorkerApi {
   private ctx: GpuContext | null = null;
   private model: LoadedModel | null = null;
@@ -104,6 +148,7 @@ class EngineHost implements EngineWorkerApi {
   /** Tail of the load queue: loads (and unloads) run one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
   private lostSink: DeviceLostSink | null = null;
+  private readonly statsPump = new StatsPump();
 
   load(request: LoadRequest, onProgress?: ProgressSink): Promise<ModelInfo> {
     const run = this.queue.then(() => this.doLoad(request, onProgress)).finally(() => releaseRemote(onProgress));
@@ -120,12 +165,23 @@ class EngineHost implements EngineWorkerApi {
     const ctx = await this.gpu();
     const model = await loadModel(ctx, source, { format: request.format, onProgress: throttledProgress(onProgress) });
     let engine: Engine;
+    const learning = request.learning ?? {};
+    const options = { ...request.engine, modelName: request.engine?.modelName ?? defaultModelName(request.source) };
+    if (learning !== false) options.adapters ??= { slots: 2 };
     try {
-      engine = createEngine(ctx, model, { ...request.engine, modelName: request.engine?.modelName ?? defaultModelName(request.source) }, { feedback: await feedbackSink(request.feedbackStore) });
+      engine = createEngine(ctx, model, options, { feedback: await feedbackSink(request.feedbackStore) });
     } catch (e) {
       model.weights.destroy();
       throw e;
     }
+    try {
+      if (learning !== false) await engine.learning.enable(learning);
+    } catch (e) {
+      engine.destroy();
+      model.weights.destroy();
+      throw e;
+    }
+    this.statsPump.attach(engine);
     this.model = model;
     this.engine = engine;
     const c = model.config;
@@ -255,6 +311,14 @@ class EngineHost implements EngineWorkerApi {
 
   stats(): EngineStats | null {
     return this.engine?.stats() ?? null;
+  }
+
+  learningStatus(): LearningStatus | null {
+    return this.engine?.learning.status() ?? null;
+  }
+
+  subscribeStats(sink: StatsSink | null): void {
+    this.statsPump.setSink(sink);
   }
 
   async feedback(f: FeedbackInput): Promise<RateResult> {

@@ -18,6 +18,7 @@ import type { RateResult } from '../learn/feedback.ts';
 import type { AddedPair, PairInput, PreferencePair } from '../learn/pairs.ts';
 import { installErrorTransfer, reviveError, type MaceRemoteError } from './errors-wire.ts';
 import type { ChatCompletions, Completions } from './openai.ts';
+import type { LearningStatus, StatsBatch } from '../scheduler/stats.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Completion, CompletionCreateParams, EngineStats } from './types.ts';
 import { WorkerGoneError, type EngineWorkerApi, type LoadRequest, type ModelInfo, type ProgressSink, type StreamEvent, type StreamSink } from './worker-api.ts';
 
@@ -40,6 +41,15 @@ export interface WorkerEngine {
     /** All pairs, or null when no model is loaded. */
     list(): Promise<PreferencePair[] | null>;
   };
+  readonly learning: {
+    /** Adapter name, version, steps, pending pairs; null when no model is loaded or learning is off. */
+    status(): Promise<LearningStatus | null>;
+  };
+  /**
+   * Receive the engine's stats stream (iterations, finished requests, fine-tune steps) in batches.
+   * Several listeners share one subscription to the worker. Returns an unsubscribe.
+   */
+  onStats(listener: (batch: StatsBatch) => void): () => void;
   /** Free the model's GPU memory (the worker and its device stay). */
   unload(): Promise<void>;
   /** Called with the typed error ('device-lost') when the worker's GPU device is lost. Returns an unsubscribe. */
@@ -169,6 +179,20 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
     return oneShot(signal, (id) => remote.complete(id, wire));
   }
 
+  // ---- stats: one proxied sink in the worker, fanned out to the page's listeners.
+  const statsListeners = new Set<(batch: StatsBatch) => void>();
+  const statsSink = Comlink.proxy((batch: StatsBatch) => {
+    for (const l of statsListeners) {
+      try {
+        l(batch);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e; // reported like any listener error, without stopping the others
+        });
+      }
+    }
+  });
+
   return {
     load: (request, onProgress) => call(remote.load(resolveRequest(request), onProgress ? Comlink.proxy(onProgress) : undefined)),
     chat: { completions: { create: chatCreate } },
@@ -178,6 +202,15 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
     preferences: {
       add: (p) => call(remote.addPreference(p)),
       list: () => call(remote.preferences()),
+    },
+    learning: { status: () => call(remote.learningStatus()) },
+    onStats(listener) {
+      statsListeners.add(listener);
+      if (statsListeners.size === 1 && !goneError) remote.subscribeStats(statsSink).catch(() => undefined);
+      return () => {
+        if (!statsListeners.delete(listener) || statsListeners.size > 0 || goneError) return;
+        remote.subscribeStats(null).catch(() => undefined);
+      };
     },
     unload: () => call(remote.unload()),
     onDeviceLost(listener) {

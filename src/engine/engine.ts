@@ -1,20 +1,24 @@
 /**
- * The in-thread serving engine: a request queue and a continuous-batching loop over one
- * ForwardPass and one GpuSampler. Each iteration:
+ * The in-thread serving engine: a request queue, the on-device learner, and the iteration loop
+ * over one ForwardPass and one GpuSampler. Each iteration:
  *   1. finishes aborted requests (their KV blocks go back to the pool),
- *   2. asks the planner (scheduler.ts, a pure function of the queue state) which sequences run how
- *      many tokens: running decodes first, then prefill chunks within the token budget, preempting
- *      the newest request when KV blocks run out (it is recomputed later from its tokens),
- *   3. builds ONE BatchStep, encodes forward + sampling + the result copy in ONE submission,
- *   4. reads back only the sampled ids (+ a few logprob numbers per row when asked), commits the
- *      step and hands each sampled id to its request (stop rules, streaming text, events).
- * The loop runs while there is work; requests arriving meanwhile join the next iteration.
+ *   2. asks the scheduler (src/scheduler/planner.ts, a pure function of the queue state) what runs:
+ *      running decodes first, then prefill chunks and fine-tune work units packed by priority and
+ *      best fit under the per-submission GPU-time budget and the free KV blocks, preempting the
+ *      newest request when blocks run out (it is recomputed later from its tokens),
+ *   3. encodes the inference pass + sampling + the result copy and the planned fine-tune units in
+ *      ONE submission, or in layer-range slices when the plan exceeds the budget,
+ *   4. reads back only the sampled ids (+ a few logprob numbers per row when asked) and, when a
+ *      training phase ended, the learner's few numbers; commits the step, hands each sampled id to
+ *      its request, feeds the measured time to the cost model and emits the stats records.
+ * The loop runs while there is work; requests and pairs arriving meanwhile join the next iteration.
  * LoRA adapters (adapters.ts) are resident in one bank; each request's sequence carries its
- * adapter's slot, so a batch mixes adapters and base-model rows (see forward.ts).
+ * adapter's slot, so a batch mixes adapters and base-model rows (see forward.ts). The learner's
+ * adapter is one of them: its new weights are copied into the bank by the step's last submission.
  * The public OpenAI-style surface is in openai.ts; this file is the machinery under it.
  */
 import type { GpuContext } from '../gpu/device.ts';
-import { encodeDispatches } from '../gpu/dispatch.ts';
+import { encodeDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { blocksForBudget, createKvCache, type KvCacheGpu } from '../kv/cache.ts';
 import { BLOCK_SIZE, blocksForLength } from '../kv/layout.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -29,8 +33,18 @@ import { EngineClosedError, EngineOptionsError, InvalidRequestError, PromptTooLo
 import type { RequestSettings } from './params.ts';
 import { IDLE_ROW, Request } from './request.ts';
 import { GpuSampler } from './sampler.ts';
-import { planIteration, type IterationPlan, type SeqView } from './scheduler.ts';
-import type { AdapterInfo, EngineOptions, EngineStats } from './types.ts';
+import type { AdapterInfo, EngineOptions, EngineStats, SchedulerOptions } from './types.ts';
+import { CostModel, addFeatures, zeroFeatures, type WorkFeatures } from '../scheduler/cost-model.ts';
+import { entryFeatures, unitFeatures } from '../scheduler/features.ts';
+import { planIteration } from '../scheduler/planner.ts';
+import { DEFAULT_PERIODIC, FinetuneGate, isPolicy, POLICIES } from '../scheduler/policy.ts';
+import type { FinetuneStats, IterationStats, LearningStatus, RequestStats, StatsRecord } from '../scheduler/stats.ts';
+import { DEFAULT_BUDGET_MS, defaultSchedulerConfig, type FinetuneJobView, type IterationPlan, type RequestView, type SchedulerConfig } from '../scheduler/types.ts';
+import { Learner, type LearningOptions } from './learner.ts';
+import { partitionSlices } from './slices.ts';
+import { tokenizePair, truncatePair, type TextPair } from '../learn/pair-tokens.ts';
+import type { TokenPair } from '../learn/reference.ts';
+import type { PairLogprobs } from '../learn/trainer.ts';
 
 /** What the engine serves: a loader (or a test) builds it. */
 export interface EngineModel {
@@ -79,6 +93,26 @@ export function resolveLimits(ctx: Pick<GpuContext, 'limits'>, config: ModelConf
   };
 }
 
+/** Scheduler settings after defaults; bad values name the option. */
+export function resolveScheduler(o: SchedulerOptions = {}): { config: SchedulerConfig; periodic: typeof DEFAULT_PERIODIC } {
+  const policy = o.policy ?? 'mace';
+  if (!isPolicy(policy)) throw new EngineOptionsError('scheduler.policy', `= ${JSON.stringify(policy)} is not one of ${POLICIES.join(', ')}`);
+  const raw = o.budgetMs ?? DEFAULT_BUDGET_MS;
+  if (typeof raw !== 'number' || Number.isNaN(raw) || raw < 0) throw new EngineOptionsError('scheduler.budgetMs', `= ${raw} must be a number of ms >= 0 (0 or Infinity: no budget)`);
+  const config: SchedulerConfig = { ...defaultSchedulerConfig(policy, raw === 0 ? Infinity : raw), ...o.tuning, policy, budgetMs: raw === 0 ? Infinity : raw };
+  for (const [k, v] of Object.entries(config)) if (k !== 'policy' && (typeof v !== 'number' || Number.isNaN(v))) throw new EngineOptionsError(`scheduler.tuning.${k}`, `= ${String(v)} must be a number`);
+  const periodic = { ...DEFAULT_PERIODIC, ...o.periodic };
+  if (!(periodic.periodMs >= 0) || !(Number.isInteger(periodic.pairsTrigger) && periodic.pairsTrigger >= 1)) throw new EngineOptionsError('scheduler.periodic', `= ${JSON.stringify(o.periodic)}: periodMs must be >= 0 and pairsTrigger a positive integer`);
+  return { config, periodic };
+}
+
+/** A part of one iteration's GPU work: encoded in order, submitted in slices. */
+interface WorkPart {
+  encode: (enc: GPUCommandEncoder) => void;
+  /** Predicted ms (for balancing slices). */
+  ms: number;
+}
+
 export class EngineCore {
   readonly limits: ResolvedLimits;
   readonly kv: KvCacheGpu;
@@ -94,8 +128,18 @@ export class EngineCore {
   private closed: Error | null = null;
   private iterations = 0;
   private preemptions = 0;
+  private sliced = 0;
   private readonly eosIds: ReadonlySet<number>;
   private readonly now: () => number = () => performance.now();
+  readonly scheduler: SchedulerConfig;
+  readonly cost = new CostModel();
+  private readonly gate: FinetuneGate;
+  /** On-device learning; null until enableLearning(). */
+  private learner: Learner | null = null;
+  /** Receives the stats stream (iteration, request, fine-tune records); one listener. */
+  private statsListener: ((r: StatsRecord) => void) | null = null;
+  /** A timer that re-kicks the loop when fine-tuning waits for its policy's window. */
+  private gateTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -118,6 +162,65 @@ export class EngineCore {
     });
     this.freeSlots = Array.from({ length: L.maxSeqs }, (_, i) => L.maxSeqs - 1 - i);
     this.eosIds = new Set([...model.tokenizer.eosIds, ...c.eosTokenIds]);
+    const sched = resolveScheduler(options.scheduler);
+    this.scheduler = sched.config;
+    this.gate = new FinetuneGate(sched.config.policy, sched.periodic, this.now());
+  }
+
+  /** Receive the stats stream (null: stop). Records are plain data. */
+  onStats(listener: ((r: StatsRecord) => void) | null): void {
+    this.statsListener = listener;
+  }
+
+  private emit(r: StatsRecord): void {
+    try {
+      this.statsListener?.(r);
+    } catch {
+      // a failing listener never stops serving
+    }
+  }
+
+  /**
+   * Start on-device learning: a LoRA adapter trained with DPO on the pairs given to learnPair(),
+   * served under `options.adapterName` ('learnt'). Needs adapter slots. Idempotent.
+   */
+  async enableLearning(options: LearningOptions = {}): Promise<LearningStatus> {
+    const registry = this.requireAdapters();
+    if (!this.learner) this.learner = await Learner.create(this.ctx, this.model.weights, registry, options, this.limits.maxContext, this.scheduler.policy, this.now);
+    return this.learner.status();
+  }
+
+  /** Learning status, or null when learning is off. */
+  learningStatus(): LearningStatus | null {
+    return this.learner?.status() ?? null;
+  }
+
+  /**
+   * Queue a text preference pair for training (key: its stable id; a queued key is ignored).
+   * Returns false when learning is off or the pair cannot be trained (nothing to learn from).
+   */
+  learnPair(key: string, pair: TextPair): boolean {
+    const learner = this.learner;
+    if (!learner || this.closed) return false;
+    const tokens = truncatePair(tokenizePair(this.model.tokenizer, pair, { eos: null }), learner.maxTokens);
+    return tokens !== null && this.learnTokens(key, tokens);
+  }
+
+  /** Queue a token pair for training; `ref`: its reference log-probs when already known. */
+  learnTokens(key: string, pair: TokenPair, ref: PairLogprobs | null = null): boolean {
+    if (!this.learner || this.closed || !this.learner.enqueue(key, pair, ref)) return false;
+    this.kick();
+    return true;
+  }
+
+  /** The learner (tests and tools: its adapter and trainer); null while learning is off. */
+  get learnerState(): Learner | null {
+    return this.learner;
+  }
+
+  /** Drop a queued pair (its rating changed). */
+  forgetPair(key: string): void {
+    this.learner?.remove(key);
   }
 
   /**
@@ -206,6 +309,11 @@ export class EngineCore {
       maxContext: this.limits.maxContext,
       iterations: this.iterations,
       preemptions: this.preemptions,
+      policy: this.scheduler.policy,
+      budgetMs: this.scheduler.budgetMs,
+      slicedIterations: this.sliced,
+      costSamples: this.cost.samples,
+      learning: this.learningStatus(),
     };
   }
 
@@ -217,7 +325,10 @@ export class EngineCore {
     this.forward.destroy();
     this.sampler.destroy();
     this.kv.destroy();
+    this.learner?.destroy();
+    this.learner = null;
     this.adapters?.destroy();
+    if (this.gateTimer) clearTimeout(this.gateTimer);
   }
 
   private abort(req: Request): void {
@@ -241,12 +352,26 @@ export class EngineCore {
 
   private async loop(): Promise<void> {
     try {
-      while (!this.closed && (this.running.length > 0 || this.waiting.length > 0)) await this.iterate();
+      while (!this.closed && this.hasWork()) {
+        const progressed = await this.iterate();
+        if (!progressed && this.running.length === 0 && this.waiting.length === 0) {
+          // Only fine-tuning is left and its policy holds it back: look again in a while.
+          this.gateTimer ??= setTimeout(() => {
+            this.gateTimer = null;
+            this.kick();
+          }, 50);
+          break;
+        }
+      }
     } catch (e) {
       this.failAll(e);
     } finally {
       this.looping = false;
     }
+  }
+
+  private hasWork(): boolean {
+    return this.running.length > 0 || this.waiting.length > 0 || (this.learner?.hasWork ?? false);
   }
 
   private failAll(e: unknown): void {
@@ -259,8 +384,8 @@ export class EngineCore {
     this.freeSlots = Array.from({ length: this.limits.maxSeqs }, (_, i) => this.limits.maxSeqs - 1 - i);
   }
 
-  private view(r: Request): SeqView {
-    return { id: r.id, length: r.seq.tokens.length, computed: r.seq.computed, blocks: r.seq.blocks.length };
+  private view(r: Request): RequestView {
+    return { id: r.id, length: r.seq.tokens.length, computed: r.seq.computed, blocks: r.seq.blocks.length, arrivedAt: r.createdAt };
   }
 
   /** Drop a running request from the batch state: blocks and slot back. */
@@ -277,6 +402,7 @@ export class EngineCore {
       if (r.aborted || r.finished) {
         this.retire(r);
         r.finish('abort'); // no-op when it already finished
+        this.emitRequest(r);
       }
     }
   }
@@ -299,14 +425,67 @@ export class EngineCore {
     }
   }
 
-  private async iterate(): Promise<void> {
+  private emitRequest(r: Request): void {
+    if (!this.statsListener) return;
+    const times = r.tokenTimes;
+    const rec: RequestStats = {
+      type: 'request', id: `req-${r.id}`, t: this.now(), promptTokens: r.promptIds.length, completionTokens: r.output.length,
+      ttftMs: times.length ? times[0] - r.createdAt : null, tbtMs: times.slice(1).map((t, i) => t - times[i]),
+      finishReason: r.finishReason ?? 'error', adapter: r.settings.adapter,
+    };
+    this.emit(rec);
+  }
+
+  /** One iteration; false when nothing could run (only held-back fine-tuning). */
+  private async iterate(): Promise<boolean> {
     this.reapFinished();
     const L = this.limits;
-    const plan = planIteration({ running: this.running.map((r) => this.view(r)), waiting: this.waiting.map((r) => this.view(r)), freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs });
+    const t0 = this.now();
+    const learner = this.learner;
+    const jobs: FinetuneJobView[] = learner ? learner.views() : [];
+    const allowed = learner !== null && this.gate.allowed(t0, learner.pendingSteps, learner.stepsDone);
+    const plan = planIteration(
+      { now: t0, running: this.running.map((r) => this.view(r)), waiting: this.waiting.map((r) => this.view(r)), finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed },
+      this.scheduler,
+      this.cost,
+    );
+    const schedulerMs = this.now() - t0;
+    const views = new Map([...this.running, ...this.waiting].map((r) => [r.id, this.view(r)]));
     this.applyPlan(plan);
-    if (plan.entries.length === 0) return; // only preemptions: plan again with the freed blocks
+    if (plan.entries.length === 0 && !plan.finetune) return plan.preempted.length > 0; // preemptions only: plan again
     this.iterations++;
-    const all = new Map([...this.running].map((r) => [r.id, r]));
+
+    const parts: WorkPart[] = [];
+    const features = { inference: zeroFeatures(), finetune: zeroFeatures() };
+    const inference = plan.entries.length > 0 ? this.encodeInference(plan, parts) : null;
+    for (const e of plan.entries) {
+      const v = views.get(e.id)!;
+      features.inference = addFeatures(features.inference, entryFeatures(v.computed, e.count));
+    }
+    if (plan.finetune && learner) {
+      const job = jobs.find((j) => j.id === plan.finetune!.job)!;
+      for (const u of job.ready.slice(0, plan.finetune.units)) {
+        const f = unitFeatures(u);
+        features.finetune = addFeatures(features.finetune, f);
+        parts.push({ encode: (enc) => learner.encode(enc, job.id, 1), ms: this.cost.marginalMs(f) });
+      }
+    }
+
+    const { measuredMs, slices } = await this.submitParts(parts, plan.slices, inference);
+    const fin = learner ? await learner.afterSubmit() : null;
+    if (inference) this.acceptSampled(inference);
+    if (slices === 1) this.cost.observe(addFeatures(features.inference, features.finetune), measuredMs);
+    else this.sliced++;
+    this.reapFinished(); // finished and aborted requests leave the batch now
+    this.emitIteration(plan, t0, measuredMs, slices, schedulerMs);
+    if (fin) this.emit(fin satisfies FinetuneStats);
+    return true;
+  }
+
+  /** Build and write the batch step; its forward parts and the sampling go into `parts`. */
+  private encodeInference(plan: IterationPlan, parts: WorkPart[]): InferenceStep {
+    const L = this.limits;
+    const all = new Map(this.running.map((r) => [r.id, r]));
     const reqs = plan.entries.map((e) => all.get(e.id)!);
     const entries: BatchEntry[] = plan.entries.map((e, i) => ({ seq: reqs[i].seq, count: e.count }));
     const step = buildBatchStep(entries, this.kv.pool, L.maxBlocksPerSeq);
@@ -315,21 +494,76 @@ export class EngineCore {
     this.sampler.writeRows(rows);
     const withPenalties = rows.some((r) => r.penalty.nSeen > 0);
     const withLogprobs = plan.entries.some((e, i) => e.sample && reqs[i].settings.topLogprobs !== null);
-
-    const enc = this.ctx.device.createCommandEncoder({ label: `engine step ${this.iterations}` });
     const k = this.sampler.candidatesFor(rows, withLogprobs);
-    encodeDispatches(enc, [...this.forward.dispatches(T, nSeqs, step.mode, lora), ...this.sampler.dispatches(nSeqs, k, withPenalties, withLogprobs)]);
-    this.sampler.encodeReadback(enc, nSeqs, withLogprobs);
-    this.ctx.device.queue.submit([enc.finish()]);
-    commitBatch(entries);
-    const result = await this.sampler.read(nSeqs, withLogprobs);
+    const layerParts = this.forward.dispatchParts(T, nSeqs, step.mode, lora);
+    const sampling: KernelDispatch[] = this.sampler.dispatches(nSeqs, k, withPenalties, withLogprobs);
+    const perLayer = (plan.predictedMs.decode + plan.predictedMs.prefill) / layerParts.length;
+    layerParts.forEach((dispatches, l) => {
+      const last = l === layerParts.length - 1;
+      parts.push({
+        ms: perLayer,
+        encode: (enc) => {
+          encodeDispatches(enc, last ? [...dispatches, ...sampling] : dispatches);
+          if (last) this.sampler.encodeReadback(enc, nSeqs, withLogprobs);
+        },
+      });
+    });
+    return { plan, reqs, entries, nSeqs, withLogprobs, result: null };
+  }
 
-    plan.entries.forEach((e, i) => {
-      const r = reqs[i];
+  /**
+   * Submit the parts in `slices` balanced groups, waiting for each group before the next (so one
+   * submission holds the GPU about one budget), then read the sampled ids. Returns the measured
+   * wall time from the first submission to the last result.
+   */
+  private async submitParts(parts: WorkPart[], slices: number, inference: InferenceStep | null): Promise<{ measuredMs: number; slices: number }> {
+    const groups = partitionSlices(parts.map((p) => p.ms), slices);
+    const queue = this.ctx.device.queue;
+    const t0 = this.now();
+    for (const [g, group] of groups.entries()) {
+      const enc = this.ctx.device.createCommandEncoder({ label: `iteration ${this.iterations}${groups.length > 1 ? ` slice ${g + 1}/${groups.length}` : ''}` });
+      for (const i of group) parts[i].encode(enc);
+      queue.submit([enc.finish()]);
+      if (g < groups.length - 1) await queue.onSubmittedWorkDone();
+    }
+    if (inference) {
+      commitBatch(inference.entries);
+      inference.result = await this.sampler.read(inference.nSeqs, inference.withLogprobs);
+    } else await queue.onSubmittedWorkDone();
+    return { measuredMs: this.now() - t0, slices: groups.length };
+  }
+
+  private acceptSampled(s: InferenceStep): void {
+    const result = s.result!;
+    s.plan.entries.forEach((e, i) => {
+      const r = s.reqs[i];
       if (!e.sample || r.aborted || r.finished) return;
       const update = r.accept(result.ids[i], result.logprobs?.[i] ?? null);
       if (update && r.slot >= 0) this.sampler.updateSeen(r.slot, update);
     });
-    this.reapFinished(); // finished and aborted requests leave the batch now
   }
+
+  private emitIteration(plan: IterationPlan, t: number, measuredMs: number, slices: number, schedulerMs: number): void {
+    if (!this.statsListener) return;
+    const rec: IterationStats = {
+      type: 'iteration', iteration: this.iterations, t,
+      prefillTokens: plan.entries.filter((e) => e.kind === 'prefill').reduce((a, e) => a + e.count, 0),
+      decodeRows: plan.entries.filter((e) => e.kind === 'decode').length,
+      finetuneUnits: plan.finetune?.units ?? 0,
+      plannedMs: { ...plan.predictedMs }, budgetMs: this.scheduler.budgetMs, measuredMs, timing: 'wall', slices, schedulerMs,
+      kvBlocksUsed: this.kv.pool.numBlocks - this.kv.pool.numFree, kvBlocksTotal: this.kv.pool.numBlocks,
+      waitingRequests: this.waiting.length, runningRequests: this.running.length, pendingPairs: this.learner?.status().pendingPairs ?? 0,
+    };
+    this.emit(rec);
+  }
+}
+
+/** One iteration's inference rows between encode and read-back. */
+interface InferenceStep {
+  plan: IterationPlan;
+  reqs: Request[];
+  entries: BatchEntry[];
+  nSeqs: number;
+  withLogprobs: boolean;
+  result: Awaited<ReturnType<GpuSampler['read']>> | null;
 }

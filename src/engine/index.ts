@@ -2,7 +2,9 @@
 export { createEngine, chatPromptIds, type Engine, type EngineExtras, type ChatCompletions, type Completions } from './openai.ts';
 export { memoryFeedback, type FeedbackSink, type FeedbackInput, type EngineFeedback } from './feedback.ts';
 export { EngineCore, resolveLimits, type EngineModel, type ResolvedLimits } from './engine.ts';
-export { planIteration, type IterationPlan, type PlannedEntry, type QueueState, type SeqView } from './scheduler.ts';
+export { planIteration } from '../scheduler/planner.ts';
+export type { IterationPlan, PlannedEntry, SchedulerState, RequestView, FinetuneJobView } from '../scheduler/types.ts';
+export type * from '../scheduler/stats.ts';
 export { EngineClosedError, EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
 export { AdapterNotFoundError, AdapterUnloadedError } from './adapters.ts';
 export type * from './types.ts';

@@ -16,6 +16,9 @@
  */
 import type { GpuContext } from '../gpu/device.ts';
 import type { HostAdapter } from '../learn/adapter.ts';
+import type { LearningOptions } from './learner.ts';
+import type { LearningStatus } from '../scheduler/stats.ts';
+import type { PreferencePair } from '../learn/pairs.ts';
 import { importPeft, type PeftImportInput } from '../learn/peft.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
 import { EngineCore, type EngineModel } from './engine.ts';
@@ -69,7 +72,16 @@ export interface EngineAdapters {
   list(): AdapterInfo[];
 }
 
+/** On-device learning: a LoRA adapter trained with DPO on the pairs, served as a named adapter. */
+export interface EngineLearning {
+  /** Start learning (needs adapter slots); pairs already held are queued. Idempotent. */
+  enable(options?: LearningOptions): Promise<LearningStatus>;
+  /** Null while learning is off. */
+  status(): LearningStatus | null;
+}
+
 export interface Engine extends EngineFeedback {
+  readonly learning: EngineLearning;
   readonly chat: { readonly completions: ChatCompletions };
   readonly completions: Completions;
   readonly adapters: EngineAdapters;
@@ -102,8 +114,32 @@ export function createEngine(ctx: GpuContext, model: EngineModel, options: Engin
   };
   const chatCreate = (p: ChatCompletionCreateParams) => chatCompletion(core, modelName, p, record);
   const complCreate = (p: CompletionCreateParams) => completion(core, modelName, p, record);
+  const fb = engineFeedback(sink);
+  const learnFrom = (p: PreferencePair) => core.learnPair(p.id, p.messages ? { messages: p.messages as ChatCompletionMessageParam[], chosen: p.chosen, rejected: p.rejected } : { prompt: p.prompt, chosen: p.chosen, rejected: p.rejected });
   return {
-    ...engineFeedback(sink),
+    // Pairs that form (thumbs) or are added go to the learner when learning is on.
+    feedback: async (f) => {
+      const r = await fb.feedback(f);
+      for (const p of r.removed) core.forgetPair(p.id);
+      for (const p of r.added) learnFrom(p);
+      return r;
+    },
+    preferences: {
+      add: async (p) => {
+        const r = await fb.preferences.add(p);
+        learnFrom(r.pair);
+        return r;
+      },
+      list: fb.preferences.list,
+    },
+    learning: {
+      enable: async (o) => {
+        const status = await core.enableLearning(o);
+        for (const p of sink.pairs()) learnFrom(p); // pairs kept from earlier sessions
+        return core.learningStatus() ?? status;
+      },
+      status: () => core.learningStatus(),
+    },
     chat: { completions: { create: chatCreate as ChatCompletions['create'] } },
     completions: { create: complCreate as Completions['create'] },
     adapters: {

@@ -50,6 +50,8 @@ export class Request {
   readonly createdAt: number;
   scheduledAt = -1;
   firstTokenAt = -1;
+  /** When each output token was accepted (ms): TBTs are their gaps. */
+  readonly tokenTimes: number[] = [];
   finishedAt = -1;
   /** Set by an abort signal; the loop finishes the request at its next step boundary. */
   aborted = false;
@@ -96,6 +98,7 @@ export class Request {
   accept(id: number, lp: RowLogprobs | null): SeenUpdate | null {
     const now = this.ctx.now();
     if (this.firstTokenAt < 0) this.firstTokenAt = now;
+    this.tokenTimes.push(now);
     this.output.push(id);
     this.pendingIds.push(id);
     if (lp && this.settings.topLogprobs !== null) this.pendingLogprobs.push({ id, logprob: lp.chosen, top: lp.top.slice(0, this.settings.topLogprobs) });

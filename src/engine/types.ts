@@ -8,6 +8,9 @@
  * repetition_penalty, ignore_eos, return_token_ids, adapter (a loaded LoRA adapter's name), and
  * the timing fields of `usage`.
  */
+import type { PeriodicOptions } from '../scheduler/policy.ts';
+import type { LearningStatus, PolicyName } from '../scheduler/stats.ts';
+import type { SchedulerConfig } from '../scheduler/types.ts';
 import type { LinearModule } from '../model/tensors.ts';
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -189,6 +192,23 @@ export interface EngineOptions {
   modelName?: string;
   /** LoRA serving; absent (or slots 0): no adapter bank, no LoRA cost at all. */
   adapters?: AdapterOptions;
+  /** The iteration scheduler (policy, per-submission GPU-time budget). */
+  scheduler?: SchedulerOptions;
+}
+
+/** How each iteration is planned (src/scheduler/). */
+export interface SchedulerOptions {
+  /** Default 'mace'. */
+  policy?: PolicyName;
+  /**
+   * GPU-time budget of one submission in ms; larger iterations are split into layer-range slices.
+   * Default 8 (half a 60 Hz frame, so the page keeps the other half); Infinity or 0: no budget.
+   */
+  budgetMs?: number;
+  /** Windows of the 'periodic' policy. */
+  periodic?: Partial<PeriodicOptions>;
+  /** Priority and best-fit weights (see SchedulerConfig). */
+  tuning?: Partial<Omit<SchedulerConfig, 'policy' | 'budgetMs'>>;
 }
 
 /** The adapter bank's sizes, fixed at engine creation. */
@@ -224,4 +244,13 @@ export interface EngineStats {
   maxContext: number;
   iterations: number;
   preemptions: number;
+  policy: PolicyName;
+  /** Per-submission GPU-time budget (ms; Infinity: none). */
+  budgetMs: number;
+  /** Iterations split into several submissions because they exceeded the budget. */
+  slicedIterations: number;
+  /** Measurements the cost model has absorbed. */
+  costSamples: number;
+  /** On-device learning, or null when it is off. */
+  learning: LearningStatus | null;
 }

@@ -12,6 +12,8 @@
  *   callbacks that report an error receive its WireError.
  */
 import type { WeightFormat } from '../kernels/weights.ts';
+import type { LearningStatus, StatsBatch } from '../scheduler/stats.ts';
+import type { LearningOptions } from './learner.ts';
 import type { LoadProgress } from '../model/loader.ts';
 import type { WireError } from './errors-wire.ts';
 import type { FeedbackInput } from './feedback.ts';
@@ -41,6 +43,12 @@ export interface LoadRequest {
    * and pairs survive a reload; false keeps them in memory only.
    */
   feedbackStore?: string | false;
+  /**
+   * On-device learning: pairs from feedback train a LoRA adapter with DPO between chat iterations
+   * (default on; the engine then gets 2 adapter slots unless engine.adapters says otherwise).
+   * false: off.
+   */
+  learning?: LearningOptions | false;
 }
 
 /** What the page learns about a loaded model. */
@@ -74,6 +82,10 @@ export type StreamEvent<C> = { kind: 'chunk'; chunk: C } | { kind: 'end' } | { k
 export type StreamSink<C> = (event: StreamEvent<C>) => void | Promise<void>;
 
 export type ProgressSink = (p: LoadProgress) => void;
+/** Receives the stats stream in batches (at most one per STATS_FLUSH_MS). */
+export type StatsSink = (batch: StatsBatch) => void | Promise<void>;
+/** How often the worker sends the stats records it collected. */
+export const STATS_FLUSH_MS = 100;
 export type DeviceLostSink = (error: WireError) => void;
 
 export interface EngineWorkerApi {
@@ -104,6 +116,10 @@ export interface EngineWorkerApi {
   addPreference(p: PairInput): Promise<AddedPair>;
   /** All preference pairs (feedback-made and added), or null when no model is loaded. */
   preferences(): PreferencePair[] | null;
+  /** Learning status, or null when no model is loaded or learning is off. */
+  learningStatus(): LearningStatus | null;
+  /** Register the page's stats listener (one; a new one replaces it; null: stop). */
+  subscribeStats(sink: StatsSink | null): void;
   /** Destroy the engine and the model's GPU memory (the device is kept for the next load). */
   unload(): Promise<void>;
   /** Register the page's device-loss listener (one; a new one replaces it). */

@@ -255,7 +255,8 @@ export class DpoTrainer {
     return s;
   }
 
-  private async pairLogprobs(tokens: Record<SeqName, number>, promptLen: number): Promise<PairLogprobs> {
+  /** Summed response log-probs of both sequences after a forward phase ran (reads 2·T floats back). */
+  async pairLogprobs(tokens: Readonly<Record<SeqName, number>>, promptLen: number): Promise<PairLogprobs> {
     return { chosen: await this.responseLogprob('chosen', tokens.chosen, promptLen), rejected: await this.responseLogprob('rejected', tokens.rejected, promptLen) };
   }
 
@@ -304,6 +305,20 @@ export class DpoTrainer {
     const tokens = this.writeInputs(pair);
     submitUnits(this.ctx, SEQS.flatMap((s) => this.forwardUnits(s, this.bucket(tokens[s]), adapter)));
     return this.pairLogprobs(tokens, pair.prompt.length);
+  }
+
+  /**
+   * The reference pass as units (adapter off, both sequences), for a scheduler to interleave:
+   * run `units`, then pairLogprobs(tokens, pair.prompt.length). Overwrites the arenas like logprobs().
+   */
+  referenceUnits(pair: TokenPair): { tokens: Record<SeqName, number>; units: WorkUnit[] } {
+    const tokens = this.writeInputs(pair);
+    return { tokens, units: SEQS.flatMap((s) => this.forwardUnits(s, this.bucket(tokens[s]), false)) };
+  }
+
+  /** Zero the adapter's gradients (after a step was abandoned half-way through its backward). */
+  clearGrads(): void {
+    this.ctx.device.queue.writeBuffer(this.adapter.grads, 0, new Float32Array(this.adapter.layout.n));
   }
 
   /** The reference model's (adapter off) log-probs of a pair: compute once per pair and cache. */

@@ -109,7 +109,7 @@ export const MAX_PLANNED_SHAPES = 64;
 export class ForwardPass {
   readonly arena: Arena;
   /** Dispatch lists by shape key, in least-recently-used order (Map keeps insertion order). */
-  private readonly plans = new Map<string, KernelDispatch[]>();
+  private readonly plans = new Map<string, KernelDispatch[][]>();
   /** The LoRA path's buffers, or null without a bank. */
   private readonly lora: LoraArena | null;
 
@@ -200,6 +200,15 @@ export class ForwardPass {
    * `lora` (from write()) adds the bank's per-row LoRA deltas; without it the plan is the base one.
    */
   dispatches(T: number, nSeqs: number, mode: BatchMode, lora = false): KernelDispatch[] {
+    return this.dispatchParts(T, nSeqs, mode, lora).flat();
+  }
+
+  /**
+   * The same pass as layer-range parts, one per decoder layer (the embedding joins the first, the
+   * head the last), so a scheduler can split a pass that exceeds its time budget over several
+   * submissions at layer boundaries.
+   */
+  dispatchParts(T: number, nSeqs: number, mode: BatchMode, lora = false): KernelDispatch[][] {
     if (!Number.isInteger(T) || T < 1 || T > this.limits.maxTokens) throw new ShapeError('forward', 'T', `= ${T} is outside 1..${this.limits.maxTokens}`);
     if (!Number.isInteger(nSeqs) || nSeqs < 1 || nSeqs > this.limits.maxSeqs) throw new ShapeError('forward', 'nSeqs', `= ${nSeqs} is outside 1..${this.limits.maxSeqs}`);
     if (lora && !this.lora) throw new ShapeError('forward', 'lora', 'is set but this pass has no adapter bank');
@@ -208,7 +217,10 @@ export class ForwardPass {
     if (plan) {
       this.plans.delete(key); // move to the most-recently-used end
     } else {
-      plan = [...this.embedDispatches(T), ...this.weights.layers.flatMap((_, l) => this.layerDispatches(l, T, nSeqs, mode, lora)), ...this.headDispatches(T, nSeqs)];
+      const layers = this.weights.layers.map((_, l) => this.layerDispatches(l, T, nSeqs, mode, lora));
+      layers[0] = [...this.embedDispatches(T), ...layers[0]];
+      layers[layers.length - 1] = [...layers[layers.length - 1], ...this.headDispatches(T, nSeqs)];
+      plan = layers;
       if (this.plans.size >= MAX_PLANNED_SHAPES) this.plans.delete(this.plans.keys().next().value!);
     }
     this.plans.set(key, plan);

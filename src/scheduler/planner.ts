@@ -2,12 +2,13 @@
  * One iteration's plan, as a pure function of the queues (plain data in, plain data out).
  *
  * 1. Running decodes first, oldest first (stall-free batching): they are never dropped for time;
- *    when the KV pool cannot hold a running sequence's next token, the NEWEST running sequence is
- *    preempted (blocks freed, recomputed later) until it fits; that may be the sequence itself.
+ *    when the KV pool cannot hold a running sequence's next token (a decode's or a chunked
+ *    prefill's), the NEWEST running sequence is preempted (blocks freed, recomputed later) until
+ *    it fits; that may be the sequence itself.
  * 2. Then best-fit packing of the optional work into what is left of the bin (GPU-time budget,
  *    free KV blocks, arena tokens, sequence slots): prefill chunks (running chunked prefills, then
  *    the head of the waiting queue: no overtaking, so a long prompt is never starved) and the next
- *    fine-tune units of one pair. Each candidate is sized to the largest piece that fits; the one
+ *    fine-tune units of one pair. Running chunked prefills come first (they hold blocks already). Each candidate is sized to the largest piece that fits; the one
  *    with the best score P(t) + λ1·memory fit + λ2·latency fit is taken, and so on until nothing fits.
  * 3. If nothing at all fits (an item larger than the whole budget) the highest-priority item runs
  *    at its smallest size: work never stalls, the plan is split into layer-range slices instead.
@@ -146,45 +147,66 @@ function planSync(s: SchedulerState, c: SchedulerConfig, cost: CostModel): Itera
   return b.build(c.budgetMs);
 }
 
-/** Step 1: running decodes (with preemption when blocks run out). Returns the running list left. */
-function planDecodes(s: SchedulerState, b: PlanBuilder, cap: Capacity): RequestView[] {
+/**
+ * Step 1: running sequences oldest first. Each must be able to take its next token (a decode's,
+ * or a chunked prefill's first): when the pool cannot hold it, the NEWEST running sequence is
+ * preempted until it can (that may be the sequence itself). Decodes are planned here; the blocks
+ * of a chunked prefill's next token are reserved for it (`reserved`), its chunk is sized in step 2.
+ */
+function planRunning(s: SchedulerState, b: PlanBuilder, cap: Capacity, reserved: Map<number, number>): RequestView[] {
   const running = [...s.running];
   for (let i = 0; i < running.length; i++) {
     const r = running[i];
-    if (!isDecode(r) || cap.tokens === 0) continue; // chunked prefills are packed in step 2
+    if (r.length <= r.computed || cap.tokens === 0) continue;
     const need = extraBlocks(r, 1);
     while (need > cap.blocks && running.length > i) {
       const victim = running.pop()!;
       b.preempted.push(victim.id);
       cap.blocks += victim.blocks;
+      cap.blocks += reserved.get(victim.id) ?? 0;
+      reserved.delete(victim.id);
     }
     if (running.length === i) break; // r itself was preempted
-    b.addEntry(r, 1, entryFeatures(r.computed, 1), need);
     cap.blocks -= need;
-    cap.tokens -= 1;
+    if (isDecode(r)) {
+      b.addEntry(r, 1, entryFeatures(r.computed, 1), need);
+      cap.tokens -= 1;
+    } else reserved.set(r.id, need);
   }
   return running;
 }
 
-type Candidate = { kind: 'prefill'; r: RequestView; waiting: boolean; priority: number } | { kind: 'finetune'; j: FinetuneJobView; priority: number };
+/** A piece of optional work. Running chunked prefills (tier 0: they hold blocks) go before the rest (tier 1). */
+type Candidate = { kind: 'prefill'; r: RequestView; waiting: boolean; priority: number; tier: number } | { kind: 'finetune'; j: FinetuneJobView; priority: number; tier: number };
 
-function size(cand: Candidate, cap: Capacity, cost: CostModel): { n: number; sized: Sized } {
+const NOTHING = { n: 0, sized: { ms: 0, blocks: 0, tokens: 0 } };
+
+/**
+ * The largest piece of `cand` that fits. A running prefill may use the blocks reserved for it; a
+ * waiting prompt is admitted only when the blocks of its token-budget chunk are free (as before
+ * time budgets), so a prompt is never admitted into blocks it would have to give back at once.
+ */
+function size(cand: Candidate, cap: Capacity, cost: CostModel, reserved: ReadonlyMap<number, number>): { n: number; sized: Sized } {
   if (cand.kind === 'finetune') {
     const n = sizeUnits(cand.j, cap.ms, cost);
     return { n, sized: { ms: cost.marginalMs(unitsFeatures(cand.j, n)), blocks: 0, tokens: 0 } };
   }
-  if (cand.waiting && cap.slots === 0) return { n: 0, sized: { ms: 0, blocks: 0, tokens: 0 } };
-  const n = sizePrefill(cand.r, cap, cost);
-  return { n, sized: { ms: cost.marginalMs(entryFeatures(cand.r.computed, n)), blocks: extraBlocks(cand.r, n), tokens: n } };
+  const r = cand.r;
+  if (cand.waiting && (cap.slots === 0 || extraBlocks(r, Math.min(r.length - r.computed, cap.tokens)) > cap.blocks)) return NOTHING;
+  const own = reserved.get(r.id) ?? 0;
+  const n = sizePrefill(r, { ...cap, blocks: cap.blocks + own }, cost);
+  return { n, sized: { ms: cost.marginalMs(entryFeatures(r.computed, n)), blocks: extraBlocks(r, n) - own, tokens: n } };
 }
 
-function take(cand: Candidate, n: number, sized: Sized, b: PlanBuilder, cap: Capacity): void {
+function take(cand: Candidate, n: number, sized: Sized, b: PlanBuilder, cap: Capacity, reserved: Map<number, number>): void {
   cap.ms -= sized.ms;
   cap.blocks -= sized.blocks;
   cap.tokens -= sized.tokens;
   if (cand.kind === 'finetune') b.addUnits(cand.j, n);
   else {
-    b.addEntry(cand.r, n, entryFeatures(cand.r.computed, n), sized.blocks);
+    const own = reserved.get(cand.r.id) ?? 0;
+    reserved.delete(cand.r.id);
+    b.addEntry(cand.r, n, entryFeatures(cand.r.computed, n), sized.blocks + own);
     if (cand.waiting) {
       b.admitted.push(cand.r.id);
       cap.slots--;
@@ -193,13 +215,13 @@ function take(cand: Candidate, n: number, sized: Sized, b: PlanBuilder, cap: Cap
 }
 
 /** Take the highest-priority candidate that can make progress when time is no constraint, sized to `ms` (at least one token or unit). */
-function forceTop(candidates: Candidate[], cap: Capacity, b: PlanBuilder, cost: CostModel, ms: number): void {
-  const order = [...candidates].sort((x, y) => y.priority - x.priority);
+function forceTop(candidates: Candidate[], cap: Capacity, b: PlanBuilder, cost: CostModel, ms: number, reserved: Map<number, number>): void {
+  const order = [...candidates].sort((x, y) => x.tier - y.tier || y.priority - x.priority);
   for (const cand of order) {
-    if (size(cand, { ...cap, ms: Infinity }, cost).n === 0) continue; // blocks, tokens or slots missing
+    if (size(cand, { ...cap, ms: Infinity }, cost, reserved).n === 0) continue; // blocks, tokens or slots missing
     const minMs = cand.kind === 'finetune' ? cost.marginalMs(unitFeatures(cand.j.ready[0])) : cost.marginalMs(entryFeatures(cand.r.computed, 1));
-    const sz = size(cand, { ...cap, ms: Math.max(ms, minMs) }, cost);
-    take(cand, sz.n, sz.sized, b, cap);
+    const sz = size(cand, { ...cap, ms: Math.max(ms, minMs) }, cost, reserved);
+    take(cand, sz.n, sz.sized, b, cap, reserved);
     return;
   }
 }
@@ -212,28 +234,29 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
   }
   const b = new PlanBuilder(cost);
   const cap: Capacity = { ms: c.budgetMs, tokens: s.maxTokens, blocks: s.freeBlocks, slots: s.maxSeqs - s.running.length };
-  const running = planDecodes(s, b, cap);
+  const reserved = new Map<number, number>();
+  const running = planRunning(s, b, cap, reserved);
   cap.ms = c.budgetMs - b.ms - (b.empty ? cost.interceptMs : 0);
 
   // Step 2: candidates. Waiting sequences are admitted only when nothing was preempted.
-  const candidates: Candidate[] = running.filter((r) => !isDecode(r) && r.length > r.computed).map((r) => ({ kind: 'prefill', r, waiting: false, priority: prefillPriority(r, s.now, c) }));
+  const candidates: Candidate[] = running.filter((r) => !isDecode(r) && r.length > r.computed).map((r) => ({ kind: 'prefill', r, waiting: false, priority: prefillPriority(r, s.now, c), tier: 0 }));
   let nextWaiting = 0;
-  const waitingHead = (): Candidate | null => (b.preempted.length === 0 && nextWaiting < s.waiting.length ? { kind: 'prefill', r: s.waiting[nextWaiting], waiting: true, priority: prefillPriority(s.waiting[nextWaiting], s.now, c) } : null);
+  const waitingHead = (): Candidate | null => (b.preempted.length === 0 && nextWaiting < s.waiting.length ? { kind: 'prefill', r: s.waiting[nextWaiting], waiting: true, priority: prefillPriority(s.waiting[nextWaiting], s.now, c), tier: 1 } : null);
   const head = waitingHead();
   if (head) candidates.push(head);
   const job = ftAllowed ? pickJob(s.finetune, s.now, c, c.policy === 'periodic') : null;
-  if (job) candidates.push({ kind: 'finetune', j: job, priority: c.policy === 'periodic' ? -Infinity : finetunePriority(job, s.now, c) });
+  if (job) candidates.push({ kind: 'finetune', j: job, priority: c.policy === 'periodic' ? -Infinity : finetunePriority(job, s.now, c), tier: 1 });
 
   while (candidates.length > 0) {
     let best = -1;
     let bestScore = -Infinity;
     let bestSize: { n: number; sized: Sized } | null = null;
     candidates.forEach((cand, i) => {
-      const sz = size(cand, cap, cost);
+      const sz = size(cand, cap, cost, reserved);
       if (sz.n === 0) return;
       const memFit = Math.max(fill(sz.sized.blocks, cap.blocks), fill(sz.sized.tokens, cap.tokens));
       const score = cand.priority + c.lambdaMemory * memFit + c.lambdaLatency * fill(sz.sized.ms, cap.ms);
-      if (best < 0 || score > bestScore) {
+      if (best < 0 || cand.tier < candidates[best].tier || (cand.tier === candidates[best].tier && score > bestScore)) {
         best = i;
         bestScore = score;
         bestSize = sz;
@@ -242,12 +265,12 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
     if (best < 0) {
       // Step 3: nothing fits the time left. With an empty plan, the top item that can make
       // progress runs alone at up to one budget's worth (at least its smallest piece).
-      if (b.empty) forceTop(candidates, cap, b, cost, c.budgetMs - cost.interceptMs);
+      if (b.empty) forceTop(candidates, cap, b, cost, c.budgetMs - cost.interceptMs, reserved);
       break;
     }
     const cand = candidates[best];
     const sz = bestSize!;
-    take(cand, sz.n, sz.sized, b, cap);
+    take(cand, sz.n, sz.sized, b, cap, reserved);
     candidates.splice(best, 1);
     if (cand.kind === 'prefill' && cand.waiting) {
       nextWaiting++;

@@ -120,6 +120,8 @@ export interface LearningStatus {
   /** Preference pairs known, and those not trained on yet. */
   pairs: number;
   pendingPairs: number;
+  /** Steps dropped because they failed (non-finite log-probs, a read-back or device error); serving went on. */
+  failedSteps: number;
   /** The last step's metrics, or null before the first. */
   last: FinetuneStats | null;
 }

@@ -22,7 +22,7 @@ let engine: Engine;
 beforeAll(async () => {
   ctx = await testGpu();
   loaded = await loadStories(ctx);
-  engine = createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 8, modelName: 'stories260K' });
+  engine = createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 8, modelName: 'stories260K', scheduler: { budgetMs: Infinity } }); // no time budget: exact iteration counts
 });
 
 const PROMPTS = ['Once upon a time', 'The cat', 'Lily and Ben went to the park', 'One day, a big dog', 'Tom had a red ball.', 'She was sad', 'The sun', 'Mom said'];

@@ -19,7 +19,7 @@ interface Reference {
 }
 
 /** 2 MiB of KV: 102 blocks of stories260K; small batches keep SwiftShader fast. */
-const ENGINE = { kvBudgetBytes: 2 * 2 ** 20, maxTokensPerIteration: 64, maxSeqs: 8, modelName: 'stories260K' };
+const ENGINE = { kvBudgetBytes: 2 * 2 ** 20, maxTokensPerIteration: 64, maxSeqs: 8, modelName: 'stories260K', scheduler: { budgetMs: 0 } }; // no time budget: exact iteration counts
 const stories = (format: WeightFormat = 'f32'): LoadRequest => ({ source: { kind: 'url', base: BASE }, format, engine: ENGINE });
 
 let engine: WorkerEngine;

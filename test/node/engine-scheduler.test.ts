@@ -1,9 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import { candidatesFor } from '../../src/engine/sampler.ts';
-import { planIteration, type QueueState, type SeqView } from '../../src/engine/scheduler.ts';
+import { CostModel } from '../../src/scheduler/cost-model.ts';
+import { planIteration as plan } from '../../src/scheduler/planner.ts';
+import type { IterationPlan as FullPlan } from '../../src/scheduler/types.ts';
+import { defaultSchedulerConfig, type RequestView, type SchedulerState } from '../../src/scheduler/types.ts';
 
-const s = (id: number, length: number, computed = 0, blocks = 0): SeqView => ({ id, length, computed, blocks });
+// The token-budget and KV-block rules of the MACE planner, with no time budget and no fine-tuning:
+// what continuous batching alone does (the planner's time and fine-tune rules: scheduler-plan.test.ts).
+type QueueState = Omit<SchedulerState, 'now' | 'finetune' | 'finetuneAllowed'>;
+const s = (id: number, length: number, computed = 0, blocks = 0): RequestView => ({ id, length, computed, blocks, arrivedAt: id });
 const q = (over: Partial<QueueState>): QueueState => ({ running: [], waiting: [], freeBlocks: 100, maxTokens: 64, maxSeqs: 8, ...over });
+
+function planIteration(state: QueueState): Pick<FullPlan, 'preempted' | 'admitted'> & { entries: { id: number; count: number; sample: boolean }[] } {
+  const p = plan({ ...state, now: 1000, finetune: [], finetuneAllowed: false }, defaultSchedulerConfig('mace', Infinity), new CostModel());
+  return { entries: p.entries.map(({ id, count, sample }) => ({ id, count, sample })), preempted: p.preempted, admitted: p.admitted };
+}
 
 describe('planIteration', () => {
   it('runs decodes first, then a prefill chunk of the first waiting prompt within the token budget', () => {
@@ -49,8 +60,15 @@ describe('planIteration', () => {
     // 1 needs blocksFor(40) - 2 = 1 more: preempting 3 frees one.
     expect(plan.preempted).toEqual([3]);
     const plan2 = planIteration(q({ running: [s(1, 64, 16, 1), s(2, 5, 4, 1), s(3, 6, 5, 1)], freeBlocks: 0 }));
-    // 1 needs 3 more blocks: 3 and 2 give 2, then 1 itself goes.
-    expect(plan2).toEqual({ entries: [], preempted: [3, 2, 1], admitted: [] });
+    // 1's next token needs 1 more block: preempting 3 frees it, and 1 runs the chunk that block holds.
+    expect(plan2).toEqual({ entries: [{ id: 2, count: 1, sample: true }, { id: 1, count: 16, sample: false }], preempted: [3], admitted: [] });
+    const plan3 = planIteration(q({ running: [s(1, 64, 16, 1), s(2, 17, 16, 1), s(3, 33, 32, 2)], freeBlocks: 0 }));
+    // each needs a block for its next token: preempting 3 frees 2, one reserved for 1, one for 2's decode
+    expect(plan3).toEqual({ entries: [{ id: 2, count: 1, sample: true }, { id: 1, count: 16, sample: false }], preempted: [3], admitted: [] });
+    const plan4 = planIteration(q({ running: [s(1, 64, 16, 1), s(2, 17, 16, 1), s(3, 6, 5, 1)], freeBlocks: 0 }));
+    // 3 frees one block (reserved for 1); 2 then needs one more and is the newest left: it goes,
+    // and its block lets 1 run a 32-token chunk
+    expect(plan4).toEqual({ entries: [{ id: 1, count: 32, sample: false }], preempted: [3, 2], admitted: [] });
   });
 
   it('never preempts a sequence already planned this iteration', () => {

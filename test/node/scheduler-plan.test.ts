@@ -84,10 +84,14 @@ describe('planIteration (mace)', () => {
 
   it('packs by best fit among equal priorities', () => {
     const c = { baseFinetune: 10, basePrefill: 10, agingPrefill: 0, agingFinetune: 0, gamma: 0, budgetMs: 5 };
-    // prefill: 10 tokens, 1.5 ms of 4 left (score 10 + 0.5·0.156 + 0.5·0.375); head unit 3.3 ms (10 + 0.5·0.825)
-    const p = plan({ running: [req(1, 42, 32, 2)], finetune: [job(7, [head])] }, c);
+    // prompt: 10 tokens, 1.5 ms of 4 left (score 10 + 0.5·0.156 + 0.5·0.375); head unit 3.3 ms (10 + 0.5·0.825)
+    const p = plan({ waiting: [req(1, 10, 0, 0)], finetune: [job(7, [head])] }, c);
     expect(p.finetune).toEqual({ job: 7, units: 1 });
     expect(p.entries).toEqual([{ id: 1, count: 2, sample: false, kind: 'prefill' }]); // 0.7 ms left: 2 tokens
+    // a running chunked prefill goes first whatever the fit: it holds blocks
+    const q = plan({ running: [req(1, 42, 32, 2)], finetune: [job(7, [head])] }, c);
+    expect(q.entries).toEqual([{ id: 1, count: 10, sample: true, kind: 'prefill' }]);
+    expect(q.finetune).toBeNull(); // 4 - 1.5 = 2.5 ms left < 3.3
   });
 
   it('never exceeds the budget with optional work; only mandatory decodes or one forced item go over', () => {
@@ -140,7 +144,7 @@ describe('planIteration (mace)', () => {
 
   it('does not admit past the sequence cap or the free blocks (no overtaking)', () => {
     const p = plan({ waiting: [req(3, 40, 0, 0), req(4, 3, 0, 0)], freeBlocks: 2 }, { budgetMs: Infinity });
-    expect(p.entries.map((e) => [e.id, e.count])).toEqual([[3, 32]]); // 2 blocks hold 32 tokens; 4 waits behind 3
+    expect(p.entries).toEqual([]); // its 40-token chunk needs 3 blocks; 4 waits behind 3
     const q = plan({ running: [req(1, 20, 19, 2)], waiting: [req(3, 4, 0, 0)], maxSeqs: 1 }, { budgetMs: Infinity });
     expect(q.admitted).toEqual([]);
   });

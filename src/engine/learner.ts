@@ -1,0 +1,324 @@
+/**
+ * On-device learning inside the engine: preference pairs become DPO steps on one LoRA adapter,
+ * cut into the trainer's work units so the scheduler can slot them between chat iterations.
+ *
+ * Per pair, one optimizer step at a time (a pair is stepped `epochs` times, requeued after each
+ * step with its new loss so the scheduler's γ·L_DPO ordering sees it):
+ *   ref       (once per pair) the reference pass (adapter off) → read back, cached
+ *   forward   both sequences with the adapter → read back → DPO loss on the CPU
+ *   backward  both backward passes + AdamW → read back the metrics; the new weights are copied
+ *             into the serving bank in the same submission, so requests see them next iteration
+ * Between phases a read-back is pending and the job has no ready units. One step is in flight at a
+ * time (the training arena holds its activations).
+ *
+ * The trained adapter is served as a named adapter of the engine's bank (`adapterName`): requests
+ * that name it get the learnt weights. A failing step (a read-back error, a device error) drops
+ * that pair's step and clears the gradients; serving is never touched. Non-finite gradients are
+ * skipped by AdamW itself (the adapter is left unchanged and the step reported as skipped).
+ */
+import type { GpuContext } from '../gpu/device.ts';
+import { encodeDispatches } from '../gpu/dispatch.ts';
+import { createAdapter, readAdapter, type AdapterConfig, type GpuAdapter } from '../learn/adapter.ts';
+import type { TokenPair } from '../learn/reference.ts';
+import { DpoTrainer, SEQS, TOKEN_BUCKET, type PairLogprobs, type SeqName, type StepLoss, type StepPlan, type WorkUnit } from '../learn/trainer.ts';
+import type { AdapterBank } from '../learn/bank.ts';
+import type { GpuModelWeights } from '../model/gpu-weights.ts';
+import type { FinetuneStats, LearningStatus, PolicyName } from '../scheduler/stats.ts';
+import type { FinetuneJobView, UnitView } from '../scheduler/types.ts';
+import type { AdapterRegistry } from './adapters.ts';
+import { EngineOptionsError } from './errors.ts';
+
+export interface LearningOptions {
+  /** Name the learnt adapter is served under. Default 'learnt'. */
+  adapterName?: string;
+  /** LoRA rank; default the bank's rank (then new weights reach the bank by GPU copies). */
+  rank?: number;
+  /** Default 2·rank. */
+  loraAlpha?: number;
+  /** DPO β. Default 0.5. */
+  beta?: number;
+  /** AdamW learning rate (constant after warmup). Default 1e-3. */
+  lr?: number;
+  warmupSteps?: number;
+  /** Optimizer steps per pair. Default 2. */
+  epochs?: number;
+  /** Longest training sequence (prompt + response); longer pairs are cut. Default 128. */
+  maxTokens?: number;
+  /** Seed of the adapter's initialisation. */
+  seed?: number;
+}
+
+interface ByteCopy {
+  src: number;
+  dst: number;
+  size: number;
+}
+
+/** Byte ranges from a trained adapter's flat params to `slot` of the bank (same rank: A and B are contiguous in both). */
+function copyPlan(adapter: GpuAdapter, bank: AdapterBank, slot: number): ByteCopy[] {
+  const r = bank.r;
+  const out: ByteCopy[] = [];
+  for (let l = 0; l < adapter.model.nLayers; l++) {
+    for (const m of bank.targetModules) {
+      const s = adapter.slice(l, m);
+      const g = bank.region(l, m);
+      if (!s || !g) continue;
+      out.push({ src: s.aOffset * 4, dst: (g.aOffset + slot * r * g.inDim) * 4, size: r * g.inDim * 4 });
+      out.push({ src: s.bOffset * 4, dst: (g.bOffset + slot * g.outDim * r) * 4, size: g.outDim * r * 4 });
+    }
+  }
+  return out;
+}
+
+interface Job {
+  id: number;
+  key: string;
+  pair: TokenPair;
+  ref: PairLogprobs | null;
+  lastLoss: number | null;
+  steps: number;
+  queuedAt: number;
+}
+
+type Phase = 'ref' | 'forward' | 'backward';
+
+interface ActiveStep {
+  job: Job;
+  phase: Phase;
+  units: readonly WorkUnit[];
+  next: number;
+  tokens: Record<SeqName, number>;
+  plan: StepPlan | null;
+  loss: StepLoss | null;
+  startedAt: number;
+}
+
+/** A pair the learner could not take (names the reason); the engine's caller decides what to show. */
+export interface RejectedPair {
+  key: string;
+  reason: string;
+}
+
+export class Learner {
+  readonly adapterName: string;
+  private readonly jobs: Job[] = [];
+  private active: ActiveStep | null = null;
+  private nextJobId = 1;
+  private version = 0;
+  private last: FinetuneStats | null = null;
+  private pairsSeen = 0;
+  private failures = 0;
+
+  private constructor(
+    private readonly ctx: GpuContext,
+    readonly trainer: DpoTrainer,
+    readonly adapter: GpuAdapter,
+    private readonly registry: AdapterRegistry,
+    private readonly epochs: number,
+    private readonly now: () => number,
+    readonly policy: PolicyName,
+    served: { name: string; copies: ByteCopy[] | null },
+  ) {
+    this.adapterName = served.name;
+    this.copies = served.copies;
+  }
+
+  /** Byte ranges from the adapter's params into its bank slot (null: a lower rank, published through the host). */
+  private readonly copies: ByteCopy[] | null;
+
+  static async create(ctx: GpuContext, weights: GpuModelWeights, registry: AdapterRegistry, o: LearningOptions, maxContext: number, policy: PolicyName, now: () => number): Promise<Learner> {
+    const bank = registry.bank;
+    const rank = o.rank ?? bank.r;
+    if (!Number.isInteger(rank) || rank < 1 || rank > bank.r) throw new EngineOptionsError('learning.rank', `= ${rank} must be an integer in 1..${bank.r} (the bank's rank)`);
+    const epochs = o.epochs ?? 2;
+    if (!Number.isInteger(epochs) || epochs < 1) throw new EngineOptionsError('learning.epochs', `= ${epochs} must be a positive integer`);
+    const maxTokens = Math.min(o.maxTokens ?? 128, maxContext);
+    const name = o.adapterName ?? 'learnt';
+    const config: AdapterConfig = { r: rank, loraAlpha: o.loraAlpha ?? 2 * rank, useRslora: false, targetModules: [...bank.targetModules], baseModelNameOrPath: weights.config.architecture };
+    const adapter = await createAdapter(ctx, weights.config, config, o.seed ?? 1);
+    let trainer: DpoTrainer;
+    try {
+      trainer = new DpoTrainer(ctx, weights, adapter, { maxTokens: Math.max(2, Math.floor(maxTokens / TOKEN_BUCKET) * TOKEN_BUCKET || maxTokens), beta: o.beta ?? 0.5, schedule: { kind: 'constant', baseLr: o.lr ?? 1e-3, warmupSteps: o.warmupSteps ?? 0, totalSteps: 0 } });
+    } catch (e) {
+      adapter.destroy();
+      throw e;
+    }
+    try {
+      const info = registry.load(name, await readAdapter(ctx, adapter));
+      return new Learner(ctx, trainer, adapter, registry, epochs, now, policy, { name, copies: rank === bank.r ? copyPlan(adapter, registry.bank, info.slot) : null });
+    } catch (e) {
+      trainer.destroy();
+      adapter.destroy();
+      throw e;
+    }
+  }
+
+  get maxTokens(): number {
+    return this.trainer.options.maxTokens;
+  }
+
+  /**
+   * Queue a pair (by key; a key already queued is ignored). `ref`: its reference log-probs when
+   * already known (e.g. kept from an earlier session), else the first step computes them.
+   * Returns false when it cannot be trained.
+   */
+  enqueue(key: string, pair: TokenPair, ref: PairLogprobs | null = null): boolean {
+    if (this.jobs.some((j) => j.key === key)) return true;
+    if (pair.prompt.length === 0 || pair.chosen.length === 0 || pair.rejected.length === 0) return false;
+    if (Math.max(pair.chosen.length, pair.rejected.length) + pair.prompt.length > this.maxTokens) return false;
+    this.jobs.push({ id: this.nextJobId++, key, pair, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
+    this.pairsSeen++;
+    return true;
+  }
+
+  /** Forget a pair (its rating changed); a step in flight finishes first. */
+  remove(key: string): void {
+    const i = this.jobs.findIndex((j) => j.key === key && this.active?.job !== j);
+    if (i >= 0) this.jobs.splice(i, 1);
+  }
+
+  /** Steps still to run (pairs × remaining epochs). */
+  get pendingSteps(): number {
+    return this.jobs.reduce((a, j) => a + (this.epochs - j.steps), 0);
+  }
+
+  get stepsDone(): number {
+    return this.trainer.steps;
+  }
+
+  get hasWork(): boolean {
+    return this.jobs.length > 0;
+  }
+
+  private bucket(n: number): number {
+    return this.trainer.bucket(n);
+  }
+
+  /** The units of a phase, as the planner sees them (lengths only, nothing written). */
+  private phaseViews(job: Job, phase: Phase): UnitView[] {
+    const L = this.adapter.model.nLayers;
+    const out: UnitView[] = [];
+    for (const s of SEQS) {
+      const tokens = this.bucket(job.pair.prompt.length + job.pair[s].length);
+      if (phase === 'backward') out.push({ kind: 'head-backward', tokens }, ...Array.from({ length: L }, () => ({ kind: 'backward' as const, tokens })));
+      else out.push({ kind: 'embed', tokens }, ...Array.from({ length: L }, () => ({ kind: 'forward' as const, tokens })), { kind: 'head', tokens });
+    }
+    if (phase === 'backward') out.push({ kind: 'optimizer', tokens: 0 });
+    return out;
+  }
+
+  /** The queue as the planner sees it. */
+  views(): FinetuneJobView[] {
+    return this.jobs.map((j) => {
+      const a = this.active?.job === j ? this.active : null;
+      let ready: UnitView[];
+      if (!a) ready = this.phaseViews(j, j.ref ? 'forward' : 'ref');
+      else if (a.next >= a.units.length) ready = []; // read-back pending
+      else ready = this.phaseViews(j, a.phase).slice(a.next);
+      return { id: j.id, queuedAt: j.queuedAt, lastLoss: j.lastLoss, ready, started: a !== null };
+    });
+  }
+
+  private begin(job: Job, phase: Phase): ActiveStep {
+    const startedAt = this.active?.job === job ? this.active.startedAt : this.now();
+    if (phase === 'ref') {
+      const { tokens, units } = this.trainer.referenceUnits(job.pair);
+      return { job, phase, units, next: 0, tokens, plan: null, loss: null, startedAt };
+    }
+    const plan = this.trainer.plan(job.pair);
+    return { job, phase, units: plan.forward, next: 0, tokens: { ...plan.tokens }, plan, loss: null, startedAt };
+  }
+
+  /**
+   * Encode the next `count` units of job `jobId` (the planner's choice) into `enc`. Starting a
+   * phase writes its inputs (queue writes, ordered before this submission). After the optimizer
+   * unit, the new weights are copied into the bank.
+   */
+  encode(enc: GPUCommandEncoder, jobId: number, count: number): void {
+    if (!this.active) {
+      const job = this.jobs.find((j) => j.id === jobId);
+      if (!job) throw new Error(`learner: job ${jobId} is not queued`);
+      this.active = this.begin(job, job.ref ? 'forward' : 'ref');
+    }
+    const a = this.active;
+    if (a.job.id !== jobId) throw new Error(`learner: job ${jobId} planned while job ${a.job.id} is in flight`);
+    const units = a.units.slice(a.next, a.next + count);
+    for (const u of units) {
+      encodeDispatches(enc, u.dispatches);
+      if (u.kind === 'optimizer') this.encodePublish(enc);
+    }
+    a.next += units.length;
+  }
+
+  private encodePublish(enc: GPUCommandEncoder): void {
+    if (!this.copies) return; // lower rank than the bank: published from the host after the step
+    for (const c of this.copies) enc.copyBufferToBuffer(this.adapter.params, c.src, this.registry.bank.buffer, c.dst, c.size);
+  }
+
+  /** A phase's units all ran: a read-back is due after this iteration's submission. */
+  get readbackDue(): boolean {
+    return this.active !== null && this.active.next >= this.active.units.length;
+  }
+
+  /**
+   * After the submission that ran a phase's last unit: read back and move the step on. Returns the
+   * step's metrics when it finished, else null. Never throws: a failed step is dropped.
+   */
+  async afterSubmit(): Promise<FinetuneStats | null> {
+    const a = this.active;
+    if (!a || a.next < a.units.length) return null;
+    try {
+      if (a.phase === 'ref') {
+        a.job.ref = await this.trainer.pairLogprobs(a.tokens, a.job.pair.prompt.length);
+        this.active = this.begin(a.job, 'forward');
+        return null;
+      }
+      if (a.phase === 'forward') {
+        const loss = await this.trainer.loss(a.plan!, a.job.ref!);
+        this.active = { ...a, phase: 'backward', units: a.plan!.backward, next: 0, loss };
+        return null;
+      }
+      const m = await this.trainer.finish(a.loss!);
+      if (!m.skipped) {
+        this.version++;
+        if (!this.copies) this.registry.load(this.adapterName, await readAdapter(this.ctx, this.adapter));
+      }
+      const job = a.job;
+      job.lastLoss = Number.isFinite(m.loss) ? m.loss : job.lastLoss;
+      job.steps++;
+      this.active = null;
+      this.jobs.splice(this.jobs.indexOf(job), 1);
+      if (job.steps < this.epochs) {
+        job.queuedAt = this.now();
+        this.jobs.push(job);
+      }
+      this.last = {
+        type: 'finetune', t: this.now(), adapter: this.adapterName, adapterVersion: this.version, step: m.step, loss: m.loss,
+        'rewards/chosen': m['rewards/chosen'], 'rewards/rejected': m['rewards/rejected'], 'rewards/margins': m['rewards/margins'], 'rewards/accuracies': m['rewards/accuracies'],
+        grad_norm: m.grad_norm, learning_rate: m.learning_rate, skipped: m.skipped, durationMs: this.now() - a.startedAt,
+      };
+      return this.last;
+    } catch {
+      // The step is lost, not the learner: drop this pair's step, clear half-accumulated gradients.
+      this.failures++;
+      this.active = null;
+      this.jobs.splice(this.jobs.indexOf(a.job), 1);
+      this.trainer.clearGrads();
+      return null;
+    }
+  }
+
+  status(): LearningStatus {
+    return { enabled: true, policy: this.policy, adapter: this.adapterName, version: this.version, steps: this.trainer.steps, pairs: this.pairsSeen, pendingPairs: this.jobs.length, failedSteps: this.failures, last: this.last };
+  }
+
+  /** Steps dropped after an error. */
+  get failedSteps(): number {
+    return this.failures;
+  }
+
+  destroy(): void {
+    this.trainer.destroy();
+    this.adapter.destroy();
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * Learning inside the serving engine (stories260K on SwiftShader): preference pairs become DPO
+ * steps interleaved with chat iterations by the MACE scheduler; the learnt adapter is served by
+ * name from the next iteration on; base-model requests are untouched by the training beside them;
+ * a failing step is skipped and serving goes on; over-budget iterations are sliced.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createEngine, type Engine } from '../../src/engine/openai.ts';
+import type { GpuContext } from '../../src/gpu/device.ts';
+import { readAdapter } from '../../src/learn/adapter.ts';
+import type { FinetuneStats, IterationStats, RequestStats, StatsRecord } from '../../src/scheduler/stats.ts';
+import { loadStories, SMALL_KV, type Loaded } from './engine-helpers.ts';
+import { testGpu } from './gpu.ts';
+
+let ctx: GpuContext;
+let loaded: Loaded;
+
+beforeAll(async () => {
+  ctx = await testGpu();
+  loaded = await loadStories(ctx);
+});
+
+const make = (budgetMs = 0, policy: 'mace' | 'sync' = 'mace') =>
+  createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 4, modelName: 'stories260K', adapters: { slots: 2, maxRank: 4 }, scheduler: { budgetMs, policy } });
+
+const PAIRS = [
+  { prompt: 'Once upon a time', chosen: ' there was a girl who liked to play.', rejected: ' the dog was sad and did not play.' },
+  { prompt: 'The cat', chosen: ' wanted to play with the ball.', rejected: ' was sleeping all day.' },
+];
+
+async function greedy(e: Engine, prompt: string, max_tokens: number, adapter?: string): Promise<number[]> {
+  const r = await e.completions.create({ prompt, max_tokens, temperature: 0, return_token_ids: true, adapter, ignore_eos: true });
+  return r.choices[0].token_ids!;
+}
+
+async function until(cond: () => boolean, ms = 60_000): Promise<void> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > ms) throw new Error('timed out waiting for the engine');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('engine learning', () => {
+  it('trains on added pairs between chat iterations, leaves base requests exact, and serves the learnt adapter', async () => {
+    const engine = make();
+    const records: StatsRecord[] = [];
+    engine.core.onStats((r) => records.push(r));
+    const solo = await greedy(engine, 'Lily and Ben', 24);
+    const status0 = await engine.learning.enable({ rank: 4, lr: 5e-3, epochs: 2, maxTokens: 32 });
+    expect(status0).toMatchObject({ enabled: true, adapter: 'learnt', version: 0, steps: 0, pendingPairs: 0 });
+    for (const p of PAIRS) await engine.preferences.add(p);
+    expect(engine.learning.status()!.pendingPairs).toBe(2);
+    // A base-model request running beside the training gets exactly its solo tokens.
+    const beside = await greedy(engine, 'Lily and Ben', 24);
+    expect(beside).toEqual(solo);
+    await until(() => engine.learning.status()!.steps >= 4);
+    const st = engine.learning.status()!;
+    expect(st.version).toBe(4);
+    expect(st.pendingPairs).toBe(0);
+    const steps = records.filter((r): r is FinetuneStats => r.type === 'finetune');
+    expect(steps.map((s) => s.adapterVersion)).toEqual([1, 2, 3, 4]);
+    expect(steps.every((s) => Number.isFinite(s.loss) && s.durationMs > 0 && !s.skipped)).toBe(true);
+    const mixed = records.filter((r): r is IterationStats => r.type === 'iteration' && r.finetuneUnits > 0 && r.decodeRows > 0);
+    expect(mixed.length).toBeGreaterThan(0); // fine-tune units shared iterations with decodes
+    const req = records.filter((r): r is RequestStats => r.type === 'request');
+    expect(req.length).toBe(2);
+    expect(req[1].tbtMs.length).toBe(23);
+
+    // The bank serves exactly the trained weights: the same adapter loaded into a fresh engine gives the same tokens.
+    const learnt = await greedy(engine, 'Once upon a time', 20, 'learnt');
+    const fresh = make();
+    await fresh.adapters.load('copy', await readAdapter(ctx, engine.core.learnerState!.adapter));
+    expect(await greedy(fresh, 'Once upon a time', 20, 'copy')).toEqual(learnt);
+    expect(engine.adapters.list().find((a) => a.name === 'learnt')).toBeTruthy();
+    fresh.destroy();
+    engine.destroy();
+  });
+
+  it('a failing step (non-finite log-probs) is dropped, the adapter is unchanged, serving and learning go on', async () => {
+    const engine = make();
+    await engine.learning.enable({ rank: 4, epochs: 1, maxTokens: 32 });
+    const before = await readAdapter(ctx, engine.core.learnerState!.adapter);
+    expect(engine.core.learnTokens('nan', { prompt: [1, 5, 9], chosen: [20, 21], rejected: [30, 31] }, { chosen: Number.NaN, rejected: Number.NaN })).toBe(true);
+    const out = await greedy(engine, 'The cat', 8);
+    expect(out.length).toBe(8);
+    await until(() => engine.learning.status()!.failedSteps >= 1);
+    expect(engine.learning.status()).toMatchObject({ version: 0, pendingPairs: 0, failedSteps: 1 });
+    const after = await readAdapter(ctx, engine.core.learnerState!.adapter);
+    expect(after.tensors.map((t) => Array.from(t.B))).toEqual(before.tensors.map((t) => Array.from(t.B)));
+    await engine.preferences.add(PAIRS[1]); // the next pair trains normally
+    await until(() => engine.learning.status()!.version >= 1);
+    expect(engine.learning.status()!.last?.skipped).toBe(false);
+    engine.destroy();
+  });
+
+  it('slices iterations over the budget into layer ranges with the same tokens', async () => {
+    const unbounded = make(0);
+    const want = await greedy(unbounded, 'One day, a big dog', 16);
+    unbounded.destroy();
+    const tight = make(0.01); // every pass is over budget: each is split into per-layer submissions
+    expect(await greedy(tight, 'One day, a big dog', 16)).toEqual(want);
+    expect(tight.stats().slicedIterations).toBeGreaterThan(0);
+    tight.destroy();
+  });
+
+  it('sync policy runs pending fine-tuning before any decode', async () => {
+    const engine = make(0, 'sync');
+    const records: StatsRecord[] = [];
+    engine.core.onStats((r) => records.push(r));
+    await engine.learning.enable({ rank: 4, epochs: 1, maxTokens: 32 });
+    await engine.preferences.add(PAIRS[0]);
+    await greedy(engine, 'The sun', 6);
+    const its = records.filter((r): r is IterationStats => r.type === 'iteration');
+    const firstInference = its.findIndex((r) => r.decodeRows + r.prefillTokens > 0);
+    expect(its.slice(0, firstInference).every((r) => r.finetuneUnits > 0)).toBe(true);
+    expect(its.slice(firstInference).every((r) => r.finetuneUnits === 0)).toBe(true);
+    expect(engine.learning.status()!.steps).toBe(1);
+    engine.destroy();
+  });
+});
