@@ -1,0 +1,269 @@
+/**
+ * StatsAggregator: the panel's model, with no DOM. It folds the stats stream (src/scheduler/stats.ts)
+ * into fixed-size rings that the charts and the summary read:
+ *   - per iteration: GPU time split by task kind, budget, KV blocks, queue depths;
+ *   - per finished request: exact TTFT / TBT percentiles over a sliding window of samples;
+ *   - per DPO step: loss, rewards, accuracy, adapter version.
+ * Every time is moved onto the page's clock when it arrives (pageTime = t + batch.timeOrigin -
+ * pageTimeOrigin), so records from a worker, the page itself or a replayed trace share one axis.
+ */
+import type { FinetuneStats, IterationStats, RequestStats, SessionStats, StatsBatch } from '../../scheduler/stats.ts';
+import { DevtoolsOptionError } from './errors.ts';
+import { windowPercentiles, type Percentiles } from './percentile.ts';
+import { ColumnRing, NumberRing } from './ring.ts';
+import { validateStatsBatch } from './validate.ts';
+
+export interface AggregatorOptions {
+  /** Iterations kept for the charts (default 600: ten seconds at 60 iterations/s). */
+  iterations?: number;
+  /** DPO steps kept (default 600). */
+  steps?: number;
+  /** Percentile points kept for the latency charts (default 600). */
+  latencyPoints?: number;
+  /** Sliding window of TTFT samples, one per request (default 256). */
+  ttftSamples?: number;
+  /** Sliding window of TBT samples, one per token gap (default 4096). */
+  tbtSamples?: number;
+  /** Window of the decode-rate figure, ms (default 3000). */
+  rateWindowMs?: number;
+  /** performance.timeOrigin of the page the panel draws on (default: this realm's). */
+  pageTimeOrigin?: number;
+}
+
+export const ITERATION_COLUMNS = [
+  't', 'iteration', 'measuredMs', 'plannedPrefill', 'plannedDecode', 'plannedFinetune',
+  'gpuPrefill', 'gpuDecode', 'gpuFinetune', 'gpuUnattributed', 'budgetMs',
+  'kvUsed', 'kvTotal', 'waiting', 'running', 'pendingPairs',
+  'prefillTokens', 'decodeRows', 'finetuneUnits', 'slices', 'schedulerMs',
+] as const;
+export type IterationColumn = (typeof ITERATION_COLUMNS)[number];
+
+/** One point per finished request (the windows' percentiles as it left them); NaN where a window is empty. */
+export const LATENCY_COLUMNS = ['t', 'ttftP50', 'ttftP95', 'ttftP99', 'tbtP50', 'tbtP95', 'tbtP99'] as const;
+export type LatencyColumn = (typeof LATENCY_COLUMNS)[number];
+
+export const STEP_COLUMNS = [
+  't', 'step', 'loss', 'accuracy', 'margin', 'rewardChosen', 'rewardRejected',
+  'gradNorm', 'learningRate', 'adapterVersion', 'skipped', 'durationMs',
+] as const;
+export type StepColumn = (typeof STEP_COLUMNS)[number];
+
+/** The latest version seen of one adapter. */
+export interface AdapterVersion {
+  name: string;
+  version: number;
+  /** Page time of the step that reported it. */
+  t: number;
+}
+
+/** Adapter names remembered (the least recently updated is forgotten beyond this). */
+const MAX_ADAPTERS = 16;
+
+function positive(option: string, v: number): number {
+  if (!(Number.isFinite(v) && v > 0)) throw new DevtoolsOptionError(option, `must be a finite number > 0, got ${v}`);
+  return v;
+}
+
+/** How one iteration's measured GPU time divides among the kinds: each kind's planned share of it. */
+export function splitMeasured(it: Pick<IterationStats, 'plannedMs' | 'measuredMs'>): { prefill: number; decode: number; finetune: number; unattributed: number } {
+  const { prefill, decode, finetune } = it.plannedMs;
+  const planned = prefill + decode + finetune;
+  // No planned work but time measured (e.g. a submission of bookkeeping only): it belongs to no kind.
+  if (planned === 0) return { prefill: 0, decode: 0, finetune: 0, unattributed: it.measuredMs };
+  const scale = it.measuredMs / planned;
+  return { prefill: prefill * scale, decode: decode * scale, finetune: finetune * scale, unattributed: 0 };
+}
+
+export class StatsAggregator {
+  readonly iterations: ColumnRing<IterationColumn>;
+  readonly latency: ColumnRing<LatencyColumn>;
+  readonly steps: ColumnRing<StepColumn>;
+  readonly ttftWindow: NumberRing;
+  readonly tbtWindow: NumberRing;
+  readonly rateWindowMs: number;
+  readonly pageTimeOrigin: number;
+  /** The latest session record, its time on the page clock; null before the first. */
+  session: SessionStats | null = null;
+  /** How the newest iteration's time was measured. */
+  timing: IterationStats['timing'] | null = null;
+  /** Totals since the last clear (not windowed). */
+  readonly totals = { batches: 0, iterations: 0, requests: 0, steps: 0, completionTokens: 0, finish: { stop: 0, length: 0, abort: 0, error: 0 } };
+  /** Page time of the first iteration since the last clear (start of the decode-rate window). */
+  private firstIterationT: number | null = null;
+  private readonly adapterVersions = new Map<string, AdapterVersion>();
+  /** Percentiles of the windows as of the last request batch (the windows change only then). */
+  private current: { ttft: Percentiles | null; tbt: Percentiles | null } = { ttft: null, tbt: null };
+
+  constructor(options: AggregatorOptions = {}) {
+    this.iterations = new ColumnRing(ITERATION_COLUMNS, options.iterations ?? 600, 'iterations');
+    this.latency = new ColumnRing(LATENCY_COLUMNS, options.latencyPoints ?? 600, 'latencyPoints');
+    this.steps = new ColumnRing(STEP_COLUMNS, options.steps ?? 600, 'steps');
+    this.ttftWindow = new NumberRing(options.ttftSamples ?? 256, 'ttftSamples');
+    this.tbtWindow = new NumberRing(options.tbtSamples ?? 4096, 'tbtSamples');
+    this.rateWindowMs = positive('rateWindowMs', options.rateWindowMs ?? 3000);
+    const origin = options.pageTimeOrigin ?? globalThis.performance?.timeOrigin ?? 0;
+    if (!Number.isFinite(origin)) throw new DevtoolsOptionError('pageTimeOrigin', `must be finite, got ${origin}`);
+    this.pageTimeOrigin = origin;
+  }
+
+  /** Validates the whole batch first (StatsInputError naming the field), then applies its records in order. */
+  ingest(batch: StatsBatch): void {
+    validateStatsBatch(batch);
+    const offset = batch.timeOrigin - this.pageTimeOrigin;
+    for (const r of batch.records) {
+      const t = r.t + offset;
+      switch (r.type) {
+        case 'iteration':
+          this.addIteration(r, t);
+          break;
+        case 'request':
+          this.addRequest(r, t);
+          break;
+        case 'finetune':
+          this.addStep(r, t);
+          break;
+        case 'session':
+          this.session = { ...r, slo: { ...r.slo }, t };
+          break;
+      }
+    }
+    this.totals.batches++;
+  }
+
+  private addIteration(r: IterationStats, t: number): void {
+    const gpu = splitMeasured(r);
+    this.iterations.push({
+      t,
+      iteration: r.iteration,
+      measuredMs: r.measuredMs,
+      plannedPrefill: r.plannedMs.prefill,
+      plannedDecode: r.plannedMs.decode,
+      plannedFinetune: r.plannedMs.finetune,
+      gpuPrefill: gpu.prefill,
+      gpuDecode: gpu.decode,
+      gpuFinetune: gpu.finetune,
+      gpuUnattributed: gpu.unattributed,
+      budgetMs: r.budgetMs,
+      kvUsed: r.kvBlocksUsed,
+      kvTotal: r.kvBlocksTotal,
+      waiting: r.waitingRequests,
+      running: r.runningRequests,
+      pendingPairs: r.pendingPairs,
+      prefillTokens: r.prefillTokens,
+      decodeRows: r.decodeRows,
+      finetuneUnits: r.finetuneUnits,
+      slices: r.slices,
+      schedulerMs: r.schedulerMs,
+    });
+    this.timing = r.timing;
+    if (this.firstIterationT === null) this.firstIterationT = t;
+    this.totals.iterations++;
+  }
+
+  private addRequest(r: RequestStats, t: number): void {
+    if (r.ttftMs !== null) this.ttftWindow.push(r.ttftMs);
+    // Only the newest `capacity` gaps can stay in the window; skip the rest without touching the ring.
+    const from = Math.max(0, r.tbtMs.length - this.tbtWindow.capacity);
+    for (let i = from; i < r.tbtMs.length; i++) this.tbtWindow.push(r.tbtMs[i]);
+    this.totals.requests++;
+    this.totals.completionTokens += r.completionTokens;
+    this.totals.finish[r.finishReason]++;
+    // A sort of each window per request (≤ 4096 numbers): requests finish a few times a second at most.
+    this.addLatencyPoint(t);
+  }
+
+  private addLatencyPoint(t: number): void {
+    const ttft = windowPercentiles(this.ttftWindow.values());
+    const tbt = windowPercentiles(this.tbtWindow.values());
+    this.current = { ttft, tbt };
+    this.latency.push({
+      t,
+      ttftP50: ttft?.p50 ?? NaN,
+      ttftP95: ttft?.p95 ?? NaN,
+      ttftP99: ttft?.p99 ?? NaN,
+      tbtP50: tbt?.p50 ?? NaN,
+      tbtP95: tbt?.p95 ?? NaN,
+      tbtP99: tbt?.p99 ?? NaN,
+    });
+  }
+
+  private addStep(r: FinetuneStats, t: number): void {
+    this.steps.push({
+      t,
+      step: r.step,
+      loss: r.loss,
+      accuracy: r['rewards/accuracies'],
+      margin: r['rewards/margins'],
+      rewardChosen: r['rewards/chosen'],
+      rewardRejected: r['rewards/rejected'],
+      gradNorm: r.grad_norm,
+      learningRate: r.learning_rate,
+      adapterVersion: r.adapterVersion,
+      skipped: r.skipped ? 1 : 0,
+      durationMs: r.durationMs,
+    });
+    // Re-insert so the Map's order is least-recently-updated first.
+    this.adapterVersions.delete(r.adapter);
+    this.adapterVersions.set(r.adapter, { name: r.adapter, version: r.adapterVersion, t });
+    if (this.adapterVersions.size > MAX_ADAPTERS) this.adapterVersions.delete(this.adapterVersions.keys().next().value!);
+    this.totals.steps++;
+  }
+
+  /**
+   * Current TTFT and TBT percentiles of the sliding windows (null: no sample yet). Computed when
+   * requests arrive, not here: the panel asks every frame, the windows change far less often.
+   */
+  percentiles(): { ttft: Percentiles | null; tbt: Percentiles | null } {
+    return { ttft: this.current.ttft && { ...this.current.ttft }, tbt: this.current.tbt && { ...this.current.tbt } };
+  }
+
+  /**
+   * Decoded tokens per second: decode rows of the iterations that started in the last rateWindowMs
+   * before `now` (page ms), over that window; over the time since the first iteration when the stream
+   * is younger than the window, or since the oldest kept iteration when the ring dropped some inside
+   * it. Null before any iteration; falls to 0 when the engine goes idle.
+   */
+  decodeTokensPerSecond(now: number): number | null {
+    if (this.firstIterationT === null || this.iterations.length === 0) return null;
+    const n = this.iterations.length;
+    const newestEnd = this.iterations.get('t', n - 1) + this.iterations.get('measuredMs', n - 1);
+    const end = Math.max(now, newestEnd);
+    let start = Math.max(end - this.rateWindowMs, this.firstIterationT);
+    if (this.iterations.dropped > 0) start = Math.max(start, this.iterations.get('t', 0));
+    let tokens = 0;
+    for (let i = n - 1; i >= 0; i--) {
+      const t = this.iterations.get('t', i);
+      if (t < start) break;
+      tokens += this.iterations.get('decodeRows', i);
+    }
+    const elapsed = end - start;
+    return elapsed > 0 ? (tokens * 1000) / elapsed : null;
+  }
+
+  /** Latest version of every adapter seen (least recently updated first). */
+  adapters(): AdapterVersion[] {
+    return [...this.adapterVersions.values()].map((a) => ({ ...a }));
+  }
+
+  /** The adapter whose step came last, or null before any step. */
+  currentAdapter(): AdapterVersion | null {
+    let last: AdapterVersion | undefined;
+    for (const a of this.adapterVersions.values()) last = a;
+    return last ? { ...last } : null;
+  }
+
+  /** Forget everything (a new model was loaded, or the user pressed clear). */
+  clear(): void {
+    this.iterations.clear();
+    this.latency.clear();
+    this.steps.clear();
+    this.ttftWindow.clear();
+    this.tbtWindow.clear();
+    this.adapterVersions.clear();
+    this.session = null;
+    this.current = { ttft: null, tbt: null };
+    this.timing = null;
+    this.firstIterationT = null;
+    Object.assign(this.totals, { batches: 0, iterations: 0, requests: 0, steps: 0, completionTokens: 0, finish: { stop: 0, length: 0, abort: 0, error: 0 } });
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * What the panel says in words: the one-line summary shown when collapsed, and a sentence per chart
+ * (the charts' text alternative for screen readers, and what a test can read). Pure functions of the
+ * aggregator and the current page time.
+ */
+import type { AdapterVersion, StatsAggregator } from './aggregate.ts';
+
+export interface PanelSummary {
+  /** Decoded tokens per second over the aggregator's rate window; null before any iteration. */
+  tokensPerSecond: number | null;
+  ttftP95Ms: number | null;
+  tbtP95Ms: number | null;
+  /** SLOs from the session record; null before one arrived. */
+  ttftSloMs: number | null;
+  tbtSloMs: number | null;
+  /** KV blocks in use and in total at the newest iteration. */
+  kv: { used: number; total: number } | null;
+  adapter: AdapterVersion | null;
+  policy: string | null;
+  modelName: string | null;
+}
+
+export function summarize(agg: StatsAggregator, now: number): PanelSummary {
+  const { ttft, tbt } = agg.percentiles();
+  const it = agg.iterations;
+  const s = agg.session;
+  return {
+    tokensPerSecond: agg.decodeTokensPerSecond(now),
+    ttftP95Ms: ttft?.p95 ?? null,
+    tbtP95Ms: tbt?.p95 ?? null,
+    ttftSloMs: s?.slo.ttftMs ?? null,
+    tbtSloMs: s?.slo.tbtMs ?? null,
+    kv: it.length ? { used: it.last('kvUsed')!, total: it.last('kvTotal')! } : null,
+    adapter: agg.currentAdapter(),
+    policy: s?.policy ?? null,
+    modelName: s?.modelName ?? null,
+  };
+}
+
+/** Milliseconds the way a person reads them: one decimal under 10 ms, whole numbers above. */
+export function formatMs(ms: number | null): string {
+  if (ms === null || !Number.isFinite(ms)) return '—';
+  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
+}
+
+export function formatRate(perSecond: number | null): string {
+  if (perSecond === null) return '—';
+  return perSecond < 100 ? perSecond.toFixed(1) : String(Math.round(perSecond));
+}
+
+/** "12.5 tok/s · TTFT p95 84 ms · KV 120/512 (23%) · adapter feedback v3". */
+export function formatSummaryLine(s: PanelSummary): string {
+  const kv = s.kv ? `KV ${s.kv.used}/${s.kv.total}${s.kv.total > 0 ? ` (${Math.round((100 * s.kv.used) / s.kv.total)}%)` : ''}` : 'KV —';
+  const adapter = s.adapter ? `adapter ${s.adapter.name} v${s.adapter.version}` : 'adapter —';
+  return `${formatRate(s.tokensPerSecond)} tok/s · TTFT p95 ${formatMs(s.ttftP95Ms)} · ${kv} · ${adapter}`;
+}
+
+const fixed = (v: number, digits: number) => (Number.isFinite(v) ? v.toFixed(digits) : String(v));
+
+/** One sentence per chart, keyed like the charts (see charts.ts). */
+export function describeCharts(agg: StatsAggregator): Record<'gpu' | 'ttft' | 'tbt' | 'kv' | 'queues' | 'dpo' | 'adapter', string> {
+  const it = agg.iterations;
+  const n = it.length;
+  const { ttft, tbt } = agg.percentiles();
+  const slo = agg.session?.slo;
+  const st = agg.steps;
+  const k = st.length;
+
+  let gpu = 'No iteration yet.';
+  if (n) {
+    const budget = it.get('budgetMs', n - 1);
+    const over = it.read('measuredMs').filter((m, i) => m > it.get('budgetMs', i)).length;
+    gpu =
+      `Last of ${n} iterations: ${formatMs(it.get('measuredMs', n - 1))} measured` +
+      `${Number.isFinite(budget) ? ` against a ${formatMs(budget)} budget` : ', no per-frame budget'}` +
+      ` (prefill ${formatMs(it.get('gpuPrefill', n - 1))}, decode ${formatMs(it.get('gpuDecode', n - 1))}, fine-tune ${formatMs(it.get('gpuFinetune', n - 1))}); ` +
+      `${over} of ${n} over budget.`;
+  }
+  const lat = (name: string, p: typeof ttft, sloMs: number | undefined) =>
+    p
+      ? `${name} p50 ${formatMs(p.p50)}, p95 ${formatMs(p.p95)}, p99 ${formatMs(p.p99)}${sloMs !== undefined ? ` against a ${formatMs(sloMs)} SLO` : ''}.`
+      : `No ${name} sample yet.`;
+  const kv = n ? `KV blocks: ${it.get('kvUsed', n - 1)} used, ${it.get('kvTotal', n - 1) - it.get('kvUsed', n - 1)} free of ${it.get('kvTotal', n - 1)}.` : 'No KV data yet.';
+  const queues = n
+    ? `Queues: ${it.get('waiting', n - 1)} waiting, ${it.get('running', n - 1)} running requests, ${it.get('pendingPairs', n - 1)} preference pairs pending.`
+    : 'No queue data yet.';
+  const dpo = k
+    ? `DPO step ${st.get('step', k - 1)}: loss ${fixed(st.get('loss', k - 1), 4)}, reward accuracy ${fixed(st.get('accuracy', k - 1), 2)}, margin ${fixed(st.get('margin', k - 1), 3)}${st.get('skipped', k - 1) ? ' (skipped)' : ''}.`
+    : 'No fine-tune step yet.';
+  const adapters = agg.adapters();
+  const adapter = adapters.length ? `Adapter versions: ${adapters.map((a) => `${a.name} v${a.version}`).join(', ')}.` : 'No adapter trained yet.';
+  return { gpu, ttft: lat('TTFT', ttft, slo?.ttftMs), tbt: lat('TBT', tbt, slo?.tbtMs), kv, queues, dpo, adapter };
+}

@@ -1,0 +1,115 @@
+/**
+ * Checks a StatsBatch against src/scheduler/stats.ts before anything is aggregated or drawn. The
+ * stream crosses a thread boundary (or comes from a saved trace), so the types alone prove nothing;
+ * a bad field throws StatsInputError with its path, and nothing from that batch is applied.
+ */
+import type { StatsBatch } from '../../scheduler/stats.ts';
+import { StatsInputError } from './errors.ts';
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+interface NumberRule {
+  /** Smallest allowed value (inclusive). */
+  min?: number;
+  /** Allow +Infinity (budgets: "no per-frame budget"). */
+  infinity?: boolean;
+  /** Allow NaN and ±Infinity (optimizer metrics of a skipped step). */
+  anyNumber?: boolean;
+}
+
+function num(o: Obj, key: string, path: string, rule: NumberRule = {}): void {
+  const v = o[key];
+  const field = `${path}.${key}`;
+  if (typeof v !== 'number') throw new StatsInputError(field, `must be a number, got ${typeof v}`);
+  if (rule.anyNumber) return;
+  if (Number.isNaN(v) || v === -Infinity || (v === Infinity && !rule.infinity)) throw new StatsInputError(field, `must be finite, got ${v}`);
+  if (rule.min !== undefined && v < rule.min) throw new StatsInputError(field, `must be ≥ ${rule.min}, got ${v}`);
+}
+
+function str(o: Obj, key: string, path: string, nullable = false): void {
+  const v = o[key];
+  if (typeof v === 'string' || (nullable && v === null)) return;
+  throw new StatsInputError(`${path}.${key}`, `must be a string${nullable ? ' or null' : ''}, got ${v === null ? 'null' : typeof v}`);
+}
+
+function oneOf(o: Obj, key: string, path: string, allowed: readonly string[]): void {
+  const v = o[key];
+  if (typeof v !== 'string' || !allowed.includes(v)) throw new StatsInputError(`${path}.${key}`, `must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+}
+
+function obj(o: Obj, key: string, path: string): Obj {
+  const v = o[key];
+  if (!isObj(v)) throw new StatsInputError(`${path}.${key}`, 'must be an object');
+  return v;
+}
+
+const COUNT = { min: 0 };
+
+function iteration(r: Obj, p: string): void {
+  num(r, 'iteration', p, COUNT);
+  num(r, 't', p);
+  for (const k of ['prefillTokens', 'decodeRows', 'finetuneUnits', 'measuredMs', 'slices', 'schedulerMs', 'kvBlocksUsed', 'kvBlocksTotal', 'waitingRequests', 'runningRequests', 'pendingPairs']) num(r, k, p, COUNT);
+  const planned = obj(r, 'plannedMs', p);
+  for (const k of ['prefill', 'decode', 'finetune']) num(planned, k, `${p}.plannedMs`, COUNT);
+  num(r, 'budgetMs', p, { min: 0, infinity: true });
+  oneOf(r, 'timing', p, ['timestamp', 'wall']);
+}
+
+function request(r: Obj, p: string): void {
+  str(r, 'id', p);
+  num(r, 't', p);
+  num(r, 'promptTokens', p, COUNT);
+  num(r, 'completionTokens', p, COUNT);
+  if (r.ttftMs !== null) num(r, 'ttftMs', p, COUNT);
+  const gaps = r.tbtMs;
+  if (!Array.isArray(gaps)) throw new StatsInputError(`${p}.tbtMs`, 'must be an array of numbers');
+  for (let i = 0; i < gaps.length; i++) {
+    const g = gaps[i];
+    if (typeof g !== 'number' || !Number.isFinite(g) || g < 0) throw new StatsInputError(`${p}.tbtMs[${i}]`, `must be a finite number ≥ 0, got ${g}`);
+  }
+  oneOf(r, 'finishReason', p, ['stop', 'length', 'abort', 'error']);
+  str(r, 'adapter', p, true);
+}
+
+function finetune(r: Obj, p: string): void {
+  num(r, 't', p);
+  str(r, 'adapter', p);
+  num(r, 'adapterVersion', p, COUNT);
+  num(r, 'step', p, COUNT);
+  // A skipped step (NaN/Inf gradients) legitimately reports non-finite metrics.
+  for (const k of ['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'grad_norm', 'learning_rate']) num(r, k, p, { anyNumber: true });
+  if (typeof r.skipped !== 'boolean') throw new StatsInputError(`${p}.skipped`, `must be a boolean, got ${typeof r.skipped}`);
+  num(r, 'durationMs', p, COUNT);
+}
+
+function session(r: Obj, p: string): void {
+  num(r, 't', p);
+  oneOf(r, 'policy', p, ['mace', 'inference-only', 'periodic', 'sync']);
+  num(r, 'budgetMs', p, { min: 0, infinity: true });
+  const slo = obj(r, 'slo', p);
+  num(slo, 'ttftMs', `${p}.slo`, COUNT);
+  num(slo, 'tbtMs', `${p}.slo`, COUNT);
+  num(r, 'kvBlocksTotal', p, COUNT);
+  str(r, 'modelName', p);
+}
+
+const CHECKS: Record<string, (r: Obj, path: string) => void> = { iteration, request, finetune, session };
+
+/** Throws StatsInputError naming the first bad field; returns the batch typed when it is well formed. */
+export function validateStatsBatch(batch: unknown): StatsBatch {
+  if (!isObj(batch)) throw new StatsInputError('batch', 'must be an object { timeOrigin, records }');
+  num(batch, 'timeOrigin', 'batch', COUNT);
+  const records = batch.records;
+  if (!Array.isArray(records)) throw new StatsInputError('batch.records', 'must be an array');
+  for (let i = 0; i < records.length; i++) {
+    const r: unknown = records[i];
+    const path = `records[${i}]`;
+    if (!isObj(r)) throw new StatsInputError(path, 'must be an object');
+    const check = typeof r.type === 'string' && Object.hasOwn(CHECKS, r.type) ? CHECKS[r.type] : undefined;
+    if (!check) throw new StatsInputError(`${path}.type`, `must be one of iteration, request, finetune, session, got ${JSON.stringify(r.type)}`);
+    check(r, path);
+  }
+  return batch as unknown as StatsBatch;
+}

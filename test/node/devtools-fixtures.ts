@@ -1,0 +1,53 @@
+/** Builders of well-formed stats records for the devtools tests (only the fields a test cares about vary). */
+import type { FinetuneStats, IterationStats, RequestStats, SessionStats } from '../../src/scheduler/stats.ts';
+
+export function iteration(over: Partial<IterationStats> = {}): IterationStats {
+  return {
+    type: 'iteration',
+    iteration: 1,
+    t: 0,
+    prefillTokens: 0,
+    decodeRows: 0,
+    finetuneUnits: 0,
+    plannedMs: { prefill: 0, decode: 0, finetune: 0 },
+    budgetMs: 16,
+    measuredMs: 0,
+    timing: 'timestamp',
+    slices: 1,
+    schedulerMs: 0.05,
+    kvBlocksUsed: 0,
+    kvBlocksTotal: 64,
+    waitingRequests: 0,
+    runningRequests: 0,
+    pendingPairs: 0,
+    ...over,
+  };
+}
+
+export function request(over: Partial<RequestStats> = {}): RequestStats {
+  return { type: 'request', id: 'r', t: 0, promptTokens: 10, completionTokens: 3, ttftMs: 100, tbtMs: [], finishReason: 'stop', adapter: null, ...over };
+}
+
+export function step(over: Partial<FinetuneStats> = {}): FinetuneStats {
+  return {
+    type: 'finetune',
+    t: 0,
+    adapter: 'feedback',
+    adapterVersion: 1,
+    step: 1,
+    loss: 0.6931,
+    'rewards/chosen': 0.1,
+    'rewards/rejected': -0.1,
+    'rewards/margins': 0.2,
+    'rewards/accuracies': 1,
+    grad_norm: 0.5,
+    learning_rate: 5e-5,
+    skipped: false,
+    durationMs: 40,
+    ...over,
+  };
+}
+
+export function session(over: Partial<SessionStats> = {}): SessionStats {
+  return { type: 'session', t: 0, policy: 'mace', budgetMs: 16, slo: { ttftMs: 500, tbtMs: 80 }, kvBlocksTotal: 64, modelName: 'stories260K', ...over };
+}
