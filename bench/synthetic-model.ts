@@ -22,12 +22,13 @@ import { assembleModelWeights, destroyWeight, type GpuModelWeights } from '../sr
 import { expectedTensors, LINEAR_MODULES, linearShape } from '../src/model/tensors.ts';
 import { TextTokenizer } from '../src/model/tokenizer.ts';
 
-export type SyntheticModelId = 'stories260k' | 'smollm2-135m';
-export const SYNTHETIC_MODEL_IDS: readonly SyntheticModelId[] = ['stories260k', 'smollm2-135m'];
+export type SyntheticModelId = 'stories260k' | 'stories15m' | 'smollm2-135m';
+export const SYNTHETIC_MODEL_IDS: readonly SyntheticModelId[] = ['stories260k', 'stories15m', 'smollm2-135m'];
 
 /**
  * The models' config.json fields that shape the network, verbatim from HuggingFaceTB/SmolLM2-135M
- * and from the bundled public/models/stories260K/config.json. Parsed by parseModelConfig, so a
+ * and from the bundled public/models/stories260K/config.json; stories15m has llama2.c's stories15M
+ * shapes (dim 288, 6 layers, 6 heads, hidden 768, vocab 32000, context 256). Parsed by parseModelConfig, so a
  * synthetic model goes through the same checks as a downloaded one.
  */
 export const SYNTHETIC_CONFIG_JSON: Record<SyntheticModelId, Record<string, unknown>> = {
@@ -49,6 +50,25 @@ export const SYNTHETIC_CONFIG_JSON: Record<SyntheticModelId, Record<string, unkn
     attention_bias: false,
     bos_token_id: 0,
     eos_token_id: 0,
+  },
+  stories15m: {
+    architectures: ['LlamaForCausalLM'],
+    hidden_size: 288,
+    intermediate_size: 768,
+    num_hidden_layers: 6,
+    num_attention_heads: 6,
+    num_key_value_heads: 6,
+    head_dim: 48,
+    vocab_size: 32000,
+    max_position_embeddings: 256,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    rope_scaling: null,
+    hidden_act: 'silu',
+    tie_word_embeddings: true,
+    attention_bias: false,
+    bos_token_id: 1,
+    eos_token_id: 2,
   },
   stories260k: {
     architectures: ['LlamaForCausalLM'],
@@ -72,7 +92,7 @@ export const SYNTHETIC_CONFIG_JSON: Record<SyntheticModelId, Record<string, unkn
 };
 
 /** Display names (the benchmark tables). */
-export const SYNTHETIC_MODEL_NAMES: Record<SyntheticModelId, string> = { 'smollm2-135m': 'SmolLM2-135M', stories260k: 'stories260K' };
+export const SYNTHETIC_MODEL_NAMES: Record<SyntheticModelId, string> = { 'smollm2-135m': 'SmolLM2-135M', stories15m: 'stories15M', stories260k: 'stories260K' };
 
 export function syntheticConfig(id: SyntheticModelId): ModelConfig {
   const raw = SYNTHETIC_CONFIG_JSON[id];

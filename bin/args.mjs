@@ -8,6 +8,9 @@ Commands:
                    model makes from its own story continuations); prints the metric curve.
   bench decode     Inference benchmark: TTFT, prefill and decode tokens/s per weight format and
                    batch size, and decode at batch 1 against the copy-bandwidth roofline.
+  bench serve      Serving benchmark: replays a trace of chat requests and feedback pairs under each
+                   scheduling policy; TTFT/TBT percentiles, SLO attainment, fine-tune steps, GPU
+                   busy fraction and scheduler overhead. The bare command is a complete benchmark.
   bench kernels    Benchmark the GPU kernels: copy bandwidth, decode GEMV (M = 1, 4) and
                    prefill GEMM (M = 128) in f32/f16/q4 on SmolLM2-135M and Llama-3.2-1B shapes.
                    Prints a markdown table (weight GB/s, roofline = GB/s / copy GB/s).
@@ -56,6 +59,33 @@ Options of \`train\`:
   --json             One JSON object: per-step metrics, held-out metrics before/after.
   --node | --browser Runtime (default --browser: headless Chromium).
 
+Options of \`train --synthetic\` (the training-step benchmark; no --model, no pairs):
+  --synthetic M      smollm2-135m or stories260k: the real shapes with random weights made on the
+                     GPU. Times one DPO step on one pair of random tokens, split into forward,
+                     loss, backward and optimizer and per work-unit kind, plus training memory.
+  --dtype F          Base weight format: f32 (default), f16 or q4.
+  --steps N          Steps to time (default 1; the first also pays pipeline compilation).
+  --prompt-tokens N  Prompt length (default 48); --response-tokens N: each response (default 48).
+  --rank R           LoRA rank on all seven Linears (default 8). --seed S (default 1).
+  --json             Print only the result JSON.
+  --node | --browser Runtime (default --browser: headless Chromium).
+
+Options of \`bench serve\`:
+  --policy P         mace, inference-only, periodic, sync, or a comma list (default all four).
+  --trace FILE       Replay this trace (JSON, bench/serve/trace.ts format) instead of generating one.
+  --rates LIST       Retrain rates of the generated traces (share of answers that yield a pair),
+                     e.g. 0.1,0.3,0.5 (default 0.3). Ignored with --trace.
+  --model M          Synthetic model: stories260k, stories15m (default) or smollm2-135m.
+  --dtype F          f32 (default), f16 or q4.
+  --duration S       Seconds of arrivals in a generated trace (default 60).
+  --load R           Requests per second of a generated trace (default 0.5).
+  --seed N           Trace seed (default 1).
+  --budget-multiple K  GPU-time budget per iteration (every policy) = K × the unloaded decode step
+                     (default 1.5).
+  --rank R           LoRA rank of the learnt adapter (default 8).
+  --json             Print the result JSON.  --out FILE: also write it to FILE.
+  --node | --browser Runtime (default --browser: headless Chromium).
+
 Options of \`bench decode\`:
   --model M          stories260k (default) or smollm2-135m: the real shapes with random weights
                      made on the GPU (no download); or a local model directory.
@@ -85,18 +115,22 @@ Environment:
 export class UsageError extends Error {}
 
 export const WEIGHT_FORMATS = ['f32', 'f16', 'q4'];
+/** Models with real shapes and random weights made on the GPU (bench/synthetic-model.ts). */
+export const SYNTHETIC_MODELS = ['stories260k', 'smollm2-135m'];
 
 /** Options that take a value, per command; the parser turns each into the named field. */
 const VALUE_OPTIONS = {
   'bench kernels': ['out'],
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
   'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out'],
-  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'dtype', 'out'],
+  'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out'],
+  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens'],
 };
 const FLAG_OPTIONS = {
   'bench kernels': ['json', 'quick', 'node'],
   generate: ['json', 'node', 'browser'],
   'bench decode': ['json', 'node', 'browser'],
+  'bench serve': ['json', 'node', 'browser'],
   train: ['json', 'node', 'browser', 'stories'],
 };
 /** Values taken verbatim even when they start with '-' (a prompt may). */
@@ -212,7 +246,62 @@ function parseBenchDecode(flags, values) {
   };
 }
 
+export const POLICIES = ['mace', 'inference-only', 'periodic', 'sync'];
+export const SERVE_MODELS = ['stories260k', 'stories15m', 'smollm2-135m'];
+
+function parseBenchServe(flags, values) {
+  const opt = (name, parse, def) => (values.has(name) ? parse(values.get(name)) : def);
+  const policyValue = (name, v) => {
+    if (!POLICIES.includes(v)) throw new UsageError(`--${name} takes ${POLICIES.join(', ')}, got '${v}'`);
+    return v;
+  };
+  const model = (values.get('model') ?? 'stories15m').toLowerCase();
+  if (!SERVE_MODELS.includes(model)) throw new UsageError(`--model takes ${SERVE_MODELS.join(', ')}, got '${values.get('model')}'`);
+  if (values.has('trace')) for (const o of ['rates', 'duration', 'load', 'seed']) if (values.has(o)) throw new UsageError(`--${o} shapes a generated trace; it does not apply with --trace`);
+  return {
+    command: 'bench-serve',
+    policies: opt('policy', (v) => listValue('policy', v, (n, p) => policyValue(n, p)), [...POLICIES]),
+    trace: values.get('trace'),
+    rates: opt('rates', (v) => listValue('rates', v, (n, p) => numValue(n, p, 0, 1)), [0.3]),
+    model,
+    dtype: opt('dtype', (v) => formatValue('dtype', v), 'f32'),
+    duration: opt('duration', (v) => numValue('duration', v, 0, 3600, true), 60),
+    load: opt('load', (v) => numValue('load', v, 0, 1000, true), 0.5),
+    seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 32 - 1), 1),
+    budgetMultiple: opt('budget-multiple', (v) => numValue('budget-multiple', v, 0, 1000, true), 1.5),
+    rank: opt('rank', (v) => intValue('rank', v, 1, 256), 8),
+    json: flags.has('json'),
+    out: values.get('out'),
+    runtime: runtime(flags),
+  };
+}
+
+/** Options `train --synthetic` (the training-step benchmark) takes besides the runtime and --json. */
+const SYNTHETIC_TRAIN_OPTIONS = ['synthetic', 'dtype', 'steps', 'rank', 'seed', 'prompt-tokens', 'response-tokens'];
+
+function parseTrainStepBench(flags, values) {
+  const id = values.get('synthetic').toLowerCase();
+  if (!SYNTHETIC_MODELS.includes(id)) throw new UsageError(`--synthetic takes ${SYNTHETIC_MODELS.join(', ')}, got '${values.get('synthetic')}'`);
+  for (const v of values.keys()) if (!SYNTHETIC_TRAIN_OPTIONS.includes(v)) throw new UsageError(`\`train --synthetic\` does not take --${v}`);
+  if (flags.has('stories')) throw new UsageError('`train --synthetic` does not take --stories');
+  const opt = (name, parse) => (values.has(name) ? parse(values.get(name)) : undefined);
+  return {
+    command: 'train-step-bench',
+    synthetic: id,
+    dtype: opt('dtype', (v) => formatValue('dtype', v)) ?? 'f32',
+    steps: opt('steps', (v) => intValue('steps', v, 1, 100)) ?? 1,
+    rank: opt('rank', (v) => intValue('rank', v, 1, 256)) ?? 8,
+    seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 20)) ?? 1,
+    promptTokens: opt('prompt-tokens', (v) => intValue('prompt-tokens', v, 1, 4096)) ?? 48,
+    responseTokens: opt('response-tokens', (v) => intValue('response-tokens', v, 1, 4096)) ?? 48,
+    json: flags.has('json'),
+    runtime: runtime(flags),
+  };
+}
+
 function parseTrain(flags, values) {
+  if (values.has('synthetic')) return parseTrainStepBench(flags, values);
+  for (const o of ['prompt-tokens', 'response-tokens']) if (values.has(o)) throw new UsageError(`--${o} only applies with --synthetic`);
   const model = values.get('model');
   if (!model) throw new UsageError('`train` needs --model (a directory, a URL or a Hugging Face repository id)');
   const stories = flags.has('stories');
@@ -258,6 +347,7 @@ export function parseArgs(argv) {
   checkOptions(command, flags, values);
   if (command === 'generate') return parseGenerate(flags, values);
   if (command === 'bench decode') return parseBenchDecode(flags, values);
+  if (command === 'bench serve') return parseBenchServe(flags, values);
   if (command === 'train') return parseTrain(flags, values);
   return { command: 'bench-kernels', json: flags.has('json'), quick: flags.has('quick'), node: flags.has('node'), out: values.get('out') };
 }

@@ -266,3 +266,43 @@ export async function runTrain(runtime, spec, request, onStep, log) {
     return out.result;
   });
 }
+
+/**
+ * The training-step benchmark (bench/train.ts runTrainStepBench) on a synthetic model in Node or
+ * Chromium. Resolves with { result, markdown }.
+ */
+export async function runTrainStepBench(runtime, opts, log) {
+  if (runtime === 'node') {
+    return withNodeGpu(log, 'mace train --synthetic (node)', async (server, ctx) => {
+      const bench = await server.ssrLoadModule('/bench/train.ts');
+      const result = await bench.runTrainStepBench(ctx, opts, log);
+      return { result, markdown: bench.trainStepToMarkdown(result) };
+    });
+  }
+  return withChromiumPage(log, { path: '/bench/train.html', readyFn: 'maceTrainStepBench', expose: { maceLog: (m) => log(m) } }, async (page, server) => {
+    const out = await page.evaluate((o) => window.maceTrainStepBench(o), opts);
+    if (!out.ok) throw pageFailure(out.error);
+    const { trainStepToMarkdown } = await server.ssrLoadModule('/bench/train.ts');
+    return { result: out.result, markdown: trainStepToMarkdown(out.result) };
+  });
+}
+
+// ---------------------------------------------------------------- serve
+
+/**
+ * The serving benchmark (bench/serve/run.ts) in Node or Chromium. `opts.trace` is the parsed trace
+ * (or undefined). Resolves with the ServeBenchResult (markdown included).
+ */
+export async function runServeBench(runtime, opts, log) {
+  if (runtime === 'node') {
+    return withNodeGpu(log, 'mace bench serve (node)', async (server, ctx) => {
+      const bench = await server.ssrLoadModule('/bench/serve/run.ts');
+      return bench.runServeBench(ctx, { ...opts, env: 'node', onProgress: log });
+    });
+  }
+  return withChromiumPage(log, { path: '/bench/serve.html', readyFn: 'maceServeBench', expose: { maceLog: (m) => log(m) } }, async (page) => {
+    const out = await page.evaluate((o) => window.maceServeBench(o), opts);
+    if (!out.ok) throw pageFailure(out.error);
+    return out.result;
+  });
+}

@@ -3,15 +3,18 @@
 // - `mace generate`: one request on a model (bench/generate.ts), text streamed to stdout, or one
 //   JSON object with --json. Node + Dawn by default, headless Chromium with --browser.
 // - `mace train`: DPO training of a LoRA adapter (bench/train.ts): the metric curve on stdout, a
-//   line per step (or one JSON object with --json); PEFT files with --out DIR.
+//   line per step (or one JSON object with --json); PEFT files with --out DIR. `mace train
+//   --synthetic ID` times one DPO step on a synthetic model instead (the training-step benchmark).
 // - `mace bench decode`: the inference benchmark (bench/decode.ts), Node + Dawn by default.
+// - `mace bench serve`: the serving benchmark (bench/serve/): a trace replayed under each scheduling
+//   policy; headless Chromium by default.
 // - `mace bench kernels`: bench/kernels.ts in headless Chromium (a Vite dev server serves
 //   bench/index.html, Playwright drives it) or, with --node, in Node through Dawn.
 // Results go to stdout; progress and errors to stderr. Exit 0 ok, 1 failure, 2 bad command line.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { USAGE, UsageError, parseArgs } from './args.mjs';
-import { runBenchInChromium, runBenchInNode, runDecodeBench, runGenerate, runTrain } from './bench-runners.mjs';
+import { runBenchInChromium, runBenchInNode, runDecodeBench, runGenerate, runServeBench, runTrain, runTrainStepBench } from './bench-runners.mjs';
 import { checkModelDir, resolveModelArg } from './model-source.mjs';
 
 const log = (msg) => process.stderr.write(`${msg}\n`);
@@ -65,6 +68,33 @@ async function benchDecode(opts) {
   const { result, markdown } = await runDecodeBench(opts.runtime, benchOpts, log);
   writeOut(opts.out, result);
   process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : markdown);
+}
+
+/** A trace file parsed as JSON (validated against the trace format in the page/Node run). */
+function readTrace(file) {
+  let text;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--trace ${file} cannot be read: ${e.code === 'ENOENT' ? 'it does not exist' : e.message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--trace ${file} is not JSON: ${e.message}`);
+  }
+}
+
+async function benchServe(opts) {
+  const trace = opts.trace ? readTrace(opts.trace) : undefined;
+  const benchOpts = {
+    model: opts.model, format: opts.dtype, policies: opts.policies, rates: opts.rates, trace,
+    traceParams: { seed: opts.seed, durationS: opts.duration, ratePerS: opts.load },
+    budgetTbtMultiple: opts.budgetMultiple, rank: opts.rank,
+  };
+  const result = await runServeBench(opts.runtime, benchOpts, log);
+  writeOut(opts.out, result);
+  process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : result.markdown + '\n');
 }
 
 /** A preference file's text; a missing or unreadable file is an error naming it. */
@@ -140,7 +170,14 @@ async function train(opts) {
   log(`${report.steps.length} steps (${report.nonFiniteSteps} non-finite, skipped) in ${(t.trainMs / 1000).toFixed(1)} s: ${t.msPerStep.toFixed(0)} ms/step, ${t.tokensPerSec.toFixed(1)} forward+backward tokens/s; arena ${(report.arenaBytes / 2 ** 20).toFixed(1)} MiB`);
 }
 
-const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, train };
+/** `train --synthetic`: one DPO step's cost on a synthetic model (bench/train.ts runTrainStepBench). */
+async function trainStepBench(opts) {
+  const benchOpts = { model: opts.synthetic, dtype: opts.dtype, steps: opts.steps, rank: opts.rank, seed: opts.seed, promptTokens: opts.promptTokens, responseTokens: opts.responseTokens };
+  const { result, markdown } = await runTrainStepBench(opts.runtime, benchOpts, log);
+  process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : markdown);
+}
+
+const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, 'bench-serve': benchServe, train, 'train-step-bench': trainStepBench };
 
 function usageFailure(e) {
   log(`mace: ${e.message}\n`);

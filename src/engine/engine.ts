@@ -370,6 +370,14 @@ export class EngineCore {
     }
   }
 
+  /** Work that could run now: requests, or fine-tuning its policy lets run (benchmarks' busy time). */
+  pendingWork(): boolean {
+    if (this.running.length > 0 || this.waiting.length > 0) return true;
+    if (!this.learner?.hasWork) return false;
+    const p = this.scheduler.policy;
+    return p === 'mace' || p === 'sync' || (p === 'periodic' && this.gate.open);
+  }
+
   private hasWork(): boolean {
     return this.running.length > 0 || this.waiting.length > 0 || (this.learner?.hasWork ?? false);
   }
@@ -429,7 +437,7 @@ export class EngineCore {
     if (!this.statsListener) return;
     const times = r.tokenTimes;
     const rec: RequestStats = {
-      type: 'request', id: `req-${r.id}`, t: this.now(), promptTokens: r.promptIds.length, completionTokens: r.output.length,
+      type: 'request', id: `req-${r.id}`, t: this.now(), arrivedAt: r.createdAt, promptTokens: r.promptIds.length, completionTokens: r.output.length,
       ttftMs: times.length ? times[0] - r.createdAt : null, tbtMs: times.slice(1).map((t, i) => t - times[i]),
       finishReason: r.finishReason ?? 'error', adapter: r.settings.adapter,
     };

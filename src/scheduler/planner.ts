@@ -10,6 +10,8 @@
  *    the head of the waiting queue: no overtaking, so a long prompt is never starved) and the next
  *    fine-tune units of one pair. Running chunked prefills come first (they hold blocks already). Each candidate is sized to the largest piece that fits; the one
  *    with the best score P(t) + λ1·memory fit + λ2·latency fit is taken, and so on until nothing fits.
+ *    The plan's first prefill chunk may always take `minPrefillTokens` (prompts never starve
+ *    behind running decodes; the plan is sliced if that goes over the budget).
  * 3. If nothing at all fits (an item larger than the whole budget) the highest-priority item runs
  *    at its smallest size: work never stalls, the plan is split into layer-range slices instead.
  *
@@ -186,7 +188,7 @@ const NOTHING = { n: 0, sized: { ms: 0, blocks: 0, tokens: 0 } };
  * waiting prompt is admitted only when the blocks of its token-budget chunk are free (as before
  * time budgets), so a prompt is never admitted into blocks it would have to give back at once.
  */
-function size(cand: Candidate, cap: Capacity, cost: CostModel, reserved: ReadonlyMap<number, number>): { n: number; sized: Sized } {
+function size(cand: Candidate, cap: Capacity, cost: CostModel, reserved: ReadonlyMap<number, number>, minPrefill = 0): { n: number; sized: Sized } {
   if (cand.kind === 'finetune') {
     const n = sizeUnits(cand.j, cap.ms, cost);
     return { n, sized: { ms: cost.marginalMs(unitsFeatures(cand.j, n)), blocks: 0, tokens: 0 } };
@@ -194,7 +196,9 @@ function size(cand: Candidate, cap: Capacity, cost: CostModel, reserved: Readonl
   const r = cand.r;
   if (cand.waiting && (cap.slots === 0 || extraBlocks(r, Math.min(r.length - r.computed, cap.tokens)) > cap.blocks)) return NOTHING;
   const own = reserved.get(r.id) ?? 0;
-  const n = sizePrefill(r, { ...cap, blocks: cap.blocks + own }, cost);
+  // The plan's first prefill may take `minPrefill` tokens whatever the time left (no starvation).
+  const floorMs = minPrefill > 0 ? cost.marginalMs(entryFeatures(r.computed, Math.min(minPrefill, r.length - r.computed))) : 0;
+  const n = sizePrefill(r, { ...cap, ms: Math.max(cap.ms, floorMs), blocks: cap.blocks + own }, cost);
   return { n, sized: { ms: cost.marginalMs(entryFeatures(r.computed, n)), blocks: extraBlocks(r, n) - own, tokens: n } };
 }
 
@@ -252,7 +256,8 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
     let bestScore = -Infinity;
     let bestSize: { n: number; sized: Sized } | null = null;
     candidates.forEach((cand, i) => {
-      const sz = size(cand, cap, cost, reserved);
+      const floor = b.entries.some((e) => e.kind === 'prefill') ? 0 : c.minPrefillTokens;
+      const sz = size(cand, cap, cost, reserved, floor);
       if (sz.n === 0) return;
       const memFit = Math.max(fill(sz.sized.blocks, cap.blocks), fill(sz.sized.tokens, cap.tokens));
       const score = cand.priority + c.lambdaMemory * memFit + c.lambdaLatency * fill(sz.sized.ms, cap.ms);

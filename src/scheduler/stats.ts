@@ -49,7 +49,10 @@ export interface IterationStats {
 export interface RequestStats {
   type: 'request';
   id: string;
+  /** When it finished. */
   t: number;
+  /** When it was submitted. */
+  arrivedAt: number;
   promptTokens: number;
   completionTokens: number;
   /** Arrival → first token (ms); null when no token was produced. */

@@ -104,6 +104,11 @@ export interface SchedulerConfig {
   gamma: number;
   /** Loss assumed for a pair never trained (ln 2 is DPO's loss at the start; higher = new feedback first). */
   freshLoss: number;
+  /**
+   * Prompt tokens every iteration may prefill even when decodes already fill the budget, so new
+   * requests never starve behind running ones (0: none; prefill then only uses what is left).
+   */
+  minPrefillTokens: number;
   /** Best-fit weights: λ1 on memory fit, λ2 on latency fit (fractions of the remaining capacity). */
   lambdaMemory: number;
   lambdaLatency: number;
@@ -121,6 +126,7 @@ export function defaultSchedulerConfig(policy: PolicyName = 'mace', budgetMs = D
     agingFinetune: 0.5,
     gamma: 2,
     freshLoss: 1,
+    minPrefillTokens: 16,
     lambdaMemory: 0.5,
     lambdaLatency: 0.5,
   };

@@ -25,7 +25,7 @@ export function iteration(over: Partial<IterationStats> = {}): IterationStats {
 }
 
 export function request(over: Partial<RequestStats> = {}): RequestStats {
-  return { type: 'request', id: 'r', t: 0, promptTokens: 10, completionTokens: 3, ttftMs: 100, tbtMs: [], finishReason: 'stop', adapter: null, ...over };
+  return { type: 'request', id: 'r', t: 0, arrivedAt: 0, promptTokens: 10, completionTokens: 3, ttftMs: 100, tbtMs: [], finishReason: 'stop', adapter: null, ...over };
 }
 
 export function step(over: Partial<FinetuneStats> = {}): FinetuneStats {

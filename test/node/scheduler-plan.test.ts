@@ -21,7 +21,8 @@ function state(o: Partial<SchedulerState>): SchedulerState {
   return { now: 1000, running: [], waiting: [], finetune: [], freeBlocks: 10, maxTokens: 64, maxSeqs: 4, finetuneAllowed: true, ...o };
 }
 
-const plan = (s: Partial<SchedulerState>, c: Partial<SchedulerConfig> = {}) => planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), ...c }, cost());
+// minPrefillTokens 0 unless a test is about it: the packing rules alone.
+const plan = (s: Partial<SchedulerState>, c: Partial<SchedulerConfig> = {}) => planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0, ...c }, cost());
 const total = (p: IterationPlan) => p.predictedMs.decode + p.predictedMs.prefill + p.predictedMs.finetune;
 
 describe('planIteration (mace)', () => {
@@ -117,6 +118,16 @@ describe('planIteration (mace)', () => {
       for (const r of running) if (r.computed === r.length - 1 && r.computed > 0 && p.preempted.length === 0) expect(p.entries.some((e) => e.id === r.id)).toBe(true);
       expect(p.blocks).toBeLessThanOrEqual(p.preempted.reduce((a, id) => a + running.find((r) => r.id === id)!.blocks, 0) + (p.blocks > 0 ? 20 : 0));
     }
+  });
+
+  it('gives the first prompt its minimum chunk even when decodes fill the budget (no prefill starvation)', () => {
+    const running = [req(1, 20, 19, 2), req(2, 9, 8, 1), req(3, 30, 29, 2)];
+    const s = { running, waiting: [req(4, 40, 0, 0), req(5, 8, 0, 0)], finetune: [job(7, [embed])] };
+    const p = plan(s, { budgetMs: 2.5, minPrefillTokens: 16 }); // decodes: 1 + 3·0.6 = 2.8 ms > 2.5
+    expect(p.entries.map((e) => [e.id, e.count])).toEqual([[1, 1], [2, 1], [3, 1], [4, 16]]);
+    expect(p.finetune).toBeNull();
+    expect(p.slices).toBe(2); // 2.8 + 2.1 = 4.9 ms in 2.5 ms slices
+    expect(plan(s, { budgetMs: 2.5 }).entries.length).toBe(3); // without the floor the prompt waits
   });
 
   it('never starves decodes for fine-tuning', () => {

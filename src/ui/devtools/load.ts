@@ -162,7 +162,7 @@ export class StatsLoad {
     for (const r of [...this.running]) {
       if (r.generated < r.target) continue;
       this.running.splice(this.running.indexOf(r), 1);
-      finished.push({ type: 'request', id: r.id, t: done, promptTokens: r.prompt, completionTokens: r.generated, ttftMs: r.ttft, tbtMs: r.gaps, finishReason: r.target >= 200 ? 'length' : 'stop', adapter: this.version ? 'feedback' : null });
+      finished.push({ type: 'request', id: r.id, t: done, arrivedAt: r.arrival, promptTokens: r.prompt, completionTokens: r.generated, ttftMs: r.ttft, tbtMs: r.gaps, finishReason: r.target >= 200 ? 'length' : 'stop', adapter: this.version ? 'feedback' : null });
     }
 
     const it: IterationStats = {

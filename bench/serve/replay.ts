@@ -1,0 +1,133 @@
+/**
+ * `mace bench serve`: replay a trace against the in-thread engine under each policy and measure
+ * what users and the learner get. Per (retrain rate, policy) a fresh engine (fresh KV cache, fresh
+ * learner and adapter) serves the same weights:
+ *   1. calibration, unloaded: one request alone (its TTFT and TBT are the SLOs' unit) and, when the
+ *      policy trains, one DPO step on a throwaway pair, so pipelines are compiled and the cost
+ *      model is seeded before the clock starts (no offline profiling);
+ *   2. the replay: each request is submitted at its time with exactly its answer length (EOS
+ *      ignored, greedy), each pair queued for training at its time;
+ *   3. the run lasts a common horizon (horizonFactor × the trace's duration, the same for every
+ *      policy) and until the last request finished; fine-tune steps are counted within the
+ *      horizon, so steps done compare policies over the same time.
+ * Records come from the engine's stats stream; the replay adds arrival times and each iteration's
+ * wall span and whether work was left pending (bench/serve/metrics.ts).
+ */
+import type { EngineModel } from '../../src/engine/engine.ts';
+import { createEngine, type Engine } from '../../src/engine/openai.ts';
+import { normalizeParams } from '../../src/engine/params.ts';
+import type { GpuContext } from '../../src/gpu/device.ts';
+import type { FinetuneStats, PolicyName, SloTargets, StatsRecord } from '../../src/scheduler/stats.ts';
+import { serveMetrics, sloFromUnloaded, type ServeIterationRecord, type ServeMetrics, type ServeRequestRecord, type SloMultiples } from './metrics.ts';
+import { feedbackPair, requestPrompt, traceEvents, traceMaxTokens, type TokenVocab, type Trace } from './trace.ts';
+
+export interface ReplayOptions {
+  policy: PolicyName;
+  /** Retrain rate of the trace (for the report's rows). */
+  retrainRate: number;
+  /** Per-submission GPU-time budget (every policy) as a multiple of the unloaded TBT (the decode step). */
+  budgetTbtMultiple: number;
+  slo: SloMultiples;
+  /** LoRA rank of the learner. */
+  rank: number;
+  kvBudgetBytes: number;
+  /** Fine-tune steps are counted over horizonFactor × the trace's duration. */
+  horizonFactor: number;
+  maxSeqs: number;
+  log?: (message: string) => void;
+}
+
+export interface ReplayResult {
+  metrics: ServeMetrics;
+  unloaded: SloTargets;
+  budgetMs: number;
+  /** Steps still queued when the run ended. */
+  pendingSteps: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** Greedy, exactly `n` tokens (EOS ignored): what a trace request asks. */
+function forced(engine: Engine, n: number) {
+  return normalizeParams({ temperature: 0, max_tokens: n, ignore_eos: true, seed: 0 }, null, { candidates: engine.core.limits.candidates, topLogprobs: engine.core.limits.topLogprobs, maxContext: engine.core.limits.maxContext } as Parameters<typeof normalizeParams>[2]);
+}
+
+/** Run one request alone; its TTFT and mean TBT (ms). */
+async function unloadedLatency(engine: Engine, prompt: number[], tokens: number): Promise<SloTargets> {
+  const req = engine.core.submit(prompt, forced(engine, tokens));
+  for await (const ev of req.events) if (ev.kind === 'done') break;
+  const t = req.tokenTimes;
+  return { ttftMs: t[0] - req.createdAt, tbtMs: (t[t.length - 1] - t[0]) / Math.max(1, t.length - 1) };
+}
+
+async function drainRequest(engine: Engine, prompt: number[], tokens: number): Promise<void> {
+  const req = engine.core.submit(prompt, forced(engine, tokens));
+  for await (const ev of req.events) if (ev.kind === 'done') break;
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await sleep(5);
+}
+
+export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Trace, o: ReplayOptions): Promise<ReplayResult> {
+  const c = model.config;
+  const vocab: TokenVocab = { size: c.vocabSize, exclude: [...new Set([...c.eosTokenIds, ...(c.bosTokenId !== null ? [c.bosTokenId] : []), ...model.tokenizer.eosIds])] };
+  const maxLen = traceMaxTokens(trace);
+  const trains = o.policy !== 'inference-only';
+  const make = (budgetMs: number) =>
+    createEngine(ctx, model, { kvBudgetBytes: o.kvBudgetBytes, maxSeqs: o.maxSeqs, maxTokensPerIteration: 256, maxContext: Math.min(c.maxPositionEmbeddings, Math.max(maxLen.request, maxLen.pair) + 16), adapters: { slots: 1, maxRank: o.rank }, scheduler: { policy: o.policy, budgetMs } });
+
+  // 1. Calibration on an engine without a budget: the unloaded latency is the SLOs' unit and the budget's.
+  const probe = make(0);
+  const r0 = trace.requests[0];
+  const prompt0 = requestPrompt(trace, 0, vocab);
+  await unloadedLatency(probe, prompt0, 4); // compile pipelines
+  const unloaded = await unloadedLatency(probe, prompt0, Math.min(r0.maxTokens, 32));
+  probe.destroy();
+  // One budget for every policy: the engine's per-iteration latency capacity, not a policy's choice.
+  const budgetMs = o.budgetTbtMultiple * unloaded.tbtMs;
+  const slo = sloFromUnloaded(unloaded, o.slo);
+  o.log?.(`${o.policy} @ ${Math.round(o.retrainRate * 100)}%: unloaded TTFT ${unloaded.ttftMs.toFixed(1)} ms, TBT ${unloaded.tbtMs.toFixed(1)} ms; budget ${Number.isFinite(budgetMs) ? `${budgetMs.toFixed(1)} ms` : 'none'}`);
+
+  const engine = make(budgetMs);
+  await engine.learning.enable({ rank: o.rank, epochs: 1, maxTokens: Math.max(32, Math.ceil((maxLen.pair + 1) / 16) * 16) });
+  // Warm-up: pipelines of every batch shape class and one training step (seeds the cost model).
+  await drainRequest(engine, prompt0, 8);
+  if (trains && trace.feedback.length > 0) {
+    engine.core.learnTokens('warm-up', feedbackPair(trace, 0, vocab));
+    await until(() => (engine.learning.status()?.steps ?? 0) + (engine.learning.status()?.failedSteps ?? 0) >= 1);
+  }
+
+  // 2. Replay.
+  const requests: ServeRequestRecord[] = [];
+  const iterations: ServeIterationRecord[] = [];
+  const finetune: FinetuneStats[] = [];
+  const now = () => performance.now();
+  engine.core.onStats((r: StatsRecord) => {
+    if (r.type === 'iteration') iterations.push({ ...r, wallMs: now() - r.t, pendingAfter: engine.core.pendingWork() });
+    else if (r.type === 'request') requests.push({ ...r, arrivalT: r.arrivedAt });
+    else if (r.type === 'finetune') finetune.push(r);
+  });
+  const startT = now();
+  const done: Promise<void>[] = [];
+  for (const ev of traceEvents(trace)) {
+    await sleep(startT + ev.at * 1000 - now());
+    if (ev.kind === 'request') {
+      const r = trace.requests[ev.index];
+      const req = engine.core.submit(requestPrompt(trace, ev.index, vocab), forced(engine, r.maxTokens));
+      done.push((async () => {
+        for await (const e of req.events) if (e.kind === 'done') break;
+      })());
+    } else engine.core.learnTokens(trace.feedback[ev.index].id, feedbackPair(trace, ev.index, vocab));
+  }
+  const horizonT = startT + o.horizonFactor * trace.durationS * 1000;
+  await Promise.all(done);
+  await sleep(horizonT - now());
+  const endT = now();
+  const pendingSteps = engine.learning.status()?.pendingPairs ?? 0;
+  engine.core.onStats(null);
+  engine.destroy();
+  const inHorizon = finetune.filter((s) => s.t <= horizonT);
+  const metrics = serveMetrics({ policy: o.policy, retrainRate: o.retrainRate, startT, endT, slo, requests, iterations, finetune: inHorizon });
+  return { metrics, unloaded, budgetMs, pendingSteps };
+}

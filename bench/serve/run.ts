@@ -1,0 +1,82 @@
+/**
+ * The serving benchmark end to end: a model (synthetic, real shapes), the trace per retrain rate
+ * (generated with shared arrivals, or given), every policy replayed on each (bench/serve/replay.ts),
+ * then the table and the comparison against issue 5's targets (bench/serve/report.ts).
+ */
+import { describeGpu, type GpuContext } from '../../src/gpu/device.ts';
+import type { WeightFormat } from '../../src/kernels/weights.ts';
+import type { PolicyName } from '../../src/scheduler/stats.ts';
+import { syntheticConfig, syntheticEngineModel, SYNTHETIC_MODEL_NAMES, type SyntheticModelId } from '../synthetic-model.ts';
+import { DEFAULT_SLO_MULTIPLES, type ServeMetrics, type SloMultiples } from './metrics.ts';
+import { replayTrace, type ReplayResult } from './replay.ts';
+import { compareServe, serveReport, serveRow, type ServeComparison, type ServeRow } from './report.ts';
+import { generateTrace, summarizeTrace, validateTrace, type Trace, type TraceGeneratorParams, type TraceSummary } from './trace.ts';
+
+export interface ServeBenchOptions {
+  model: SyntheticModelId;
+  format: WeightFormat;
+  policies: PolicyName[];
+  /** Retrain rates to generate traces at (ignored with `trace`). */
+  rates: number[];
+  /** A given trace (its realised retrain rate labels the rows). */
+  trace?: Trace;
+  /** Generator settings for the traces (seed, duration, load, lengths). */
+  traceParams?: Partial<TraceGeneratorParams>;
+  /** Per-submission GPU-time budget (every policy) as a multiple of the unloaded TBT. */
+  budgetTbtMultiple: number;
+  slo?: SloMultiples;
+  rank: number;
+  /** Fine-tune steps count over horizonFactor × the trace's duration (default 2). */
+  horizonFactor?: number;
+  env: 'chromium' | 'node';
+  onProgress?: (message: string) => void;
+}
+
+export interface ServeRun extends Omit<ReplayResult, 'metrics'> {
+  metrics: ServeMetrics;
+  row: ServeRow;
+}
+
+export interface ServeBenchResult {
+  model: string;
+  format: WeightFormat;
+  env: string;
+  gpu: string;
+  traces: { retrainRate: number; summary: TraceSummary; params: Trace['generator'] | null }[];
+  runs: ServeRun[];
+  comparisons: ServeComparison[];
+  markdown: string;
+}
+
+export async function runServeBench(ctx: GpuContext, o: ServeBenchOptions): Promise<ServeBenchResult> {
+  const config = syntheticConfig(o.model);
+  const model = await syntheticEngineModel(ctx, config, o.format, 1);
+  const given = o.trace === undefined ? undefined : validateTrace(o.trace, 'trace');
+  const traces: { retrainRate: number; trace: Trace }[] = given
+    ? [{ retrainRate: summarizeTrace(given).retrainRate, trace: given }]
+    : o.rates.map((retrainRate) => ({ retrainRate, trace: generateTrace({ ...o.traceParams, retrainRate }) }));
+  const runs: ServeRun[] = [];
+  try {
+    for (const { retrainRate, trace } of traces) {
+      const s = summarizeTrace(trace);
+      o.onProgress?.(`trace @ ${Math.round(retrainRate * 100)}%: ${s.requests} requests, ${s.pairs} pairs over ${trace.durationS} s`);
+      for (const policy of o.policies) {
+        const r = await replayTrace(ctx, model, trace, {
+          policy, retrainRate, budgetTbtMultiple: o.budgetTbtMultiple, slo: o.slo ?? DEFAULT_SLO_MULTIPLES, rank: o.rank, kvBudgetBytes: 64 * 2 ** 20, maxSeqs: 8, horizonFactor: o.horizonFactor ?? 2, log: o.onProgress,
+        });
+        const row = serveRow(r.metrics);
+        o.onProgress?.(`  ${policy}: TTFT p95 ${row.ttftP95?.toFixed(1)} ms, TBT p95 ${row.tbtP95?.toFixed(1)} ms, steps ${row.finetuneSteps}, busy ${row.busyFraction?.toFixed(2)}, scheduler ${row.schedulerMeanMs?.toFixed(3)} ms/iteration`);
+        runs.push({ ...r, row });
+      }
+    }
+  } finally {
+    model.weights.destroy();
+  }
+  const metrics = runs.map((r) => r.metrics);
+  const head = `Model ${SYNTHETIC_MODEL_NAMES[o.model]} (${o.format}, random weights, real shapes) on ${describeGpu(ctx)} (${o.env}); per-iteration GPU-time budget ${o.budgetTbtMultiple}× the unloaded TBT for every policy.\n\n`;
+  return {
+    model: SYNTHETIC_MODEL_NAMES[o.model], format: o.format, env: o.env, gpu: describeGpu(ctx),
+    traces: traces.map(({ retrainRate, trace }) => ({ retrainRate, summary: summarizeTrace(trace), params: trace.generator ?? null })),
+    runs, comparisons: compareServe(metrics), markdown: head + serveReport(metrics),
+  };
+}
