@@ -11,9 +11,11 @@
 import * as Comlink from 'comlink';
 import { InvalidRequestError } from '../src/engine/errors.ts';
 import { installErrorTransfer, serializeError } from '../src/engine/errors-wire.ts';
-import { createEngine, type Engine } from '../src/engine/openai.ts';
+import { createEngine, type Engine, type SavedLearning } from '../src/engine/openai.ts';
 import { memoryFeedback, type FeedbackInput, type FeedbackSink } from '../src/engine/feedback.ts';
 import { LearnStore, PersistentFeedback } from '../src/learn/store.ts';
+import { importPeft } from '../src/learn/peft.ts';
+import type { ModelConfig } from '../src/model/config.ts';
 import type { RateResult } from '../src/learn/feedback.ts';
 import type { AddedPair, PairInput, PreferencePair } from '../src/learn/pairs.ts';
 import type { LearningStatus, SessionStats, StatsRecord } from '../src/scheduler/stats.ts';
@@ -137,6 +139,88 @@ class StatsPump {
   }
 }
 
+/**
+ * Keeps the learnt adapter across reloads: at load the latest saved version (IndexedDB, written
+ * whole before its pointer moves; the last few kept) is restored into the learner when it fits the
+ * model and the learner's settings; after applied steps, a new version is saved (at most one save
+ * in flight, at most every SAVE_INTERVAL_MS). A stored version that cannot be used is left as it
+ * is (nothing stored is ever deleted by a failed load) and learning starts fresh.
+ */
+class AdapterSaver {
+  private detach: (() => void) | null = null;
+  private saving = false;
+  private dirty = false;
+  private lastSave = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  attach(engine: Engine, store: LearnStore, config: ModelConfig): void {
+    this.detach?.();
+    const off = engine.core.onStats((r) => {
+      if (r.type === 'finetune' && !r.skipped) this.schedule(engine, store, config);
+    });
+    this.detach = () => {
+      off();
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+    };
+  }
+
+  private schedule(engine: Engine, store: LearnStore, config: ModelConfig): void {
+    this.dirty = true;
+    if (this.timer || this.saving) return;
+    this.timer = setTimeout(() => void this.save(engine, store, config), Math.max(0, this.lastSave + SAVE_INTERVAL_MS - performance.now()));
+  }
+
+  private async save(engine: Engine, store: LearnStore, config: ModelConfig): Promise<void> {
+    this.timer = null;
+    if (!this.dirty) return;
+    this.dirty = false;
+    this.saving = true;
+    try {
+      const snap = await engine.learning.snapshot();
+      const status = engine.learning.status();
+      await store.saveAdapterVersion({ model: config, host: snap.host }, { label: status?.adapter ?? 'learnt', metrics: { version: snap.version, steps: status?.steps ?? 0 }, note: JSON.stringify({ trainedPairs: snap.trainedKeys }) });
+    } catch (e) {
+      console.warn(`mace: saving the learnt adapter failed (${e instanceof Error ? e.message : String(e)}); will retry after the next step`);
+    } finally {
+      this.saving = false;
+      this.lastSave = performance.now();
+      if (this.dirty) this.schedule(engine, store, config);
+    }
+  }
+
+  stop(): void {
+    this.detach?.();
+    this.detach = null;
+  }
+}
+
+/** The latest saved adapter of this store, or null (none, or none readable: a warning says why). */
+async function loadSavedLearning(store: LearnStore, config: ModelConfig): Promise<SavedLearning | null> {
+  try {
+    const saved = await store.loadLatestAdapter({ fallback: true });
+    if (!saved) return null;
+    const host = await importPeft(config, { weights: saved.weights, config: saved.config });
+    return { host, version: saved.meta.metrics?.version ?? saved.version, trainedKeys: parseNote(saved.meta.note).trainedPairs };
+  } catch (e) {
+    console.warn(`mace: the saved adapter cannot be read (${e instanceof Error ? e.message : String(e)}); learning starts fresh`);
+    return null;
+  }
+}
+
+/** Save the learnt adapter at most this often. */
+const SAVE_INTERVAL_MS = 2000;
+
+/** The trained-pair keys kept in a saved version's note (anything else reads as none). */
+function parseNote(note: string | undefined): { trainedPairs: string[] } {
+  try {
+    const v = JSON.parse(note ?? '{}') as { trainedPairs?: unknown };
+    return { trainedPairs: Array.isArray(v.trainedPairs) ? v.trainedPairs.filter((k): k is string => typeof k === 'string') : [] };
+  } catch {
+    return { trainedPairs: [] };
+  }
+}
+
 /** SLOs the panel draws until a benchmark measures the unloaded latency (ms). */
 const DEFAULT_SLO = { ttftMs: 1000, tbtMs: 100 };
 
@@ -149,6 +233,7 @@ class EngineHost implements EngineWorkerApi {
   private queue: Promise<unknown> = Promise.resolve();
   private lostSink: DeviceLostSink | null = null;
   private readonly statsPump = new StatsPump();
+  private readonly saver = new AdapterSaver();
 
   load(request: LoadRequest, onProgress?: ProgressSink): Promise<ModelInfo> {
     const run = this.queue.then(() => this.doLoad(request, onProgress)).finally(() => releaseRemote(onProgress));
@@ -168,14 +253,20 @@ class EngineHost implements EngineWorkerApi {
     const learning = request.learning ?? {};
     const options = { ...request.engine, modelName: request.engine?.modelName ?? defaultModelName(request.source) };
     if (learning !== false) options.adapters ??= { slots: 2 };
+    const store = learnStore(request.feedbackStore);
     try {
-      engine = createEngine(ctx, model, options, { feedback: await feedbackSink(request.feedbackStore) });
+      engine = createEngine(ctx, model, options, { feedback: await feedbackSink(store) });
     } catch (e) {
       model.weights.destroy();
       throw e;
     }
     try {
-      if (learning !== false) await engine.learning.enable(learning);
+      if (learning !== false) {
+        const saved = store ? await loadSavedLearning(store, model.config) : null;
+        const status = await engine.learning.enable(learning, saved ?? undefined);
+        if (status.restoreError) console.warn(`mace: the saved adapter was not restored (${status.restoreError}); learning starts fresh`);
+        if (store) this.saver.attach(engine, store, model.config);
+      }
     } catch (e) {
       engine.destroy();
       model.weights.destroy();
@@ -218,6 +309,7 @@ class EngineHost implements EngineWorkerApi {
 
   /** Destroy the engine (its requests fail with 'engine-closed') and the weights. */
   private dropModel(): void {
+    this.saver.stop();
     this.engine?.destroy();
     this.model?.weights.destroy();
     this.engine = null;
@@ -359,10 +451,16 @@ Comlink.expose(new EngineHost());
  * there) unless the page asked for memory only. A store that cannot be opened falls back to memory
  * rather than failing the load: serving does not depend on it.
  */
-async function feedbackSink(dbName: string | false | undefined): Promise<FeedbackSink> {
-  if (dbName === false || typeof indexedDB === 'undefined') return memoryFeedback();
+/** The IndexedDB store of feedback, pairs and adapter versions, or null (memory only). */
+function learnStore(dbName: string | false | undefined): LearnStore | null {
+  if (dbName === false || typeof indexedDB === 'undefined') return null;
+  return new LearnStore({ dbName: dbName ?? 'mace-web' });
+}
+
+async function feedbackSink(store: LearnStore | null): Promise<FeedbackSink> {
+  if (!store) return memoryFeedback();
   try {
-    const pf = await PersistentFeedback.open(new LearnStore({ dbName: dbName ?? 'mace-web' }));
+    const pf = await PersistentFeedback.open(store);
     return {
       recordCompletion: (input) => pf.recordCompletion(input),
       rate: (id, rating) => pf.rate(id, rating),

@@ -103,7 +103,7 @@ export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Tr
   const iterations: ServeIterationRecord[] = [];
   const finetune: FinetuneStats[] = [];
   const now = () => performance.now();
-  engine.core.onStats((r: StatsRecord) => {
+  const unsubscribe = engine.core.onStats((r: StatsRecord) => {
     if (r.type === 'iteration') iterations.push({ ...r, wallMs: now() - r.t, pendingAfter: engine.core.pendingWork() });
     else if (r.type === 'request') requests.push({ ...r, arrivalT: r.arrivedAt });
     else if (r.type === 'finetune') finetune.push(r);
@@ -125,7 +125,7 @@ export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Tr
   await sleep(horizonT - now());
   const endT = now();
   const pendingSteps = engine.learning.status()?.pendingPairs ?? 0;
-  engine.core.onStats(null);
+  unsubscribe();
   engine.destroy();
   const inHorizon = finetune.filter((s) => s.t <= horizonT);
   const metrics = serveMetrics({ policy: o.policy, retrainRate: o.retrainRate, startT, endT, slo, requests, iterations, finetune: inHorizon });

@@ -136,8 +136,8 @@ export class EngineCore {
   private readonly gate: FinetuneGate;
   /** On-device learning; null until enableLearning(). */
   private learner: Learner | null = null;
-  /** Receives the stats stream (iteration, request, fine-tune records); one listener. */
-  private statsListener: ((r: StatsRecord) => void) | null = null;
+  /** Receive the stats stream (iteration, request, fine-tune records). */
+  private readonly statsListeners = new Set<(r: StatsRecord) => void>();
   /** A timer that re-kicks the loop when fine-tuning waits for its policy's window. */
   private gateTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -167,16 +167,19 @@ export class EngineCore {
     this.gate = new FinetuneGate(sched.config.policy, sched.periodic, this.now());
   }
 
-  /** Receive the stats stream (null: stop). Records are plain data. */
-  onStats(listener: ((r: StatsRecord) => void) | null): void {
-    this.statsListener = listener;
+  /** Receive the stats stream (plain-data records). Returns the unsubscribe. */
+  onStats(listener: (r: StatsRecord) => void): () => void {
+    this.statsListeners.add(listener);
+    return () => this.statsListeners.delete(listener);
   }
 
   private emit(r: StatsRecord): void {
-    try {
-      this.statsListener?.(r);
-    } catch {
-      // a failing listener never stops serving
+    for (const l of this.statsListeners) {
+      try {
+        l(r);
+      } catch {
+        // a failing listener never stops serving
+      }
     }
   }
 
@@ -434,7 +437,7 @@ export class EngineCore {
   }
 
   private emitRequest(r: Request): void {
-    if (!this.statsListener) return;
+    if (this.statsListeners.size === 0) return;
     const times = r.tokenTimes;
     const rec: RequestStats = {
       type: 'request', id: `req-${r.id}`, t: this.now(), arrivedAt: r.createdAt, promptTokens: r.promptIds.length, completionTokens: r.output.length,
@@ -552,7 +555,7 @@ export class EngineCore {
   }
 
   private emitIteration(plan: IterationPlan, t: number, measuredMs: number, slices: number, schedulerMs: number): void {
-    if (!this.statsListener) return;
+    if (this.statsListeners.size === 0) return;
     const rec: IterationStats = {
       type: 'iteration', iteration: this.iterations, t,
       prefillTokens: plan.entries.filter((e) => e.kind === 'prefill').reduce((a, e) => a + e.count, 0),

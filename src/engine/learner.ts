@@ -18,7 +18,7 @@
  */
 import type { GpuContext } from '../gpu/device.ts';
 import { encodeDispatches } from '../gpu/dispatch.ts';
-import { createAdapter, readAdapter, type AdapterConfig, type GpuAdapter } from '../learn/adapter.ts';
+import { createAdapter, readAdapter, writeAdapter, type AdapterConfig, type GpuAdapter, type HostAdapter } from '../learn/adapter.ts';
 import type { TokenPair } from '../learn/reference.ts';
 import { DpoTrainer, SEQS, TOKEN_BUCKET, type PairLogprobs, type SeqName, type StepLoss, type StepPlan, type WorkUnit } from '../learn/trainer.ts';
 import type { AdapterBank } from '../learn/bank.ts';
@@ -107,6 +107,8 @@ export class Learner {
   private version = 0;
   private last: FinetuneStats | null = null;
   private pairsSeen = 0;
+  /** Keys of pairs whose every epoch is done (kept across sessions with the saved adapter). */
+  private readonly trained = new Set<string>();
   private failures = 0;
 
   private constructor(
@@ -163,7 +165,7 @@ export class Learner {
    * Returns false when it cannot be trained.
    */
   enqueue(key: string, pair: TokenPair, ref: PairLogprobs | null = null): boolean {
-    if (this.jobs.some((j) => j.key === key)) return true;
+    if (this.jobs.some((j) => j.key === key) || this.trained.has(key)) return true;
     if (pair.prompt.length === 0 || pair.chosen.length === 0 || pair.rejected.length === 0) return false;
     if (Math.max(pair.chosen.length, pair.rejected.length) + pair.prompt.length > this.maxTokens) return false;
     this.jobs.push({ id: this.nextJobId++, key, pair, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
@@ -291,7 +293,7 @@ export class Learner {
       if (job.steps < this.epochs) {
         job.queuedAt = this.now();
         this.jobs.push(job);
-      }
+      } else this.trained.add(job.key);
       this.last = {
         type: 'finetune', t: this.now(), adapter: this.adapterName, adapterVersion: this.version, step: m.step, loss: m.loss,
         'rewards/chosen': m['rewards/chosen'], 'rewards/rejected': m['rewards/rejected'], 'rewards/margins': m['rewards/margins'], 'rewards/accuracies': m['rewards/accuracies'],
@@ -306,6 +308,26 @@ export class Learner {
       this.trainer.clearGrads();
       return null;
     }
+  }
+
+  /**
+   * Continue from a saved adapter (at start, before any step): its weights become the trained and
+   * the served adapter (optimizer moments reset), its version counts on, and pairs it was trained
+   * on are not trained again. Throws a typed error, changing nothing, when it does not fit.
+   */
+  restore(host: HostAdapter, version: number, trainedKeys: readonly string[]): void {
+    if (this.active) throw new EngineOptionsError('learning.restore', 'is only possible before a step is in flight');
+    if (!Number.isInteger(version) || version < 0) throw new EngineOptionsError('learning.restore', `version = ${version} must be an integer >= 0`);
+    writeAdapter(this.ctx, this.adapter, host, { resetMoments: true });
+    this.registry.load(this.adapterName, host);
+    this.version = version;
+    for (const k of trainedKeys) this.trained.add(k);
+    for (let i = this.jobs.length - 1; i >= 0; i--) if (this.trained.has(this.jobs[i].key)) this.jobs.splice(i, 1);
+  }
+
+  /** The adapter as it is now, with its version and the pairs fully trained (to save it). */
+  async snapshot(): Promise<{ host: HostAdapter; version: number; trainedKeys: string[] }> {
+    return { host: await readAdapter(this.ctx, this.adapter), version: this.version, trainedKeys: [...this.trained] };
   }
 
   status(): LearningStatus {

@@ -22,7 +22,7 @@ import type { PreferencePair } from '../learn/pairs.ts';
 import { importPeft, type PeftImportInput } from '../learn/peft.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
 import { EngineCore, type EngineModel } from './engine.ts';
-import { InvalidRequestError } from './errors.ts';
+import { EngineOptionsError, InvalidRequestError } from './errors.ts';
 import { engineFeedback, memoryFeedback, type EngineFeedback, type FeedbackSink } from './feedback.ts';
 import type { CompletionInput } from '../learn/feedback.ts';
 import { normalizeParams } from './params.ts';
@@ -72,12 +72,27 @@ export interface EngineAdapters {
   list(): AdapterInfo[];
 }
 
+/** A learnt adapter as saved: its weights, version and the pairs it was fully trained on. */
+export interface SavedLearning {
+  host: HostAdapter;
+  version: number;
+  trainedKeys: readonly string[];
+}
+
 /** On-device learning: a LoRA adapter trained with DPO on the pairs, served as a named adapter. */
 export interface EngineLearning {
-  /** Start learning (needs adapter slots); pairs already held are queued. Idempotent. */
-  enable(options?: LearningOptions): Promise<LearningStatus>;
+  /**
+   * Start learning (needs adapter slots); pairs already held are queued. Idempotent. `saved`: an
+   * adapter saved earlier to continue from; when it does not fit, learning starts fresh and
+   * `restoreError` says why (nothing stored is touched).
+   */
+  enable(options?: LearningOptions, saved?: SavedLearning): Promise<LearningStatus & { restoreError?: string }>;
   /** Null while learning is off. */
   status(): LearningStatus | null;
+  /** Continue from a saved adapter (see Learner.restore). */
+  restore(host: HostAdapter, version: number, trainedKeys: readonly string[]): LearningStatus;
+  /** The learnt adapter now, to save it. */
+  snapshot(): Promise<{ host: HostAdapter; version: number; trainedKeys: string[] }>;
 }
 
 export interface Engine extends EngineFeedback {
@@ -133,12 +148,32 @@ export function createEngine(ctx: GpuContext, model: EngineModel, options: Engin
       list: fb.preferences.list,
     },
     learning: {
-      enable: async (o) => {
+      enable: async (o, saved) => {
         const status = await core.enableLearning(o);
+        let restoreError: string | undefined;
+        if (saved) {
+          // Before any pair is queued: a restore must precede the first step.
+          try {
+            core.learnerState!.restore(saved.host, saved.version, saved.trainedKeys);
+          } catch (e) {
+            restoreError = e instanceof Error ? e.message : String(e);
+          }
+        }
         for (const p of sink.pairs()) learnFrom(p); // pairs kept from earlier sessions
-        return core.learningStatus() ?? status;
+        return { ...(core.learningStatus() ?? status), ...(restoreError ? { restoreError } : {}) };
       },
       status: () => core.learningStatus(),
+      restore: (host, version, trainedKeys) => {
+        const l = core.learnerState;
+        if (!l) throw new EngineOptionsError('learning', 'is off: call learning.enable() first');
+        l.restore(host, version, trainedKeys);
+        return l.status();
+      },
+      snapshot: async () => {
+        const l = core.learnerState;
+        if (!l) throw new EngineOptionsError('learning', 'is off: call learning.enable() first');
+        return l.snapshot();
+      },
     },
     chat: { completions: { create: chatCreate as ChatCompletions['create'] } },
     completions: { create: complCreate as Completions['create'] },
