@@ -2,8 +2,9 @@ import { defineConfig } from 'vitest/config';
 import { playwright } from '@vitest/browser-playwright';
 import { chromiumArgs, findChromium } from './scripts/chromium.mjs';
 
-// Two projects: pure TypeScript (CPU references, layout maths) in Node, and GPU kernels in a real
-// Chromium with WebGPU (SwiftShader on machines without a GPU, which is slow: tiny shapes only).
+// Three projects: pure TypeScript (CPU references, layout maths) in Node, GPU kernels in a real
+// Chromium with WebGPU (SwiftShader on machines without a GPU, which is slow: tiny shapes only),
+// and the end-to-end suite (e2e/: Playwright drives the built demo in the system Chromium).
 export default defineConfig({
   test: {
     reporters: ['default', './test/summary-reporter.ts'],
@@ -32,6 +33,21 @@ export default defineConfig({
             }),
             instances: [{ browser: 'chromium' }],
           },
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['e2e/**/*.test.ts'],
+          environment: 'node',
+          // One `npm run build`, then one browser for every file, one file at a time.
+          globalSetup: ['e2e/global-setup.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 180_000,
+          // After the other projects: SwiftShader uses every core, so the browser project and this
+          // suite would only slow each other down.
+          sequence: { groupOrder: 1 },
         },
       },
     ],

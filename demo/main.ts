@@ -1,12 +1,12 @@
 /**
- * The demo page: which GPU WebGPU gives us (or why it gives none), the chat (demo/chat.ts: the
- * engine in a Web Worker, with its own device), and a button that runs the kernel benchmark in
- * the page and shows its report.
+ * The demo page: the chat widget and the performance panel on one engine worker
+ * (demo/workspace.ts), which GPU WebGPU gives us (or why it gives none), and a button that runs
+ * the kernel benchmark in the page and shows its report.
  */
 import { acquireGpu, describeGpu, type GpuContext, type GpuLimits } from '../src/gpu/device.ts';
 import { NoAdapterError, WebGpuUnavailableError } from '../src/gpu/errors.ts';
 import { benchToMarkdown, runKernelBench } from '../bench/kernels.ts';
-import { mountChat } from './chat.ts';
+import { mountWorkspace } from './workspace.ts';
 import { parseMarkdown, type MdBlock } from './markdown.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -119,6 +119,6 @@ async function start(): Promise<void> {
 }
 
 // The chat does not wait for the page's GPU check: the worker acquires its own device and
-// reports its own typed errors.
-mountChat();
+// reports its own typed errors (the widget shows them).
+mountWorkspace();
 void start();
