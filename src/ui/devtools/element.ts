@@ -288,7 +288,7 @@ export class MaceDevtoolsElement extends HTMLElement {
       text.textContent = words[id];
       const data = spec.data(this.aggregator) as uPlot.AlignedData;
       const u = this.plots.get(id);
-      if (u) u.setData(data);
+      if (u) u.batch(() => u.setData(data)); // batch: draw now, inside the timed render (setData alone draws in a microtask)
       else this.plots.set(id, new uPlot(spec.options(this.plotWidth(plot), CHART_HEIGHT, (palette ??= this.palette())), data, plot));
     }
   }
