@@ -9,7 +9,9 @@ import { chatPromptIds } from '../src/engine/openai.ts';
 import type { ChatCompletionMessageParam } from '../src/engine/types.ts';
 import type { ImportedPair } from '../src/learn/formats.ts';
 import type { NamedPair } from '../src/learn/train-loop.ts';
+import type { ModelConfig } from '../src/model/config.ts';
 import type { TextTokenizer } from '../src/model/tokenizer.ts';
+import { syntheticPrompt } from './synthetic-model.ts';
 
 /** The response ids after `promptIds` in the joint encoding, or its own encoding when the join re-tokenized the prompt. */
 function responseIds(tokenizer: TextTokenizer, promptText: string | null, promptIds: number[], response: string): number[] {
@@ -50,4 +52,18 @@ export function toBase64(bytes: Uint8Array): string {
   let s = '';
   for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(s);
+}
+
+/**
+ * A pair of random token ids for the step benchmark: a prompt of `promptTokens` and two responses
+ * of `responseTokens` each, uniform over the vocabulary minus BOS/EOS (syntheticPrompt). The cost of
+ * a step depends on the lengths only; same seed, same pair.
+ */
+export function syntheticPair(config: ModelConfig, promptTokens: number, responseTokens: number, seed: number): NamedPair {
+  return {
+    name: `synthetic ${promptTokens}+${responseTokens} (seed ${seed})`,
+    prompt: syntheticPrompt(config, promptTokens, seed),
+    chosen: syntheticPrompt(config, responseTokens, seed + 1),
+    rejected: syntheticPrompt(config, responseTokens, seed + 2),
+  };
 }

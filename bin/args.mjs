@@ -75,11 +75,15 @@ Options of \`bench serve\`:
   --trace FILE       Replay this trace (JSON, bench/serve/trace.ts format) instead of generating one.
   --rates LIST       Retrain rates of the generated traces (share of answers that yield a pair),
                      e.g. 0.1,0.3,0.5 (default 0.3). Ignored with --trace.
-  --model M          Synthetic model: stories260k, stories15m (default) or smollm2-135m.
+  --model M          Synthetic model: stories260k (default), stories15m or smollm2-135m.
   --dtype F          f32 (default), f16 or q4.
   --duration S       Seconds of arrivals in a generated trace (default 60).
-  --load R           Requests per second of a generated trace (default 0.5).
+  --load R           Requests per second of a generated trace (default 0.3).
+  --prompt-tokens A-B, --answer-tokens A-B
+                     Prompt and answer lengths of a generated trace, uniform (default 8-24 each).
   --seed N           Trace seed (default 1).
+  --horizon K        Fine-tune steps are counted over K × the trace's duration (default 2), the
+                     same span for every policy.
   --budget-multiple K  GPU-time budget per iteration (every policy) = K × the unloaded decode step
                      (default 1.5).
   --rank R           LoRA rank of the learnt adapter (default 8).
@@ -123,7 +127,7 @@ const VALUE_OPTIONS = {
   'bench kernels': ['out'],
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
   'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out'],
-  'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out'],
+  'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon'],
   train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens'],
 };
 const FLAG_OPTIONS = {
@@ -255,9 +259,14 @@ function parseBenchServe(flags, values) {
     if (!POLICIES.includes(v)) throw new UsageError(`--${name} takes ${POLICIES.join(', ')}, got '${v}'`);
     return v;
   };
-  const model = (values.get('model') ?? 'stories15m').toLowerCase();
+  const model = (values.get('model') ?? 'stories260k').toLowerCase();
   if (!SERVE_MODELS.includes(model)) throw new UsageError(`--model takes ${SERVE_MODELS.join(', ')}, got '${values.get('model')}'`);
-  if (values.has('trace')) for (const o of ['rates', 'duration', 'load', 'seed']) if (values.has(o)) throw new UsageError(`--${o} shapes a generated trace; it does not apply with --trace`);
+  const rangeValue = (name, v) => {
+    const m = /^(\d+)-(\d+)$/.exec(v);
+    if (!m || +m[1] < 1 || +m[2] < +m[1]) throw new UsageError(`--${name} takes MIN-MAX token counts (1 <= MIN <= MAX), got '${v}'`);
+    return { min: +m[1], max: +m[2] };
+  };
+  if (values.has('trace')) for (const o of ['rates', 'duration', 'load', 'seed', 'prompt-tokens', 'answer-tokens']) if (values.has(o)) throw new UsageError(`--${o} shapes a generated trace; it does not apply with --trace`);
   return {
     command: 'bench-serve',
     policies: opt('policy', (v) => listValue('policy', v, (n, p) => policyValue(n, p)), [...POLICIES]),
@@ -266,7 +275,10 @@ function parseBenchServe(flags, values) {
     model,
     dtype: opt('dtype', (v) => formatValue('dtype', v), 'f32'),
     duration: opt('duration', (v) => numValue('duration', v, 0, 3600, true), 60),
-    load: opt('load', (v) => numValue('load', v, 0, 1000, true), 0.5),
+    load: opt('load', (v) => numValue('load', v, 0, 1000, true), 0.3),
+    promptTokens: opt('prompt-tokens', (v) => rangeValue('prompt-tokens', v), { min: 8, max: 24 }),
+    answerTokens: opt('answer-tokens', (v) => rangeValue('answer-tokens', v), { min: 8, max: 24 }),
+    horizon: opt('horizon', (v) => numValue('horizon', v, 1, 100), 2),
     seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 32 - 1), 1),
     budgetMultiple: opt('budget-multiple', (v) => numValue('budget-multiple', v, 0, 1000, true), 1.5),
     rank: opt('rank', (v) => intValue('rank', v, 1, 256), 8),

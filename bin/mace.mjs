@@ -89,8 +89,8 @@ async function benchServe(opts) {
   const trace = opts.trace ? readTrace(opts.trace) : undefined;
   const benchOpts = {
     model: opts.model, format: opts.dtype, policies: opts.policies, rates: opts.rates, trace,
-    traceParams: { seed: opts.seed, durationS: opts.duration, ratePerS: opts.load },
-    budgetTbtMultiple: opts.budgetMultiple, rank: opts.rank,
+    traceParams: { seed: opts.seed, durationS: opts.duration, ratePerS: opts.load, promptTokens: opts.promptTokens, answerTokens: opts.answerTokens },
+    budgetTbtMultiple: opts.budgetMultiple, rank: opts.rank, horizonFactor: opts.horizon,
   };
   const result = await runServeBench(opts.runtime, benchOpts, log);
   writeOut(opts.out, result);

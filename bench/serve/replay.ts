@@ -91,12 +91,24 @@ export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Tr
 
   const engine = make(budgetMs);
   await engine.learning.enable({ rank: o.rank, epochs: 1, maxTokens: Math.max(32, Math.ceil((maxLen.pair + 1) / 16) * 16) });
-  // Warm-up: pipelines of every batch shape class and one training step (seeds the cost model).
+  // Warm-up, the same for every policy: batches of 1..maxSeqs decodes and several prompt lengths,
+  // and two training steps per pair length of the trace, so shaders are compiled, dispatch lists
+  // built and the cost model has clean samples (an iteration that built a list is not one) before
+  // the clock starts.
+  await Promise.all(trace.requests.slice(0, o.maxSeqs).map((_, i) => drainRequest(engine, requestPrompt(trace, i, vocab), 6 + i)));
   await drainRequest(engine, prompt0, 8);
-  if (trains && trace.feedback.length > 0) {
-    engine.core.learnTokens('warm-up', feedbackPair(trace, 0, vocab));
-    await until(() => (engine.learning.status()?.steps ?? 0) + (engine.learning.status()?.failedSteps ?? 0) >= 1);
+  const buckets = new Map<number, number>();
+  trace.feedback.forEach((p, i) => {
+    const req = trace.requests.find((r) => r.id === p.requestId)!;
+    const b = Math.ceil((req.promptTokens + Math.max(p.chosenTokens, p.rejectedTokens)) / 16);
+    if (!buckets.has(b)) buckets.set(b, i);
+  });
+  let warmSteps = 0;
+  for (const i of trains ? buckets.values() : []) {
+    for (const k of [0, 1]) engine.core.learnTokens(`warm-up ${i} ${k}`, feedbackPair(trace, i, vocab));
+    warmSteps += 2;
   }
+  await until(() => (engine.learning.status()?.steps ?? 0) + (engine.learning.status()?.failedSteps ?? 0) >= warmSteps);
 
   // 2. Replay.
   const requests: ServeRequestRecord[] = [];
@@ -128,6 +140,24 @@ export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Tr
   unsubscribe();
   engine.destroy();
   const inHorizon = finetune.filter((s) => s.t <= horizonT);
+  o.log?.(diagnose(iterations, budgetMs));
   const metrics = serveMetrics({ policy: o.policy, retrainRate: o.retrainRate, startT, endT, slo, requests, iterations, finetune: inHorizon });
   return { metrics, unloaded, budgetMs, pendingSteps };
+}
+
+/** One line on how well the plans held: prediction error and over-budget iterations by what they ran. */
+function diagnose(iterations: readonly ServeIterationRecord[], budgetMs: number): string {
+  const groups = new Map<string, { n: number; measured: number; planned: number; over: number; max: number }>();
+  for (const it of iterations) {
+    const key = [it.decodeRows ? 'D' : '', it.prefillTokens ? 'P' : '', it.finetuneUnits ? 'F' : ''].join('') || '-';
+    const g = groups.get(key) ?? { n: 0, measured: 0, planned: 0, over: 0, max: 0 };
+    const planned = it.plannedMs.decode + it.plannedMs.prefill + it.plannedMs.finetune;
+    g.n++;
+    g.measured += it.measuredMs;
+    g.planned += planned;
+    g.max = Math.max(g.max, it.measuredMs);
+    if (it.measuredMs > 2 * budgetMs) g.over++;
+    groups.set(key, g);
+  }
+  return '    iterations by kind (D decode, P prefill, F fine-tune): ' + [...groups.entries()].map(([k, g]) => `${k} n=${g.n} measured ${(g.measured / g.n).toFixed(1)} / planned ${(g.planned / g.n).toFixed(1)} ms, max ${g.max.toFixed(0)}, >2×budget ${g.over}`).join('; ');
 }

@@ -447,6 +447,10 @@ export class EngineCore {
     this.emit(rec);
   }
 
+  private plansBuilt(): number {
+    return this.forward.built + (this.learner?.trainer.built ?? 0);
+  }
+
   /** One iteration; false when nothing could run (only held-back fine-tuning). */
   private async iterate(): Promise<boolean> {
     this.reapFinished();
@@ -461,6 +465,7 @@ export class EngineCore {
       this.cost,
     );
     const schedulerMs = this.now() - t0;
+    const builtBefore = this.plansBuilt();
     const views = new Map([...this.running, ...this.waiting].map((r) => [r.id, this.view(r)]));
     this.applyPlan(plan);
     if (plan.entries.length === 0 && !plan.finetune) return plan.preempted.length > 0; // preemptions only: plan again
@@ -485,8 +490,10 @@ export class EngineCore {
     const { measuredMs, slices } = await this.submitParts(parts, plan.slices, inference);
     const fin = learner ? await learner.afterSubmit() : null;
     if (inference) this.acceptSampled(inference);
-    if (slices === 1) this.cost.observe(addFeatures(features.inference, features.finetune), measuredMs);
-    else this.sliced++;
+    // An iteration that built dispatch lists (a new batch shape or unit length) also paid their
+    // set-up and maybe shader compiles: not a sample of the steady cost.
+    if (slices === 1 && this.plansBuilt() === builtBefore) this.cost.observe(addFeatures(features.inference, features.finetune), measuredMs);
+    if (slices > 1) this.sliced++;
     this.reapFinished(); // finished and aborted requests leave the batch now
     this.emitIteration(plan, t0, measuredMs, slices, schedulerMs);
     if (fin) this.emit(fin satisfies FinetuneStats);

@@ -132,6 +132,11 @@ export class DpoTrainer {
   private readonly targetsHost: Uint32Array<ArrayBuffer>;
   private readonly dlogpHost: Float32Array<ArrayBuffer>;
   private attempts = 0;
+  /** Unit lists built so far (cache misses: their first run also pays set-up and shader compiles). */
+  built = 0;
+  private readonly countBuild = () => {
+    this.built++;
+  };
 
   constructor(
     private readonly ctx: GpuContext,
@@ -219,7 +224,7 @@ export class DpoTrainer {
 
   /** Units of one sequence's forward at bucketed length Tb: embed, layers, head (built once per shape). */
   forwardUnits(seq: SeqName, Tb: number, withAdapter: boolean): WorkUnit[] {
-    return cached(this.fwdPlans, `${seq}:${withAdapter}:${Tb}`, () => {
+    return cached(this.fwdPlans, `${seq}:${withAdapter}:${Tb}`, this.countBuild, () => {
       const a = this.arena.seqs[seq];
       const adapter = withAdapter;
       return [
@@ -232,7 +237,7 @@ export class DpoTrainer {
 
   /** Units of one sequence's backward: head-backward, then layers L-1..0. */
   backwardUnits(seq: SeqName, Tb: number): WorkUnit[] {
-    return cached(this.bwdPlans, `${seq}:${Tb}`, () => {
+    return cached(this.bwdPlans, `${seq}:${Tb}`, this.countBuild, () => {
       const a = this.arena.seqs[seq];
       const layers = this.weights.layers.map((_, layer): WorkUnit => ({ kind: 'backward', seq, layer, dispatches: layerBackwardDispatches(this.deps, a, layer, Tb) }));
       return [{ kind: 'head-backward', seq, dispatches: headBackwardDispatches(this.deps, a, Tb) }, ...layers.reverse()];
@@ -335,11 +340,12 @@ export class DpoTrainer {
 }
 
 /** Get or build a plan, keeping at most MAX_PLANS in least-recently-used order. */
-function cached(plans: Map<string, WorkUnit[]>, key: string, build: () => WorkUnit[]): WorkUnit[] {
+function cached(plans: Map<string, WorkUnit[]>, key: string, onBuild: () => void, build: () => WorkUnit[]): WorkUnit[] {
   let plan = plans.get(key);
   if (plan) plans.delete(key);
   else {
     plan = build();
+    onBuild();
     if (plans.size >= MAX_PLANS) plans.delete(plans.keys().next().value!);
   }
   plans.set(key, plan);

@@ -222,12 +222,16 @@ export class ForwardPass {
       layers[layers.length - 1] = [...layers[layers.length - 1], ...this.headDispatches(T, nSeqs)];
       plan = layers;
       if (this.plans.size >= MAX_PLANNED_SHAPES) this.plans.delete(this.plans.keys().next().value!);
+      this.built++;
     }
     this.plans.set(key, plan);
     return plan;
   }
 
   /** Number of distinct batch shapes planned so far. */
+  /** Plans built so far (cache misses): an iteration that built one also paid its set-up (and maybe shader compiles). */
+  built = 0;
+
   get plannedShapes(): number {
     return this.plans.size;
   }

@@ -55,6 +55,8 @@ export interface CostModelOptions {
   initial?: readonly number[];
   /** Confidence in `initial` (larger: learns faster from measurements). */
   initialVariance?: number;
+  /** Smallest error clip in ms (default 5); Infinity: plain least squares. */
+  minClipMs?: number;
 }
 
 /** Guess before any measurement: about 1 ms per submission, 0.1 ms per token or unit. */
@@ -67,9 +69,14 @@ export class CostModel {
   private readonly forgetting: number;
   /** Measurements absorbed so far. */
   samples = 0;
+  /** Of those, measurements that held fine-tune units (how much the fine-tune weights are backed by data). */
+  finetuneSamples = 0;
+  /** Smallest error clip (ms): an error beyond max(this, |prediction|) counts as that much. */
+  private readonly minClipMs: number;
 
   constructor(options: CostModelOptions = {}) {
     this.forgetting = options.forgetting ?? 0.995;
+    this.minClipMs = options.minClipMs ?? 5;
     const init = options.initial ?? DEFAULT_INITIAL;
     if (init.length !== DIM) throw new RangeError(`cost model: initial weights need ${DIM} numbers (intercept + ${FEATURE_NAMES.join(', ')}), got ${init.length}`);
     this.w = Float64Array.from(init);
@@ -111,10 +118,13 @@ export class CostModel {
     for (let i = 0; i < n; i++) denom += x[i] * Px[i];
     let pred = 0;
     for (let i = 0; i < n; i++) pred += this.w[i] * x[i];
-    const err = measuredMs - pred;
+    // Huber-style clip: one outlier (a page hiccup, a late compile) moves the fit by a bounded step.
+    const clip = Math.max(this.minClipMs, Math.abs(pred));
+    const err = Math.max(-clip, Math.min(clip, measuredMs - pred));
     for (let i = 0; i < n; i++) this.w[i] += (Px[i] / denom) * err;
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) P[i * n + j] = (P[i * n + j] - (Px[i] * Px[j]) / denom) / lam;
     this.samples++;
+    if (f.ftUnits > 0) this.finetuneSamples++;
   }
 
   /** Plain copy of the weights by name (stats, tests). */

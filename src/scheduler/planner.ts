@@ -249,7 +249,10 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
   const head = waitingHead();
   if (head) candidates.push(head);
   const job = ftAllowed ? pickJob(s.finetune, s.now, c, c.policy === 'periodic') : null;
-  if (job) candidates.push({ kind: 'finetune', j: job, priority: c.policy === 'periodic' ? -Infinity : finetunePriority(job, s.now, c), tier: 1 });
+  // Beside inference rows only with a measured cost (see SchedulerConfig.minFinetuneSamples).
+  const ftBeside = cost.finetuneSamples >= c.minFinetuneSamples;
+  const inferenceWork = b.entries.length > 0 || candidates.length > 0;
+  if (job && (ftBeside || !inferenceWork)) candidates.push({ kind: 'finetune', j: job, priority: c.policy === 'periodic' ? -Infinity : finetunePriority(job, s.now, c), tier: 1 });
 
   while (candidates.length > 0) {
     let best = -1;

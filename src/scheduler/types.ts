@@ -109,6 +109,12 @@ export interface SchedulerConfig {
    * requests never starve behind running ones (0: none; prefill then only uses what is left).
    */
   minPrefillTokens: number;
+  /**
+   * Fine-tune units join inference rows in one iteration only once the cost model has this many
+   * measurements of fine-tune work: before that their cost is a guess, and a wrong guess beside
+   * decodes is a stutter. (They still run alone when inference is idle.)
+   */
+  minFinetuneSamples: number;
   /** Best-fit weights: λ1 on memory fit, λ2 on latency fit (fractions of the remaining capacity). */
   lambdaMemory: number;
   lambdaLatency: number;
@@ -127,6 +133,7 @@ export function defaultSchedulerConfig(policy: PolicyName = 'mace', budgetMs = D
     gamma: 2,
     freshLoss: 1,
     minPrefillTokens: 16,
+    minFinetuneSamples: 3,
     lambdaMemory: 0.5,
     lambdaLatency: 0.5,
   };

@@ -20,8 +20,9 @@ beforeAll(async () => {
   loaded = await loadStories(ctx);
 });
 
+// minFinetuneSamples 0: fine-tune units may join decodes from the start (the default waits for measured costs).
 const make = (budgetMs = 0, policy: 'mace' | 'sync' = 'mace') =>
-  createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 4, modelName: 'stories260K', adapters: { slots: 2, maxRank: 4 }, scheduler: { budgetMs, policy } });
+  createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 4, modelName: 'stories260K', adapters: { slots: 2, maxRank: 4 }, scheduler: { budgetMs, policy, tuning: { minFinetuneSamples: 0 } } });
 
 const PAIRS = [
   { prompt: 'Once upon a time', chosen: ' there was a girl who liked to play.', rejected: ' the dog was sad and did not play.' },

@@ -66,3 +66,14 @@ describe('FinetuneGate', () => {
     expect(g.allowed(15_000, 0, 4)).toBe(false);
   });
 });
+
+describe('CostModel robustness', () => {
+  it('one outlier (a compile, a page hiccup) moves the fit by a bounded step', () => {
+    const m = new CostModel({ forgetting: 1 });
+    const f = (tokens: number) => ({ ...zeroFeatures(), tokens, rows: 1 });
+    for (let i = 0; i < 100; i++) m.observe(f(1 + (i % 16)), 2 + 0.5 * (1 + (i % 16)));
+    const before = m.predictMs(f(8));
+    m.observe(f(8), 3000); // a 3 s stall
+    expect(Math.abs(m.predictMs(f(8)) - before)).toBeLessThan(1);
+  });
+});

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CostModel } from '../../src/scheduler/cost-model.ts';
+import { CostModel, zeroFeatures } from '../../src/scheduler/cost-model.ts';
 import { planIteration } from '../../src/scheduler/planner.ts';
 import { pickJob } from '../../src/scheduler/priority.ts';
 import { defaultSchedulerConfig, type FinetuneJobView, type IterationPlan, type RequestView, type SchedulerConfig, type SchedulerState, type UnitView } from '../../src/scheduler/types.ts';
@@ -22,7 +22,7 @@ function state(o: Partial<SchedulerState>): SchedulerState {
 }
 
 // minPrefillTokens 0 unless a test is about it: the packing rules alone.
-const plan = (s: Partial<SchedulerState>, c: Partial<SchedulerConfig> = {}) => planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0, ...c }, cost());
+const plan = (s: Partial<SchedulerState>, c: Partial<SchedulerConfig> = {}) => planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0, minFinetuneSamples: 0, ...c }, cost());
 const total = (p: IterationPlan) => p.predictedMs.decode + p.predictedMs.prefill + p.predictedMs.finetune;
 
 describe('planIteration (mace)', () => {
@@ -128,6 +128,17 @@ describe('planIteration (mace)', () => {
     expect(p.finetune).toBeNull();
     expect(p.slices).toBe(2); // 2.8 + 2.1 = 4.9 ms in 2.5 ms slices
     expect(plan(s, { budgetMs: 2.5 }).entries.length).toBe(3); // without the floor the prompt waits
+  });
+
+  it('keeps fine-tuning away from inference rows until its cost has been measured', () => {
+    const s = { running: [req(1, 20, 19, 2)], finetune: [job(7, [embed, fwd])] };
+    expect(plan(s, { minFinetuneSamples: 3 }).finetune).toBeNull(); // no fine-tune measurement yet
+    expect(plan({ finetune: s.finetune }, { minFinetuneSamples: 3 }).finetune).toEqual({ job: 7, units: 2 }); // alone it runs
+    const measured = cost();
+    for (let i = 0; i < 3; i++) measured.observe({ ...zeroFeatures(), ftUnits: 1, ftForward: 16 }, 0.1 + 0.8 + 1);
+    expect(measured.finetuneSamples).toBe(3);
+    const p = planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0 }, measured);
+    expect(p.finetune).toEqual({ job: 7, units: 2 });
   });
 
   it('never starves decodes for fine-tuning', () => {
