@@ -1,9 +1,8 @@
 /**
  * The cost model: GPU time of an iteration as a linear function of what it holds, learnt online by
- * recursive least squares (with forgetting) from each iteration's measured time. One model over
- * all kinds, because one submission holds several kinds and only its total is measured: the fit
- * attributes the time to the features. No offline profiling: a short calibration at start seeds it
- * and every iteration refines it.
+ * recursive least squares (with forgetting) from each iteration's measured time: one fit for
+ * inference work and one for fine-tune units (see CostModel for how a measured total is split).
+ * No offline profiling: a short calibration at start seeds it and every iteration refines it.
  *
  * Memory is not fitted: KV blocks and arena tokens are exact bookkeeping (see planner.ts).
  */
@@ -28,8 +27,6 @@ export interface WorkFeatures {
 }
 
 export const FEATURE_NAMES = ['tokens', 'rows', 'attn', 'ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftUnits'] as const satisfies readonly (keyof WorkFeatures)[];
-/** Weights: [intercept, ...one per feature]. */
-const DIM = FEATURE_NAMES.length + 1;
 
 export function zeroFeatures(): WorkFeatures {
   return { tokens: 0, rows: 0, attn: 0, ftForward: 0, ftBackward: 0, ftHead: 0, ftOptimizer: 0, ftUnits: 0 };
@@ -41,17 +38,55 @@ export function addFeatures(a: WorkFeatures, b: WorkFeatures): WorkFeatures {
   return out;
 }
 
-function vector(f: WorkFeatures): Float64Array {
-  const x = new Float64Array(DIM);
-  x[0] = 1;
-  FEATURE_NAMES.forEach((k, i) => (x[i + 1] = f[k]));
-  return x;
+/** Recursive least squares with forgetting and a Huber-style error clip. */
+class Rls {
+  readonly w: Float64Array;
+  private readonly P: Float64Array; // [n, n] inverse-covariance estimate
+
+  constructor(
+    initial: readonly number[],
+    variance: number,
+    private readonly forgetting: number,
+    private readonly minClipMs: number,
+  ) {
+    const n = initial.length;
+    this.w = Float64Array.from(initial);
+    this.P = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) this.P[i * n + i] = variance;
+  }
+
+  predict(x: Float64Array): number {
+    let s = 0;
+    for (let i = 0; i < x.length; i++) s += this.w[i] * x[i];
+    return s;
+  }
+
+  update(x: Float64Array, y: number): void {
+    const n = x.length, P = this.P, lam = this.forgetting;
+    const Px = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += P[i * n + j] * x[j];
+      Px[i] = s;
+    }
+    let denom = lam;
+    for (let i = 0; i < n; i++) denom += x[i] * Px[i];
+    const pred = this.predict(x);
+    // One outlier (a page hiccup, a late compile) moves the fit by a bounded step.
+    const clip = Math.max(this.minClipMs, Math.abs(pred));
+    const err = Math.max(-clip, Math.min(clip, y - pred));
+    for (let i = 0; i < n; i++) this.w[i] += (Px[i] / denom) * err;
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) P[i * n + j] = (P[i * n + j] - (Px[i] * Px[j]) / denom) / lam;
+  }
 }
+
+const INFERENCE_FEATURES = ['tokens', 'rows', 'attn'] as const satisfies readonly (keyof WorkFeatures)[];
+const FINETUNE_FEATURES = ['ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftUnits'] as const satisfies readonly (keyof WorkFeatures)[];
 
 export interface CostModelOptions {
   /** Forgetting factor of RLS (1: never forget). */
   forgetting?: number;
-  /** Initial weights [intercept ms, ms per unit of each feature]; default a small guess. */
+  /** Initial weights [intercept ms, ms per unit of each of FEATURE_NAMES]; default a small guess. */
   initial?: readonly number[];
   /** Confidence in `initial` (larger: learns faster from measurements). */
   initialVariance?: number;
@@ -62,39 +97,51 @@ export interface CostModelOptions {
 /** Guess before any measurement: about 1 ms per submission, 0.1 ms per token or unit. */
 const DEFAULT_INITIAL = [1, 0.1, 0.05, 0.01, 0.1, 0.2, 0.2, 1, 0.2];
 
+/**
+ * Two fits: inference (a per-submission intercept + tokens, rows, attention) and fine-tuning (per
+ * unit kind and its tokens, no intercept). Iterations with only one kind of work update that fit
+ * with the measured time; a mixed iteration updates the fine-tune fit with what the inference fit
+ * does not explain. Kept apart because in one joint fit the intercept and the fine-tune unit count
+ * are collinear (a fine-tune-only iteration holds one unit and one submission), and fine-tune
+ * time leaked into the intercept made every decode look slow.
+ */
 export class CostModel {
-  /** Current weights (ms): [intercept, per feature]. */
-  readonly w: Float64Array;
-  private readonly P: Float64Array; // [DIM, DIM] inverse-covariance estimate of RLS
-  private readonly forgetting: number;
+  private readonly inference: Rls;
+  private readonly finetune: Rls;
   /** Measurements absorbed so far. */
   samples = 0;
   /** Of those, measurements that held fine-tune units (how much the fine-tune weights are backed by data). */
   finetuneSamples = 0;
-  /** Smallest error clip (ms): an error beyond max(this, |prediction|) counts as that much. */
-  private readonly minClipMs: number;
 
   constructor(options: CostModelOptions = {}) {
-    this.forgetting = options.forgetting ?? 0.995;
-    this.minClipMs = options.minClipMs ?? 5;
     const init = options.initial ?? DEFAULT_INITIAL;
-    if (init.length !== DIM) throw new RangeError(`cost model: initial weights need ${DIM} numbers (intercept + ${FEATURE_NAMES.join(', ')}), got ${init.length}`);
-    this.w = Float64Array.from(init);
-    this.P = new Float64Array(DIM * DIM);
-    const v = options.initialVariance ?? 100;
-    for (let i = 0; i < DIM; i++) this.P[i * DIM + i] = v;
+    if (init.length !== FEATURE_NAMES.length + 1) throw new RangeError(`cost model: initial weights need ${FEATURE_NAMES.length + 1} numbers (intercept + ${FEATURE_NAMES.join(', ')}), got ${init.length}`);
+    const forgetting = options.forgetting ?? 0.995;
+    const variance = options.initialVariance ?? 100;
+    const clip = options.minClipMs ?? 5;
+    const at = (k: keyof WorkFeatures) => init[FEATURE_NAMES.indexOf(k as (typeof FEATURE_NAMES)[number]) + 1];
+    this.inference = new Rls([init[0], ...INFERENCE_FEATURES.map(at)], variance, forgetting, clip);
+    this.finetune = new Rls(FINETUNE_FEATURES.map(at), variance, forgetting, clip);
+  }
+
+  private static x(f: WorkFeatures, names: readonly (keyof WorkFeatures)[], intercept: number | null): Float64Array {
+    const x = new Float64Array(names.length + (intercept === null ? 0 : 1));
+    let i = 0;
+    if (intercept !== null) x[i++] = intercept;
+    for (const k of names) x[i++] = f[k];
+    return x;
   }
 
   /** Predicted ms of work with these features, without the per-submission intercept; never negative. */
   marginalMs(f: WorkFeatures): number {
-    let s = 0;
-    FEATURE_NAMES.forEach((k, i) => (s += this.w[i + 1] * f[k]));
-    return Math.max(0, s);
+    const inf = Math.max(0, this.inference.predict(CostModel.x(f, INFERENCE_FEATURES, 0)));
+    const ft = Math.max(0, this.finetune.predict(CostModel.x(f, FINETUNE_FEATURES, null)));
+    return inf + ft;
   }
 
   /** Fixed cost of one submission (ms), never negative. */
   get interceptMs(): number {
-    return Math.max(0, this.w[0]);
+    return Math.max(0, this.inference.w[0]);
   }
 
   /** Predicted ms of a submission holding work `f`. */
@@ -102,35 +149,26 @@ export class CostModel {
     return this.interceptMs + this.marginalMs(f);
   }
 
-  /** Absorb one measured submission (RLS update). Non-finite or negative measurements are ignored. */
+  /** Absorb one measured submission. Non-finite or negative measurements are ignored. */
   observe(f: WorkFeatures, measuredMs: number): void {
     if (!Number.isFinite(measuredMs) || measuredMs < 0) return;
-    const x = vector(f);
-    if (!x.every(Number.isFinite)) return;
-    const n = DIM, P = this.P, lam = this.forgetting;
-    const Px = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      let s = 0;
-      for (let j = 0; j < n; j++) s += P[i * n + j] * x[j];
-      Px[i] = s;
-    }
-    let denom = lam;
-    for (let i = 0; i < n; i++) denom += x[i] * Px[i];
-    let pred = 0;
-    for (let i = 0; i < n; i++) pred += this.w[i] * x[i];
-    // Huber-style clip: one outlier (a page hiccup, a late compile) moves the fit by a bounded step.
-    const clip = Math.max(this.minClipMs, Math.abs(pred));
-    const err = Math.max(-clip, Math.min(clip, measuredMs - pred));
-    for (let i = 0; i < n; i++) this.w[i] += (Px[i] / denom) * err;
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) P[i * n + j] = (P[i * n + j] - (Px[i] * Px[j]) / denom) / lam;
+    if (!FEATURE_NAMES.every((k) => Number.isFinite(f[k]))) return;
+    const hasInference = f.tokens > 0 || f.rows > 0;
+    const hasFinetune = f.ftUnits > 0;
+    const xi = CostModel.x(f, INFERENCE_FEATURES, 1);
+    const xf = CostModel.x(f, FINETUNE_FEATURES, null);
+    if (hasFinetune && hasInference) this.finetune.update(xf, Math.max(0, measuredMs - Math.max(0, this.inference.predict(xi))));
+    else if (hasFinetune) this.finetune.update(xf, measuredMs);
+    else this.inference.update(xi, measuredMs);
     this.samples++;
-    if (f.ftUnits > 0) this.finetuneSamples++;
+    if (hasFinetune) this.finetuneSamples++;
   }
 
-  /** Plain copy of the weights by name (stats, tests). */
+  /** Plain copy of the weights by name (stats, tests). Fine-tune-only iterations carry their submission overhead in ftUnits. */
   snapshot(): Record<'intercept' | keyof WorkFeatures, number> {
-    const out = { intercept: this.w[0] } as Record<'intercept' | keyof WorkFeatures, number>;
-    FEATURE_NAMES.forEach((k, i) => (out[k] = this.w[i + 1]));
+    const out = { intercept: this.inference.w[0] } as Record<'intercept' | keyof WorkFeatures, number>;
+    INFERENCE_FEATURES.forEach((k, i) => (out[k] = this.inference.w[i + 1]));
+    FINETUNE_FEATURES.forEach((k, i) => (out[k] = this.finetune.w[i]));
     return out;
   }
 }
