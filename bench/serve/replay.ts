@@ -2,9 +2,10 @@
  * `mace bench serve`: replay a trace against the in-thread engine under each policy and measure
  * what users and the learner get. Per (retrain rate, policy) a fresh engine (fresh KV cache, fresh
  * learner and adapter) serves the same weights:
- *   1. calibration, unloaded: one request alone (its TTFT and TBT are the SLOs' unit) and, when the
- *      policy trains, one DPO step on a throwaway pair, so pipelines are compiled and the cost
- *      model is seeded before the clock starts (no offline profiling);
+ *   1. calibration, unloaded, once per benchmark (calibrate(): one request alone, its TTFT and TBT
+ *      are the SLOs' unit and the budget's), then a warm-up on the run's engine (batches of decodes,
+ *      prompts, and two DPO steps per pair length when the policy trains) so shaders are compiled
+ *      and the cost model is seeded before the clock starts (no offline profiling);
  *   2. the replay: each request is submitted at its time with exactly its answer length (EOS
  *      ignored, greedy), each pair queued for training at its time;
  *   3. the run lasts a common horizon (horizonFactor × the trace's duration, the same for every
@@ -31,6 +32,8 @@ export interface ReplayOptions {
   /** LoRA rank of the learner. */
   rank: number;
   kvBudgetBytes: number;
+  /** The unloaded latency measured once for all policies (else this run calibrates). */
+  unloaded?: SloTargets;
   /** Fine-tune steps are counted over horizonFactor × the trace's duration. */
   horizonFactor: number;
   maxSeqs: number;
@@ -69,27 +72,46 @@ async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await sleep(5);
 }
 
-export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Trace, o: ReplayOptions): Promise<ReplayResult> {
+function engineFor(ctx: GpuContext, model: EngineModel, trace: Trace, o: ReplayOptions, budgetMs: number): Engine {
   const c = model.config;
-  const vocab: TokenVocab = { size: c.vocabSize, exclude: [...new Set([...c.eosTokenIds, ...(c.bosTokenId !== null ? [c.bosTokenId] : []), ...model.tokenizer.eosIds])] };
+  const maxLen = traceMaxTokens(trace);
+  return createEngine(ctx, model, { kvBudgetBytes: o.kvBudgetBytes, maxSeqs: o.maxSeqs, maxTokensPerIteration: 256, maxContext: Math.min(c.maxPositionEmbeddings, Math.max(maxLen.request, maxLen.pair) + 16), adapters: { slots: 1, maxRank: o.rank }, scheduler: { policy: o.policy, budgetMs } });
+}
+
+const vocabOf = (model: EngineModel): TokenVocab => {
+  const c = model.config;
+  return { size: c.vocabSize, exclude: [...new Set([...c.eosTokenIds, ...(c.bosTokenId !== null ? [c.bosTokenId] : []), ...model.tokenizer.eosIds])] };
+};
+
+/**
+ * The unloaded latency: the trace's first prompt alone on an engine without a budget, after one
+ * run that compiles its pipelines. Its TTFT and mean TBT are the SLOs' unit and the budget's.
+ */
+export async function calibrate(ctx: GpuContext, model: EngineModel, trace: Trace, o: ReplayOptions): Promise<SloTargets> {
+  const probe = engineFor(ctx, model, trace, o, 0);
+  try {
+    const prompt0 = requestPrompt(trace, 0, vocabOf(model));
+    await unloadedLatency(probe, prompt0, 4);
+    return await unloadedLatency(probe, prompt0, Math.min(trace.requests[0].maxTokens, 32));
+  } finally {
+    probe.destroy();
+  }
+}
+
+export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Trace, o: ReplayOptions): Promise<ReplayResult> {
+  const vocab = vocabOf(model);
   const maxLen = traceMaxTokens(trace);
   const trains = o.policy !== 'inference-only';
-  const make = (budgetMs: number) =>
-    createEngine(ctx, model, { kvBudgetBytes: o.kvBudgetBytes, maxSeqs: o.maxSeqs, maxTokensPerIteration: 256, maxContext: Math.min(c.maxPositionEmbeddings, Math.max(maxLen.request, maxLen.pair) + 16), adapters: { slots: 1, maxRank: o.rank }, scheduler: { policy: o.policy, budgetMs } });
 
-  // 1. Calibration on an engine without a budget: the unloaded latency is the SLOs' unit and the budget's.
-  const probe = make(0);
-  const r0 = trace.requests[0];
+  // 1. Calibration (shared by every policy of a benchmark when given): the unloaded latency is the
+  //    SLOs' unit and the budget's.
   const prompt0 = requestPrompt(trace, 0, vocab);
-  await unloadedLatency(probe, prompt0, 4); // compile pipelines
-  const unloaded = await unloadedLatency(probe, prompt0, Math.min(r0.maxTokens, 32));
-  probe.destroy();
-  // One budget for every policy: the engine's per-iteration latency capacity, not a policy's choice.
+  const unloaded = o.unloaded ?? (await calibrate(ctx, model, trace, o));
   const budgetMs = o.budgetTbtMultiple * unloaded.tbtMs;
   const slo = sloFromUnloaded(unloaded, o.slo);
-  o.log?.(`${o.policy} @ ${Math.round(o.retrainRate * 100)}%: unloaded TTFT ${unloaded.ttftMs.toFixed(1)} ms, TBT ${unloaded.tbtMs.toFixed(1)} ms; budget ${Number.isFinite(budgetMs) ? `${budgetMs.toFixed(1)} ms` : 'none'}`);
+  o.log?.(`${o.policy} @ ${Math.round(o.retrainRate * 100)}%: unloaded TTFT ${unloaded.ttftMs.toFixed(1)} ms, TBT ${unloaded.tbtMs.toFixed(1)} ms; budget ${budgetMs.toFixed(1)} ms`);
 
-  const engine = make(budgetMs);
+  const engine = engineFor(ctx, model, trace, o, budgetMs);
   await engine.learning.enable({ rank: o.rank, epochs: 1, maxTokens: Math.max(32, Math.ceil((maxLen.pair + 1) / 16) * 16) });
   // Warm-up, the same for every policy: batches of 1..maxSeqs decodes and several prompt lengths,
   // and two training steps per pair length of the trace, so shaders are compiled, dispatch lists

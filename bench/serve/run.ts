@@ -8,7 +8,7 @@ import type { WeightFormat } from '../../src/kernels/weights.ts';
 import type { PolicyName } from '../../src/scheduler/stats.ts';
 import { syntheticConfig, syntheticEngineModel, SYNTHETIC_MODEL_NAMES, type SyntheticModelId } from '../synthetic-model.ts';
 import { DEFAULT_SLO_MULTIPLES, type ServeMetrics, type SloMultiples } from './metrics.ts';
-import { replayTrace, type ReplayResult } from './replay.ts';
+import { calibrate, replayTrace, type ReplayResult } from './replay.ts';
 import { compareServe, serveReport, serveRow, type ServeComparison, type ServeRow } from './report.ts';
 import { generateTrace, summarizeTrace, validateTrace, type Trace, type TraceGeneratorParams, type TraceSummary } from './trace.ts';
 
@@ -57,13 +57,15 @@ export async function runServeBench(ctx: GpuContext, o: ServeBenchOptions): Prom
     : o.rates.map((retrainRate) => ({ retrainRate, trace: generateTrace({ ...o.traceParams, retrainRate }) }));
   const runs: ServeRun[] = [];
   try {
+    // One calibration for the whole benchmark: every policy and rate gets the same SLOs and budget.
+    const base = { policy: 'mace' as PolicyName, retrainRate: 0, budgetTbtMultiple: o.budgetTbtMultiple, slo: o.slo ?? DEFAULT_SLO_MULTIPLES, rank: o.rank, kvBudgetBytes: 64 * 2 ** 20, maxSeqs: 8, horizonFactor: o.horizonFactor ?? 2 };
+    const unloaded = await calibrate(ctx, model, traces[0].trace, base);
+    o.onProgress?.(`calibration: unloaded TTFT ${unloaded.ttftMs.toFixed(1)} ms, TBT ${unloaded.tbtMs.toFixed(1)} ms`);
     for (const { retrainRate, trace } of traces) {
       const s = summarizeTrace(trace);
       o.onProgress?.(`trace @ ${Math.round(retrainRate * 100)}%: ${s.requests} requests, ${s.pairs} pairs over ${trace.durationS} s`);
       for (const policy of o.policies) {
-        const r = await replayTrace(ctx, model, trace, {
-          policy, retrainRate, budgetTbtMultiple: o.budgetTbtMultiple, slo: o.slo ?? DEFAULT_SLO_MULTIPLES, rank: o.rank, kvBudgetBytes: 64 * 2 ** 20, maxSeqs: 8, horizonFactor: o.horizonFactor ?? 2, log: o.onProgress,
-        });
+        const r = await replayTrace(ctx, model, trace, { ...base, policy, retrainRate, unloaded, log: o.onProgress });
         const row = serveRow(r.metrics);
         o.onProgress?.(`  ${policy}: TTFT p95 ${row.ttftP95?.toFixed(1)} ms, TBT p95 ${row.tbtP95?.toFixed(1)} ms, steps ${row.finetuneSteps}, busy ${row.busyFraction?.toFixed(2)}, scheduler ${row.schedulerMeanMs?.toFixed(3)} ms/iteration`);
         runs.push({ ...r, row });
