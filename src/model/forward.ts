@@ -200,8 +200,14 @@ export class ForwardPass {
    * `lora` (from write()) adds the bank's per-row LoRA deltas; without it the plan is the base one.
    */
   dispatches(T: number, nSeqs: number, mode: BatchMode, lora = false): KernelDispatch[] {
-    return this.dispatchParts(T, nSeqs, mode, lora).flat();
+    const parts = this.dispatchParts(T, nSeqs, mode, lora);
+    let flat = this.flat.get(parts);
+    if (!flat) this.flat.set(parts, (flat = parts.flat()));
+    return flat;
   }
+
+  /** The flat list of each cached plan (built on first use; dropped with its plan). */
+  private readonly flat = new WeakMap<KernelDispatch[][], KernelDispatch[]>();
 
   /**
    * The same pass as layer-range parts, one per decoder layer (the embedding joins the first, the

@@ -183,7 +183,8 @@ describe('ForwardPass with an adapter bank (logits vs TrainingReference, f32)', 
 
 describe('engine serving adapters by name', () => {
   let engine: Engine;
-  const opts = { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 8, adapters: { slots: 3, maxRank: 8 } };
+  // No time budget: exact iteration counts.
+  const opts = { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 8, adapters: { slots: 3, maxRank: 8 }, scheduler: { budgetMs: 0 } };
 
   beforeAll(async () => {
     engine = createEngine(ctx, loaded.model, opts);
@@ -197,8 +198,8 @@ describe('engine serving adapters by name', () => {
     // Record which plans the engine asks for: a base-model request must never take the LoRA plan.
     const fwd = engine.core.forward;
     const asked: boolean[] = [];
-    const original = fwd.dispatches.bind(fwd);
-    fwd.dispatches = (T, nSeqs, mode, lora = false) => (asked.push(lora), original(T, nSeqs, mode, lora));
+    const original = fwd.dispatchParts.bind(fwd);
+    fwd.dispatchParts = (T, nSeqs, mode, lora = false) => (asked.push(lora), original(T, nSeqs, mode, lora));
     try {
       const r = await engine.completions.create({ prompt: '', temperature: 0, max_tokens: 200, return_token_ids: true });
       expect(r.choices[0].token_ids).toEqual(loaded.reference.output_ids_after_bos);
@@ -208,7 +209,7 @@ describe('engine serving adapters by name', () => {
       await greedy(engine, 'The', 'A', 2);
       expect(asked.slice(200)).toEqual([true, true]);
     } finally {
-      fwd.dispatches = original;
+      fwd.dispatchParts = original;
     }
   });
 
