@@ -131,6 +131,9 @@ export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Tr
     warmSteps += 2;
   }
   await until(() => (engine.learning.status()?.steps ?? 0) + (engine.learning.status()?.failedSteps ?? 0) >= warmSteps);
+  // The step counter moves before the step's record is emitted (the optimizer's stats are read back
+  // in between): records of steps up to here belong to the warm-up, even if they arrive later.
+  const warmUpSteps = engine.learning.status()?.steps ?? 0;
 
   // 2. Replay.
   const requests: ServeRequestRecord[] = [];
@@ -140,7 +143,7 @@ export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Tr
   const unsubscribe = engine.core.onStats((r: StatsRecord) => {
     if (r.type === 'iteration') iterations.push({ ...r, wallMs: now() - r.t, pendingAfter: engine.core.pendingWork() });
     else if (r.type === 'request') requests.push({ ...r, arrivalT: r.arrivedAt });
-    else if (r.type === 'finetune') finetune.push(r);
+    else if (r.type === 'finetune' && r.step > warmUpSteps) finetune.push(r);
   });
   const startT = now();
   const done: Promise<void>[] = [];
