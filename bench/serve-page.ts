@@ -1,10 +1,9 @@
 /**
  * The page `mace bench serve` drives in headless Chromium: `window.maceServeBench(options)`
- * resolves with { ok: true, result } or { ok: false, error } (name, code, message: typed errors do
- * not survive page.evaluate otherwise). Progress goes to window.maceLog when the CLI exposed it.
+ * resolves with { ok: true, result } or { ok: false, error } (see page-common.ts). Progress goes to
+ * window.maceLog when the CLI exposed it.
  */
-import { acquireGpu } from '../src/gpu/device.ts';
-import type { PageOutcome } from './decode-page.ts';
+import { gpuOnce, outcome, pageLog, type PageOutcome } from './page-common.ts';
 import { runServeBench, type ServeBenchOptions, type ServeBenchResult } from './serve/run.ts';
 
 declare global {
@@ -13,27 +12,8 @@ declare global {
   }
 }
 
-const status = document.getElementById('status')!;
-const logEl = document.getElementById('log')!;
+const context = gpuOnce('mace serve bench');
 
-function log(message: string): void {
-  status.textContent = message;
-  logEl.textContent += `${message}\n`;
-  void window.maceLog?.(message);
-}
+window.maceServeBench = (opts) => outcome(async () => runServeBench(await context(), { ...opts, env: 'chromium', onProgress: pageLog }));
 
-window.maceServeBench = async (opts) => {
-  try {
-    const ctx = await acquireGpu({ label: 'mace serve bench' });
-    try {
-      return { ok: true, result: await runServeBench(ctx, { ...opts, env: 'chromium', onProgress: log }) };
-    } finally {
-      ctx.device.destroy();
-    }
-  } catch (e) {
-    const err = e as Error & { code?: unknown };
-    return { ok: false, error: { name: err?.name ?? 'Error', code: typeof err?.code === 'string' ? err.code : undefined, message: err?.message ?? String(e), stack: err?.stack } };
-  }
-};
-
-status.textContent = 'Ready: call window.maceServeBench(options).';
+document.getElementById('status')!.textContent = 'Ready: call window.maceServeBench(options).';

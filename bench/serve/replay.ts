@@ -52,7 +52,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
 
 /** Greedy, exactly `n` tokens (EOS ignored): what a trace request asks. */
 function forced(engine: Engine, n: number) {
-  return normalizeParams({ temperature: 0, max_tokens: n, ignore_eos: true, seed: 0 }, null, { candidates: engine.core.limits.candidates, topLogprobs: engine.core.limits.topLogprobs, maxContext: engine.core.limits.maxContext } as Parameters<typeof normalizeParams>[2]);
+  return normalizeParams({ temperature: 0, max_tokens: n, ignore_eos: true, seed: 0 }, null, engine.core.limits);
 }
 
 /** Run one request alone; its TTFT and mean TBT (ms). */

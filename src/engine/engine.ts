@@ -459,14 +459,16 @@ export class EngineCore {
     const learner = this.learner;
     const jobs: FinetuneJobView[] = learner ? learner.views() : [];
     const allowed = learner !== null && this.gate.allowed(t0, learner.pendingSteps, learner.stepsDone);
+    const running = this.running.map((r) => this.view(r));
+    const waiting = this.waiting.map((r) => this.view(r));
     const plan = planIteration(
-      { now: t0, running: this.running.map((r) => this.view(r)), waiting: this.waiting.map((r) => this.view(r)), finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed },
+      { now: t0, running, waiting, finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed },
       this.scheduler,
       this.cost,
     );
     const schedulerMs = this.now() - t0;
     const builtBefore = this.plansBuilt();
-    const views = new Map([...this.running, ...this.waiting].map((r) => [r.id, this.view(r)]));
+    const views = new Map([...running, ...waiting].map((v) => [v.id, v]));
     this.applyPlan(plan);
     if (plan.entries.length === 0 && !plan.finetune) return plan.preempted.length > 0; // preemptions only: plan again
     this.iterations++;
@@ -570,7 +572,7 @@ export class EngineCore {
       finetuneUnits: plan.finetune?.units ?? 0,
       plannedMs: { ...plan.predictedMs }, budgetMs: this.scheduler.budgetMs, measuredMs, timing: 'wall', slices, schedulerMs,
       kvBlocksUsed: this.kv.pool.numBlocks - this.kv.pool.numFree, kvBlocksTotal: this.kv.pool.numBlocks,
-      waitingRequests: this.waiting.length, runningRequests: this.running.length, pendingPairs: this.learner?.status().pendingPairs ?? 0,
+      waitingRequests: this.waiting.length, runningRequests: this.running.length, pendingPairs: this.learner?.pendingPairs ?? 0,
     };
     this.emit(rec);
   }

@@ -74,6 +74,8 @@ interface Job {
   id: number;
   key: string;
   pair: TokenPair;
+  /** Its units as the planner sees them (the reference pass has the forward's units). */
+  unitViews: Record<'forward' | 'backward', readonly UnitView[]>;
   ref: PairLogprobs | null;
   lastLoss: number | null;
   steps: number;
@@ -168,7 +170,8 @@ export class Learner {
     if (this.jobs.some((j) => j.key === key) || this.trained.has(key)) return true;
     if (pair.prompt.length === 0 || pair.chosen.length === 0 || pair.rejected.length === 0) return false;
     if (Math.max(pair.chosen.length, pair.rejected.length) + pair.prompt.length > this.maxTokens) return false;
-    this.jobs.push({ id: this.nextJobId++, key, pair, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
+    const unitViews = { forward: this.phaseViews(pair, 'forward'), backward: this.phaseViews(pair, 'backward') };
+    this.jobs.push({ id: this.nextJobId++, key, pair, unitViews, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
     this.pairsSeen++;
     return true;
   }
@@ -188,6 +191,11 @@ export class Learner {
     return this.trainer.steps;
   }
 
+  /** Pairs queued (not yet stepped `epochs` times). */
+  get pendingPairs(): number {
+    return this.jobs.length;
+  }
+
   get hasWork(): boolean {
     return this.jobs.length > 0;
   }
@@ -197,11 +205,11 @@ export class Learner {
   }
 
   /** The units of a phase, as the planner sees them (lengths only, nothing written). */
-  private phaseViews(job: Job, phase: Phase): UnitView[] {
+  private phaseViews(pair: TokenPair, phase: 'forward' | 'backward'): UnitView[] {
     const L = this.adapter.model.nLayers;
     const out: UnitView[] = [];
     for (const s of SEQS) {
-      const tokens = this.bucket(job.pair.prompt.length + job.pair[s].length);
+      const tokens = this.bucket(pair.prompt.length + pair[s].length);
       if (phase === 'backward') out.push({ kind: 'head-backward', tokens }, ...Array.from({ length: L }, () => ({ kind: 'backward' as const, tokens })));
       else out.push({ kind: 'embed', tokens }, ...Array.from({ length: L }, () => ({ kind: 'forward' as const, tokens })), { kind: 'head', tokens });
     }
@@ -213,10 +221,10 @@ export class Learner {
   views(): FinetuneJobView[] {
     return this.jobs.map((j) => {
       const a = this.active?.job === j ? this.active : null;
-      let ready: UnitView[];
-      if (!a) ready = this.phaseViews(j, j.ref ? 'forward' : 'ref');
+      let ready: readonly UnitView[];
+      if (!a) ready = j.unitViews.forward; // its next phase (reference or forward) has the forward's units
       else if (a.next >= a.units.length) ready = []; // read-back pending
-      else ready = this.phaseViews(j, a.phase).slice(a.next);
+      else ready = j.unitViews[a.phase === 'backward' ? 'backward' : 'forward'].slice(a.next);
       return { id: j.id, queuedAt: j.queuedAt, lastLoss: j.lastLoss, ready, started: a !== null };
     });
   }
@@ -331,7 +339,7 @@ export class Learner {
   }
 
   status(): LearningStatus {
-    return { enabled: true, policy: this.policy, adapter: this.adapterName, version: this.version, steps: this.trainer.steps, pairs: this.pairsSeen, pendingPairs: this.jobs.length, failedSteps: this.failures, last: this.last };
+    return { enabled: true, policy: this.policy, adapter: this.adapterName, version: this.version, steps: this.trainer.steps, pairs: this.pairsSeen, pendingPairs: this.pendingPairs, failedSteps: this.failures, last: this.last };
   }
 
   /** Steps dropped after an error. */

@@ -89,8 +89,6 @@ export interface EngineLearning {
   enable(options?: LearningOptions, saved?: SavedLearning): Promise<LearningStatus & { restoreError?: string }>;
   /** Null while learning is off. */
   status(): LearningStatus | null;
-  /** Continue from a saved adapter (see Learner.restore). */
-  restore(host: HostAdapter, version: number, trainedKeys: readonly string[]): LearningStatus;
   /** The learnt adapter now, to save it. */
   snapshot(): Promise<{ host: HostAdapter; version: number; trainedKeys: string[] }>;
 }
@@ -163,12 +161,6 @@ export function createEngine(ctx: GpuContext, model: EngineModel, options: Engin
         return { ...(core.learningStatus() ?? status), ...(restoreError ? { restoreError } : {}) };
       },
       status: () => core.learningStatus(),
-      restore: (host, version, trainedKeys) => {
-        const l = core.learnerState;
-        if (!l) throw new EngineOptionsError('learning', 'is off: call learning.enable() first');
-        l.restore(host, version, trainedKeys);
-        return l.status();
-      },
       snapshot: async () => {
         const l = core.learnerState;
         if (!l) throw new EngineOptionsError('learning', 'is off: call learning.enable() first');

@@ -15,6 +15,17 @@
  *
  * Light or dark follows prefers-color-scheme; the `theme` attribute ("light" | "dark") pins one.
  */
+/** The dark palette: under prefers-color-scheme dark (unless theme="light") and with theme="dark". */
+const DARK = /* css */ `--_accent: var(--mace-accent, #7aa7ff);
+  --_accent-ink: var(--mace-accent-ink, #0b1220);
+  --_bg: var(--mace-bg, #14181f);
+  --_surface: var(--mace-surface, #1e242d);
+  --_ink: var(--mace-ink, #e6e9ee);
+  --_muted: var(--mace-muted, #9aa6b4);
+  --_line: var(--mace-line, #2e3641);
+  --_danger: var(--mace-danger, #ff8a80);
+  color-scheme: dark;`;
+
 export const WIDGET_CSS = /* css */ `
 :host {
   --_accent: var(--mace-accent, #2f6fde);
@@ -42,27 +53,11 @@ export const WIDGET_CSS = /* css */ `
 :host([hidden]) { display: none; }
 @media (prefers-color-scheme: dark) {
   :host(:not([theme='light'])) {
-    --_accent: var(--mace-accent, #7aa7ff);
-    --_accent-ink: var(--mace-accent-ink, #0b1220);
-    --_bg: var(--mace-bg, #14181f);
-    --_surface: var(--mace-surface, #1e242d);
-    --_ink: var(--mace-ink, #e6e9ee);
-    --_muted: var(--mace-muted, #9aa6b4);
-    --_line: var(--mace-line, #2e3641);
-    --_danger: var(--mace-danger, #ff8a80);
-    color-scheme: dark;
+    ${DARK}
   }
 }
 :host([theme='dark']) {
-  --_accent: var(--mace-accent, #7aa7ff);
-  --_accent-ink: var(--mace-accent-ink, #0b1220);
-  --_bg: var(--mace-bg, #14181f);
-  --_surface: var(--mace-surface, #1e242d);
-  --_ink: var(--mace-ink, #e6e9ee);
-  --_muted: var(--mace-muted, #9aa6b4);
-  --_line: var(--mace-line, #2e3641);
-  --_danger: var(--mace-danger, #ff8a80);
-  color-scheme: dark;
+  ${DARK}
 }
 * { box-sizing: border-box; }
 [hidden] { display: none !important; }
