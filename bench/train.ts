@@ -20,7 +20,7 @@ import { parsePreferenceFile } from '../src/learn/formats.ts';
 import { exportPeft } from '../src/learn/peft.ts';
 import type { LrSchedule } from '../src/learn/schedule.ts';
 import { DEFAULT_STORY_RULE, makeStoryPairs, meanRuleScore, type StoryPairs } from '../src/learn/stories-prefs.ts';
-import { checkPairs, trainDpo, type EvalMetrics, type NamedPair, type SkippedPair } from '../src/learn/train-loop.ts';
+import { checkPairs, optimizerSteps, trainDpo, type EvalMetrics, type NamedPair, type SkippedPair } from '../src/learn/train-loop.ts';
 import { DpoTrainer, submitUnits, TOKEN_BUCKET, type StepMetrics, type UnitKind, type WorkUnit } from '../src/learn/trainer.ts';
 import { loadModel, type LoadedModel } from '../src/model/loader.ts';
 import type { ModelSource } from '../src/model/source.ts';
@@ -73,8 +73,11 @@ export interface TrainRequest {
   pairs?: TextFile;
   eval?: TextFile;
   stories?: StoriesOptions;
+  /** Optimizer steps; or epochs (passes over the pairs, default 1). */
   steps?: number;
   epochs?: number;
+  /** Pairs per optimizer step (default 1). */
+  batch?: number;
   /** Defaults: lr 5e-4, beta 0.1, rank 8, alpha 2·rank, seed 0, warmup 10% of the steps. */
   lr?: number;
   beta?: number;
@@ -115,7 +118,7 @@ export interface TrainResult {
   device: string;
   model: string;
   dtype: WeightFormat;
-  hyper: { lr: number; beta: number; rank: number; alpha: number; seed: number; steps: number; warmup: number; maxTokens: number; schedule: string };
+  hyper: { lr: number; beta: number; rank: number; alpha: number; seed: number; steps: number; batch: number; warmup: number; maxTokens: number; schedule: string };
   pairs: { train: number; eval: number; skipped: SkippedPair[] };
   steps: StepMetrics[];
   before?: EvalMetrics;
@@ -234,13 +237,14 @@ export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainR
     const maxTokens = arenaTokens([...train, ...(evalPairs ?? [])], cap);
     const usable = checkPairs('pairs', train, maxTokens, model.config.vocabSize).ok.length;
     if (usable === 0) throw new TrainRequestError('pairs', `none of the ${train.length} pairs fits ${cap} tokens (prompt + response)`);
-    const steps = req.steps ?? (req.epochs ?? 1) * usable;
+    const batch = req.batch ?? 1;
+    const steps = req.steps ?? optimizerSteps((req.epochs ?? 1) * usable, batch);
     const { s, warmup } = schedule(req, steps);
     const adapter = await createAdapter(ctx, model.config, { r: rank, loraAlpha: alpha, useRslora: false, targetModules: [...LINEAR_MODULES], baseModelNameOrPath: source.description }, seed + 1);
     cleanup.unshift(() => adapter.destroy());
     const trainer = new DpoTrainer(ctx, model.weights, adapter, { maxTokens, beta, schedule: s });
     cleanup.unshift(() => trainer.destroy());
-    log(`training ${usable} pairs for ${steps} steps (rank ${rank}, alpha ${alpha}, lr ${s.baseLr}, beta ${beta}, warmup ${warmup}, arena ${maxTokens} tokens = ${(trainer.arena.bytes / 2 ** 20).toFixed(1)} MiB)`);
+    log(`training ${usable} pairs for ${steps} steps of ${batch} pair${batch === 1 ? '' : 's'} (rank ${rank}, alpha ${alpha}, lr ${s.baseLr}, beta ${beta}, warmup ${warmup}, arena ${maxTokens} tokens = ${(trainer.arena.bytes / 2 ** 20).toFixed(1)} MiB)`);
 
     const before = stories && engine ? await heldOutTexts(engine, stories.pairs.heldOutPrompts, req.stories!) : undefined;
     const tokensPerStep: number[] = [];
@@ -248,11 +252,12 @@ export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainR
       trainer,
       pairs: train,
       evalPairs,
-      steps,
+      ...(req.steps === undefined ? { epochs: req.epochs ?? 1 } : { steps }),
+      batchSize: batch,
       seed,
       onReady: (i) => i.before && log(`held-out before: accuracy ${i.before['rewards/accuracies'].toFixed(3)} (ties ${i.before.ties}/${i.before.pairs}), margin ${i.before['rewards/margins'].toFixed(4)}`),
-      onMetrics: (m, pair) => {
-        tokensPerStep.push(2 * pair.prompt.length + pair.chosen.length + pair.rejected.length);
+      onMetrics: (m, pairs) => {
+        tokensPerStep.push(pairs.reduce((n, pair) => n + 2 * pair.prompt.length + pair.chosen.length + pair.rejected.length, 0));
         hooks.onStep?.(m);
       },
     });
@@ -260,7 +265,7 @@ export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainR
       device: describeGpu(ctx),
       model: source.description,
       dtype: req.dtype,
-      hyper: { lr: s.baseLr, beta, rank, alpha, seed, steps, warmup, maxTokens, schedule: s.kind },
+      hyper: { lr: s.baseLr, beta, rank, alpha, seed, steps, batch, warmup, maxTokens, schedule: s.kind },
       pairs: { train: usable, eval: result.before?.pairs ?? 0, skipped: result.skippedPairs },
       steps: result.steps,
       before: result.before,

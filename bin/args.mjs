@@ -46,7 +46,8 @@ Options of \`train\`:
                      continuations, judged by the rule "mentions playing beats does not" (held-out
                      prompts are never trained on).
   --eval FILE        Held-out pairs (same formats); --stories makes its own held-out split.
-  --steps N | --epochs N   Training length (default 1 epoch); one pair per optimizer step.
+  --steps N | --epochs N   Training length: optimizer steps, or passes over the pairs (default 1 epoch).
+  --batch N          Pairs per optimizer step (mean DPO loss; default 1).
   --lr F             Peak learning rate (default 5e-4; linear warmup, then linear decay).
   --warmup N         Warmup steps (default 10% of the steps).
   --beta F           DPO beta (default 0.1).
@@ -128,7 +129,7 @@ const VALUE_OPTIONS = {
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
   'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out'],
   'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon'],
-  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens'],
+  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens'],
 };
 const FLAG_OPTIONS = {
   'bench kernels': ['json', 'quick', 'node'],
@@ -329,6 +330,7 @@ function parseTrain(flags, values) {
     stories,
     steps: opt('steps', (v) => intValue('steps', v, 1)),
     epochs: opt('epochs', (v) => intValue('epochs', v, 1)),
+    batch: opt('batch', (v) => intValue('batch', v, 1, 1024)),
     lr: opt('lr', (v) => numValue('lr', v, 0, 1, true)),
     warmup: opt('warmup', (v) => intValue('warmup', v, 0)),
     beta: opt('beta', (v) => numValue('beta', v, 0, 1000, true)),

@@ -144,6 +144,7 @@ async function train(opts) {
     stories: opts.stories ? { samplesPerPrompt: opts.samples, tokens: opts.tokens } : undefined,
     steps: opts.steps,
     epochs: opts.epochs,
+    batch: opts.batch,
     lr: opts.lr,
     warmup: opts.warmup,
     beta: opts.beta,

@@ -28,6 +28,8 @@ export interface LoopTrainer {
   readonly options: { readonly maxTokens: number; readonly beta: number };
   readonly weights: { readonly config: { readonly vocabSize: number } };
   runStep(pair: TokenPair, ref: PairLogprobs): Promise<StepMetrics>;
+  /** One optimizer step on the mean loss of several pairs. */
+  runBatch(pairs: readonly TokenPair[], refs: readonly PairLogprobs[]): Promise<StepMetrics>;
   logprobs(pair: TokenPair, adapter: boolean): Promise<PairLogprobs>;
   referenceLogprobs(pair: TokenPair): Promise<PairLogprobs>;
 }
@@ -149,11 +151,14 @@ export interface TrainDpoOptions {
   evalPairs?: readonly NamedPair[];
   /** Passes over the pairs (default 1 when steps is absent). */
   epochs?: number;
-  /** Optimizer steps in all (one pair each); overrides epochs. */
+  /** Optimizer steps in all (batchSize pairs each); overrides epochs. */
   steps?: number;
+  /** Pairs per optimizer step (mean loss; default 1). */
+  batchSize?: number;
   /** Shuffle seed (default 0). */
   seed?: number;
-  onMetrics?: (m: StepMetrics, pair: NamedPair) => void;
+  /** After each optimizer step, with the pairs it trained on. */
+  onMetrics?: (m: StepMetrics, pairs: readonly NamedPair[]) => void;
   /** Called once the reference log-probs are cached and evaluation ran, before training. */
   onReady?: (info: { pairs: number; evalPairs: number; before?: EvalMetrics }) => void;
 }
@@ -172,12 +177,24 @@ export interface TrainDpoResult {
   trainMs: number;
 }
 
-function stepCount(o: TrainDpoOptions, n: number): number {
+/** Pair visits in all: steps × batch, or epochs × n (the last batch of a run may be short). */
+function visitCount(o: TrainDpoOptions, n: number, batch: number): number {
   if (o.steps !== undefined && o.epochs !== undefined) throw new TrainLoopError('steps', 'and epochs exclude each other');
-  if (o.steps !== undefined) return o.steps;
+  if (o.steps !== undefined) return o.steps * batch;
   const epochs = o.epochs ?? 1;
   if (!(Number.isInteger(epochs) && epochs >= 1)) throw new TrainLoopError('epochs', `= ${epochs}; it must be an integer >= 1`);
   return epochs * n;
+}
+
+/** Optimizer steps of a run: ceil(visits / batch). */
+export function optimizerSteps(visits: number, batch: number): number {
+  return Math.ceil(visits / batch);
+}
+
+function batchSize(o: TrainDpoOptions): number {
+  const b = o.batchSize ?? 1;
+  if (!(Number.isInteger(b) && b >= 1)) throw new TrainLoopError('batchSize', `= ${b}; it must be an integer >= 1`);
+  return b;
 }
 
 /** Train on `pairs` (see the file comment). */
@@ -187,7 +204,8 @@ export async function trainDpo(o: TrainDpoOptions): Promise<TrainDpoResult> {
   const V = trainer.weights.config.vocabSize;
   const train = checkPairs('pairs', o.pairs, max, V);
   const held = o.evalPairs ? checkPairs('evalPairs', o.evalPairs, max, V) : undefined;
-  const order = trainingOrder(train.ok.length, stepCount(o, train.ok.length), o.seed ?? 0);
+  const batch = batchSize(o);
+  const order = trainingOrder(train.ok.length, visitCount(o, train.ok.length, batch), o.seed ?? 0);
   const refCache = await cacheReference(trainer, train.ok);
   const evalOk = held?.ok ?? [];
   const before = evalOk.length > 0 ? await evaluateDpo(trainer, evalOk, refCache) : undefined;
@@ -195,12 +213,13 @@ export async function trainDpo(o: TrainDpoOptions): Promise<TrainDpoResult> {
   const steps: StepMetrics[] = [];
   let nonFinite = 0;
   const t0 = performance.now();
-  for (const i of order) {
-    const pair = train.ok[i];
-    const m = await trainer.runStep(pair, refCache.get(pair)!);
+  for (let i = 0; i < order.length; i += batch) {
+    const pairs = order.slice(i, i + batch).map((j) => train.ok[j]);
+    const refs = pairs.map((p) => refCache.get(p)!);
+    const m = batch === 1 ? await trainer.runStep(pairs[0], refs[0]) : await trainer.runBatch(pairs, refs);
     if (m.skipped || !Number.isFinite(m.grad_norm)) nonFinite++;
     steps.push(m);
-    o.onMetrics?.(m, pair);
+    o.onMetrics?.(m, pairs);
   }
   const trainMs = performance.now() - t0;
   const after = evalOk.length > 0 ? await evaluateDpo(trainer, evalOk, refCache) : undefined;

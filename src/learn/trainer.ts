@@ -269,11 +269,12 @@ export class DpoTrainer {
    * After plan.forward ran: the DPO loss and coefficients on the CPU, then the backward's inputs
    * (per-position weights: ∂loss/∂logp on response positions, 0 elsewhere) and this step's lr.
    */
-  async loss(plan: StepPlan, ref: PairLogprobs): Promise<StepLoss> {
+  async loss(plan: StepPlan, ref: PairLogprobs, weight = 1): Promise<StepLoss> {
     const P = plan.pair.prompt.length;
     const policy = await this.pairLogprobs(plan.tokens, P);
     const result = dpoPair({ policyChosen: policy.chosen, policyRejected: policy.rejected, refChosen: ref.chosen, refRejected: ref.rejected }, this.options.beta);
-    const coef: Record<SeqName, number> = { chosen: result.gradPolicyChosen, rejected: result.gradPolicyRejected };
+    // weight: this pair's share of a batch's mean loss (1/N); its gradients add into the adapter's.
+    const coef: Record<SeqName, number> = { chosen: weight * result.gradPolicyChosen, rejected: weight * result.gradPolicyRejected };
     for (const s of SEQS) {
       const T = plan.tokens[s];
       this.dlogpHost.fill(0);
@@ -285,12 +286,18 @@ export class DpoTrainer {
     return { policy, ref: { ...ref }, result, lr };
   }
 
-  /** After plan.backward ran (optimizer included): count the step and read the optimizer's stats. */
-  async finish(loss: StepLoss): Promise<StepMetrics> {
+  /**
+   * After plan.backward ran (optimizer included): count the step and read the optimizer's stats.
+   * For a batch, the losses of all its pairs: the step's loss and TRL metrics are their means.
+   */
+  async finish(loss: StepLoss | readonly StepLoss[]): Promise<StepMetrics> {
+    const losses: readonly StepLoss[] = Array.isArray(loss) ? loss : [loss as StepLoss];
     this.attempts++;
     const stats = await this.optimizer.readStats();
-    const { metrics } = dpoBatch([{ policyChosen: loss.policy.chosen, policyRejected: loss.policy.rejected, refChosen: loss.ref.chosen, refRejected: loss.ref.rejected }], this.options.beta);
-    return { loss: loss.result.loss, ...metrics, grad_norm: stats.gradNorm, learning_rate: loss.lr, skipped: stats.lastSkipped, skipped_steps: stats.skipped, step: this.attempts };
+    const rows = losses.map((l) => ({ policyChosen: l.policy.chosen, policyRejected: l.policy.rejected, refChosen: l.ref.chosen, refRejected: l.ref.rejected }));
+    const { metrics } = dpoBatch(rows, this.options.beta);
+    const mean = losses.reduce((s, l) => s + l.result.loss, 0) / losses.length;
+    return { loss: mean, ...metrics, grad_norm: stats.gradNorm, learning_rate: losses[0].lr, skipped: stats.lastSkipped, skipped_steps: stats.skipped, step: this.attempts };
   }
 
   /** One optimizer step on one pair: plan → forward units → loss → backward units + AdamW → metrics. */
@@ -300,6 +307,30 @@ export class DpoTrainer {
     const loss = await this.loss(plan, ref);
     submitUnits(this.ctx, plan.backward);
     return this.finish(loss);
+  }
+
+  /**
+   * One optimizer step on the mean DPO loss of several pairs: each pair's forward, loss (weighted
+   * 1/N) and backward in turn, its LoRA gradients adding into the adapter's, then one AdamW unit.
+   * The arena holds one pair at a time; the queue runs each pair's units before the next one's.
+   */
+  async runBatch(pairs: readonly TokenPair[], refs: readonly PairLogprobs[]): Promise<StepMetrics> {
+    if (pairs.length === 0 || refs.length !== pairs.length) throw new TrainerInputError('pairs', `= ${pairs.length} pairs with ${refs.length} reference log-probs; a batch needs at least one pair and one reference per pair`);
+    if (pairs.length === 1) return this.runStep(pairs[0], refs[0]);
+    const losses: StepLoss[] = [];
+    try {
+      for (let i = 0; i < pairs.length; i++) {
+        const plan = this.plan(pairs[i]);
+        submitUnits(this.ctx, plan.forward);
+        losses.push(await this.loss(plan, refs[i], 1 / pairs.length));
+        submitUnits(this.ctx, plan.backward.filter((u) => u.kind !== 'optimizer'));
+      }
+    } catch (e) {
+      this.clearGrads(); // a half-accumulated batch must not leak into the next step
+      throw e;
+    }
+    submitUnits(this.ctx, [this.optimizerUnit]);
+    return this.finish(losses);
   }
 
   /**

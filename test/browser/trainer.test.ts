@@ -20,13 +20,15 @@ import type { WeightFormat } from '../../src/kernels/weights.ts';
 import { createAdapter, writeAdapter, type AdapterConfig } from '../../src/learn/adapter.ts';
 import { dpoPair } from '../../src/learn/dpo.ts';
 import { TrainingReference, type TokenPair } from '../../src/learn/reference.ts';
+import { initAdapterRef, ReferenceTrainer } from '../../src/learn/reference-trainer.ts';
+import { trainDpo } from '../../src/learn/train-loop.ts';
 import { DpoTrainer, submitUnits, TrainerInputError, type TrainerOptions } from '../../src/learn/trainer.ts';
 import { uploadModelWeights } from '../../src/model/gpu-weights.ts';
 import { LINEAR_MODULES } from '../../src/model/tensors.ts';
 import { makeFixture, type FixtureArch } from '../util/fixtures.ts';
 import { closeTo, testGpu } from './gpu.ts';
 import { stories260KTokenizer } from './loader-helpers.ts';
-import { compareGrads, gradientsOf, randomHostAdapter, roundedHost, zeroGrads } from './trainer-helpers.ts';
+import { compareGrads, gradientsOf, randomHostAdapter, relError, roundedHost, zeroGrads } from './trainer-helpers.ts';
 
 // T = 12 and 9: not multiples of TOKEN_BUCKET, so the padded rows are exercised too.
 const pair: TokenPair = { prompt: [1, 57, 300, 12, 199], chosen: [88, 401, 7, 260, 31, 45, 2], rejected: [89, 33, 500, 2] };
@@ -215,5 +217,46 @@ describe('DPO trainer step wiring', () => {
     expect(metrics['logps/rejected']).toBeCloseTo(want.policy.rejected, 3);
     expect(metrics).toMatchObject({ skipped: false, skipped_steps: 0, step: 1 });
     destroy();
+  });
+});
+
+describe('DPO training loop: GPU trainer vs the CPU ReferenceTrainer', () => {
+  it('a fresh adapter is bit-identical to initAdapterRef, 4 steps of trainDpo (2 pairs, linear warmup) and 2 batched steps agree step by step', async () => {
+    const ctx = await testGpu();
+    const fx = makeFixture({ arch: 'llama', dtype: 'F32', seed: 11 }, await stories260KTokenizer());
+    const weights = await uploadModelWeights(ctx, fx.config, fx.host, 'f32');
+    const adapter = await createAdapter(ctx, fx.config, adapterConfig, 9);
+    const loopOptions: TrainerOptions = { maxTokens: 24, beta: 0.5, schedule: { kind: 'linear', baseLr: 5e-3, warmupSteps: 2, totalSteps: 7 } };
+    const gpu = new DpoTrainer(ctx, weights, adapter, loopOptions);
+    const cpu = new ReferenceTrainer(fx.config, fx.host, adapterConfig, 9, loopOptions);
+    try {
+      expect(await readF32(ctx, adapter.params, adapter.layout.n)).toEqual(initAdapterRef(cpu.layout, 9));
+      const pairs: TokenPair[] = [pair, { prompt: [1, 40, 9], chosen: [77, 12, 300, 5], rejected: [6, 6, 410, 2, 19] }];
+      const a = await trainDpo({ trainer: gpu, pairs, evalPairs: pairs, steps: 4, seed: 3 });
+      const b = await trainDpo({ trainer: cpu, pairs, evalPairs: pairs, steps: 4, seed: 3 });
+      expect(a.steps.map((m) => m.learning_rate)).toEqual(b.steps.map((m) => m.learning_rate));
+      a.steps.forEach((m, i) => {
+        expect(m.loss, `step ${i + 1} loss`).toBeCloseTo(b.steps[i].loss, 4);
+        expect(Math.abs(m.grad_norm - b.steps[i].grad_norm), `step ${i + 1} grad_norm`).toBeLessThan(1e-3 * b.steps[i].grad_norm);
+      });
+      expect(b.steps.at(-1)!.loss).toBeLessThan(b.steps[0].loss); // it learns
+      const params = await readF32(ctx, adapter.params, adapter.layout.n);
+      expect(relError(params, cpu.optimizerState.params)).toBeLessThan(1e-4);
+      expect(a.after!.loss).toBeCloseTo(b.after!.loss, 4);
+      // Then 2 steps of batches of 2 (mean loss, gradients accumulated on the GPU, one AdamW unit).
+      const c = await trainDpo({ trainer: gpu, pairs, steps: 2, batchSize: 2, seed: 4 });
+      const d = await trainDpo({ trainer: cpu, pairs, steps: 2, batchSize: 2, seed: 4 });
+      c.steps.forEach((m, i) => {
+        expect(m.step).toBe(5 + i);
+        expect(m.loss, `batch ${i + 1} loss`).toBeCloseTo(d.steps[i].loss, 4);
+        expect(Math.abs(m.grad_norm - d.steps[i].grad_norm), `batch ${i + 1} grad_norm`).toBeLessThan(1e-3 * d.steps[i].grad_norm);
+      });
+      expect(relError(await readF32(ctx, adapter.params, adapter.layout.n), cpu.optimizerState.params)).toBeLessThan(1e-4);
+      expect(await readF32(ctx, adapter.grads, adapter.layout.n)).toEqual(new Float32Array(adapter.layout.n)); // consumed by AdamW
+    } finally {
+      gpu.destroy();
+      adapter.destroy();
+      weights.destroy();
+    }
   });
 });

@@ -41,6 +41,13 @@ class FakeTrainer implements LoopTrainer {
     const { loss, metrics } = dpoBatch([{ policyChosen: pol.chosen, policyRejected: pol.rejected, refChosen: ref.chosen, refRejected: ref.rejected }], this.options.beta);
     return { loss, ...metrics, grad_norm: bad ? NaN : 1, learning_rate: 1e-3, skipped: bad, skipped_steps: 0, step };
   }
+  batches: TokenPair[][] = [];
+  async runBatch(ps: readonly TokenPair[], refs: readonly PairLogprobs[]): Promise<StepMetrics> {
+    this.batches.push([...ps]);
+    let m: StepMetrics | undefined;
+    for (let i = 0; i < ps.length; i++) m = await this.runStep(ps[i], refs[i]);
+    return { ...m!, step: this.batches.length };
+  }
 }
 
 const pair = (prompt: number[], chosen: number[], rejected: number[], name?: string): NamedPair => ({ prompt, chosen, rejected, name });
@@ -125,6 +132,19 @@ describe('trainDpo', () => {
     expect(r.before).toBeUndefined();
     await expect(trainDpo({ trainer: t, pairs, steps: 2, epochs: 1 })).rejects.toThrow(/steps and epochs exclude each other/);
     await expect(trainDpo({ trainer: t, pairs: [long] })).rejects.toThrow(/has 0 usable pairs/);
+  });
+
+  it('batchSize: epochs x pairs visits in the same seeded order, batchSize pairs per optimizer step (the last one short)', async () => {
+    const t = new FakeTrainer();
+    const seen: number[] = [];
+    const r = await trainDpo({ trainer: t, pairs, epochs: 3, batchSize: 5, seed: 11, onMetrics: (_m, ps) => seen.push(ps.length) });
+    expect(seen).toEqual([5, 5, 2]);
+    expect(r.steps.map((m) => m.step)).toEqual([1, 2, 3]);
+    expect(t.batches.flat()).toEqual(trainingOrder(4, 12, 11).map((i) => pairs[i]));
+    const s = new FakeTrainer();
+    await trainDpo({ trainer: s, pairs, steps: 2, batchSize: 3, seed: 1 });
+    expect(s.batches.map((b) => b.length)).toEqual([3, 3]);
+    await expect(trainDpo({ trainer: s, pairs, batchSize: 0 })).rejects.toThrow(/batchSize = 0/);
   });
 
   it('evaluateDpo reuses cached references and matches dpoBatch', async () => {
