@@ -46,6 +46,22 @@ export const STORY_PROMPTS = [
   'The cat was sad',
   'Max liked to eat',
   'A little girl found',
+  'Anna wanted a new toy',
+  'The dog ran to the',
+  'Once upon a time, a little boy named Tim',
+  'The girl looked at the sky',
+  'Grandma baked a cake',
+  'The big red truck',
+  'A small frog sat',
+  'It was a rainy day',
+  'Tom and Sue were',
+  'The teddy bear was',
+  'One morning, a bunny',
+  'Lucy found a shiny',
+  'The farmer had a cow',
+  'Jack liked to climb',
+  'The baby was crying',
+  'Emma went to school',
 ];
 
 /** Continuations generated at once (the engine batches them: far fewer decode iterations). */
@@ -63,6 +79,8 @@ export interface StoriesOptions {
   samplesPerPrompt?: number;
   /** Tokens per continuation (default 48). */
   tokens?: number;
+  /** Train prompts: dispreferred continuations paired with each preferred one (default 1). */
+  rejectedPerChosen?: number;
   /** Sampled continuations per held-out prompt in the before/after check (default 8; 0: none). */
   checkSamples?: number;
 }
@@ -177,7 +195,7 @@ interface StoryData {
 async function storyPairs(engine: Engine, model: LoadedModel, o: StoriesOptions, seed: number, log: (m: string) => void): Promise<StoryData> {
   const tokens = o.tokens ?? 48;
   const t0 = performance.now();
-  const pairs = await makeStoryPairs({ complete: (p, s) => complete(engine, p, tokens, 1, s), prompts: o.prompts ?? STORY_PROMPTS, samplesPerPrompt: o.samplesPerPrompt ?? 16, rule: DEFAULT_STORY_RULE, seed: seed * 100_000, concurrency: STORY_BATCH });
+  const pairs = await makeStoryPairs({ complete: (p, s) => complete(engine, p, tokens, 1, s), prompts: o.prompts ?? STORY_PROMPTS, samplesPerPrompt: o.samplesPerPrompt ?? 16, rule: DEFAULT_STORY_RULE, seed: seed * 100_000, concurrency: STORY_BATCH, rejectedPerChosen: o.rejectedPerChosen });
   const generateMs = performance.now() - t0;
   const t = pairs.totals;
   log(`stories: ${t.samples} continuations in ${(generateMs / 1000).toFixed(1)} s, ${t.preferred} preferred / ${t.dispreferred} not by '${pairs.rule.name}'; ${pairs.train.length} train pairs (${pairs.trainPrompts.length} prompts), ${pairs.heldOut.length} held-out pairs (${pairs.heldOutPrompts.length} prompts)`);

@@ -54,7 +54,8 @@ Options of \`train\`:
   --rank R           LoRA rank on all seven Linears (default 8); --alpha A (default 2·rank).
   --seed S           Shuffle / sampling seed (default 0).
   --max-length N     Cap on prompt + response tokens (default 256); longer pairs are skipped, named.
-  --samples N        --stories: samples per prompt (default 16); --tokens N: their length (default 48).
+  --samples N        --stories: samples per prompt (default 16); --tokens N: their length (default 48);
+                     --rejected-per-chosen N: train pairs per preferred sample (default 1).
   --dtype F          Base weight format on the GPU: f32 (default), f16 or q4.
   --out DIR          Write the adapter in PEFT format (adapter_model.safetensors, adapter_config.json).
   --json             One JSON object: per-step metrics, held-out metrics before/after.
@@ -129,7 +130,7 @@ const VALUE_OPTIONS = {
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
   'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out'],
   'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon'],
-  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens'],
+  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens'],
 };
 const FLAG_OPTIONS = {
   'bench kernels': ['json', 'quick', 'node'],
@@ -320,7 +321,7 @@ function parseTrain(flags, values) {
   const stories = flags.has('stories');
   if (stories === values.has('pairs')) throw new UsageError('`train` needs exactly one of --pairs FILE and --stories');
   if (values.has('steps') && values.has('epochs')) throw new UsageError('give --steps or --epochs, not both');
-  for (const o of ['samples', 'tokens']) if (!stories && values.has(o)) throw new UsageError(`--${o} only applies with --stories`);
+  for (const o of ['samples', 'tokens', 'rejected-per-chosen']) if (!stories && values.has(o)) throw new UsageError(`--${o} only applies with --stories`);
   const opt = (name, parse) => (values.has(name) ? parse(values.get(name)) : undefined);
   return {
     command: 'train',
@@ -340,6 +341,7 @@ function parseTrain(flags, values) {
     maxLength: opt('max-length', (v) => intValue('max-length', v, 2)),
     samples: opt('samples', (v) => intValue('samples', v, 2, 1024)),
     tokens: opt('tokens', (v) => intValue('tokens', v, 1, 4096)),
+    rejectedPerChosen: opt('rejected-per-chosen', (v) => intValue('rejected-per-chosen', v, 1, 1024)),
     dtype: opt('dtype', (v) => formatValue('dtype', v)) ?? 'f32',
     out: values.get('out'),
     json: flags.has('json'),

@@ -141,7 +141,7 @@ async function train(opts) {
     dtype: opts.dtype,
     pairs: opts.pairs ? readTextFile(opts.pairs, '--pairs') : undefined,
     eval: opts.eval ? readTextFile(opts.eval, '--eval') : undefined,
-    stories: opts.stories ? { samplesPerPrompt: opts.samples, tokens: opts.tokens } : undefined,
+    stories: opts.stories ? { samplesPerPrompt: opts.samples, tokens: opts.tokens, rejectedPerChosen: opts.rejectedPerChosen } : undefined,
     steps: opts.steps,
     epochs: opts.epochs,
     batch: opts.batch,

@@ -129,6 +129,12 @@ export interface StoryPairsOptions {
   heldOutFraction?: number;
   /** Calls of `complete` in flight at once (the engine batches them). Default 8. */
   concurrency?: number;
+  /**
+   * Train prompts: each preferred continuation is paired with up to this many dispreferred ones,
+   * every dispreferred one used at most once (default 1: the k-th preferred with the k-th
+   * dispreferred). More pairs from the same samples; held-out prompts always pair one to one.
+   */
+  rejectedPerChosen?: number;
 }
 
 export interface PromptStats {
@@ -186,12 +192,32 @@ function validate(o: StoryPairsOptions): void {
   if (!Number.isInteger(o.samplesPerPrompt) || o.samplesPerPrompt < 2) throw new StoryPairsError('samplesPerPrompt', `= ${o.samplesPerPrompt}; it must be an integer >= 2`);
   if (o.seed !== undefined && !Number.isInteger(o.seed)) throw new StoryPairsError('seed', `= ${o.seed}; it must be an integer`);
   if (o.concurrency !== undefined && !(Number.isInteger(o.concurrency) && o.concurrency >= 1)) throw new StoryPairsError('concurrency', `= ${o.concurrency}; it must be an integer >= 1`);
+  if (o.rejectedPerChosen !== undefined && !(Number.isInteger(o.rejectedPerChosen) && o.rejectedPerChosen >= 1)) throw new StoryPairsError('rejectedPerChosen', `= ${o.rejectedPerChosen}; it must be an integer >= 1`);
+}
+
+/**
+ * Round k (0 ≤ k < m) pairs preferred sample i with dispreferred sample k·P + i (P preferred
+ * samples), while there are dispreferred samples left: each preferred sample is used up to m times,
+ * each dispreferred one at most once; m = 1 is the k-th with the k-th. Pairs of equal text are dropped.
+ */
+function pairSamples<S extends { text: string; seed: number }>(prompt: string, preferred: S[], dispreferred: S[], m: number): StoryPair[] {
+  const pairs: StoryPair[] = [];
+  for (let k = 0; k < m; k++) {
+    for (let i = 0; i < preferred.length; i++) {
+      const r = dispreferred[k * preferred.length + i];
+      if (!r) return pairs;
+      const c = preferred[i];
+      if (c.text.trim() !== r.text.trim()) pairs.push({ prompt, chosen: c.text, rejected: r.text, chosenSeed: c.seed, rejectedSeed: r.seed });
+    }
+  }
+  return pairs;
 }
 
 /**
  * Sample `samplesPerPrompt` continuations per prompt, judge them by the rule, and pair them per
  * prompt: the k-th preferred sample with the k-th dispreferred one (sample order), so each sample
- * is used at most once and no pair repeats; pairs with equal text are dropped. Pairs of held-out
+ * is used at most once and no pair repeats (with `rejectedPerChosen` m > 1, train prompts pair each
+ * preferred sample with up to m dispreferred ones); pairs with equal text are dropped. Pairs of held-out
  * prompts go to `heldOut`, the rest to `train`.
  */
 export async function makeStoryPairs(o: StoryPairsOptions): Promise<StoryPairs> {
@@ -214,14 +240,8 @@ export async function makeStoryPairs(o: StoryPairsOptions): Promise<StoryPairs> 
     const mine = samples.slice(p * n, (p + 1) * n);
     const byJudgement = { preferred: [] as typeof mine, dispreferred: [] as typeof mine, neutral: [] as typeof mine };
     for (const s of mine) byJudgement[rule.judge(s.text)].push(s);
-    const pairs: StoryPair[] = [];
-    const k = Math.min(byJudgement.preferred.length, byJudgement.dispreferred.length);
-    for (let i = 0; i < k; i++) {
-      const c = byJudgement.preferred[i];
-      const r = byJudgement.dispreferred[i];
-      if (c.text.trim() !== r.text.trim()) pairs.push({ prompt, chosen: c.text, rejected: r.text, chosenSeed: c.seed, rejectedSeed: r.seed });
-    }
     const isHeld = held.has(prompt);
+    const pairs = pairSamples(prompt, byJudgement.preferred, byJudgement.dispreferred, isHeld ? 1 : (o.rejectedPerChosen ?? 1));
     (isHeld ? out.heldOut : out.train).push(...pairs);
     (isHeld ? out.heldOutPrompts : out.trainPrompts).push(prompt);
     const stats = { samples: mine.length, preferred: byJudgement.preferred.length, dispreferred: byJudgement.dispreferred.length, neutral: byJudgement.neutral.length };

@@ -76,6 +76,19 @@ describe('makeStoryPairs', () => {
     expect(r.train.map((p) => [p.chosenSeed, p.rejectedSeed])).toEqual([[0, 1], [2, 4]]);
   });
 
+  it('rejectedPerChosen m pairs each preferred sample of a train prompt with up to m dispreferred ones, each used once; held-out prompts stay one to one', async () => {
+    // Per prompt: seeds 0,1 mention cat; 2..6 mention dog.
+    const texts = ['cat a', 'cat b', 'dog a', 'dog b', 'dog c', 'dog d', 'dog e'];
+    const complete = async (_p: string, s: number) => texts[s % 7];
+    const r = await makeStoryPairs({ complete, prompts: ['x'], samplesPerPrompt: 7, rule: wordRule('cat', 'dog'), heldOutFraction: 0, rejectedPerChosen: 3 });
+    expect(r.train.map((p) => [p.chosenSeed, p.rejectedSeed])).toEqual([[0, 2], [1, 3], [0, 4], [1, 5], [0, 6]]);
+    const one = await makeStoryPairs({ complete, prompts: ['x'], samplesPerPrompt: 7, rule: wordRule('cat', 'dog'), heldOutFraction: 0 });
+    expect(one.train.map((p) => [p.chosenSeed, p.rejectedSeed])).toEqual([[0, 2], [1, 3]]);
+    const held = await makeStoryPairs({ complete, prompts: ['x', 'y'], samplesPerPrompt: 7, rule: wordRule('cat', 'dog'), heldOutFraction: 0.5, rejectedPerChosen: 3 });
+    expect(held.heldOut).toHaveLength(2);
+    expect(held.train).toHaveLength(5);
+  });
+
   it('bad arguments are typed errors naming the field', async () => {
     const ok = { complete: fake([]), prompts: ['a', 'b'], samplesPerPrompt: 2 };
     const cases: [object, string][] = [
@@ -85,6 +98,7 @@ describe('makeStoryPairs', () => {
       [{ ...ok, samplesPerPrompt: 1 }, 'samplesPerPrompt'],
       [{ ...ok, seed: 0.5 }, 'seed'],
       [{ ...ok, concurrency: 0 }, 'concurrency'],
+      [{ ...ok, rejectedPerChosen: 0 }, 'rejectedPerChosen'],
       [{ ...ok, heldOutFraction: 1 }, 'heldOutFraction'],
       [{ ...ok, complete: 'no' }, 'complete'],
       [{ ...ok, complete: async () => 5 }, 'complete'],
