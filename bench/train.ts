@@ -15,15 +15,17 @@
 import { describeGpu, type GpuContext } from '../src/gpu/device.ts';
 import type { WeightFormat } from '../src/kernels/weights.ts';
 import { createEngine, type Engine } from '../src/engine/openai.ts';
-import { createAdapter, readAdapter } from '../src/learn/adapter.ts';
+import { createAdapter, readAdapter, type AdapterConfig, type HostAdapter } from '../src/learn/adapter.ts';
 import { parsePreferenceFile } from '../src/learn/formats.ts';
 import { exportPeft } from '../src/learn/peft.ts';
 import type { LrSchedule } from '../src/learn/schedule.ts';
 import { DEFAULT_STORY_RULE, makeStoryPairs, meanRuleScore, type StoryPairs } from '../src/learn/stories-prefs.ts';
-import { checkPairs, optimizerSteps, trainDpo, type EvalMetrics, type NamedPair, type SkippedPair } from '../src/learn/train-loop.ts';
-import { DpoTrainer, submitUnits, TOKEN_BUCKET, type StepMetrics, type UnitKind, type WorkUnit } from '../src/learn/trainer.ts';
-import { loadModel, type LoadedModel } from '../src/model/loader.ts';
+import { checkPairs, optimizerSteps, trainDpo, type LoopTrainer, type EvalMetrics, type NamedPair, type SkippedPair } from '../src/learn/train-loop.ts';
+import { DpoTrainer, submitUnits, TOKEN_BUCKET, type StepMetrics, type TrainerOptions, type UnitKind, type WorkUnit } from '../src/learn/trainer.ts';
+import { loadModel } from '../src/model/loader.ts';
 import type { ModelSource } from '../src/model/source.ts';
+import type { ModelConfig } from '../src/model/config.ts';
+import type { TextTokenizer } from '../src/model/tokenizer.ts';
 import { LINEAR_MODULES } from '../src/model/tensors.ts';
 import { decodeWeightBytes, parameterCount, SYNTHETIC_MODEL_IDS, SYNTHETIC_MODEL_NAMES, syntheticConfig, syntheticModel, type SyntheticModelId } from './synthetic-model.ts';
 import { syntheticPair, tokenizeImported, tokenizePair, toBase64 } from './train-data.ts';
@@ -168,21 +170,89 @@ export class TrainRequestError extends Error {
 
 const mean = (xs: number[]) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
 
-function readPairs(model: LoadedModel, f: TextFile): NamedPair[] {
+/**
+ * What runTrain needs of a runtime: the model's files, continuations (pair sampling and the
+ * before/after check) and a trainer. gpuTrainBackend: the engine and DpoTrainer on a GPU context;
+ * cpuTrainBackend (bench/train-cpu.ts): ReferenceModel sampling and the ReferenceTrainer.
+ */
+export interface TrainBackend {
+  readonly device: string;
+  readonly model: string;
+  readonly config: ModelConfig;
+  readonly tokenizer: TextTokenizer;
+  /** EOS appended to imported pairs' responses (TRL's behaviour); null: none. */
+  readonly eos: number | null;
+  readonly loadMs: number;
+  /** A continuation of `prompt`: temperature 0 is greedy; `adapter` applied when given. */
+  complete(prompt: string, tokens: number, temperature: number, seed: number, adapter?: HostAdapter): Promise<string>;
+  /** Continuations in flight at once when sampling pairs. */
+  readonly concurrency: number;
+  createTrainer(adapter: AdapterConfig, seed: number, options: TrainerOptions): Promise<BackendTrainer>;
+  destroy(): void;
+}
+
+export interface BackendTrainer {
+  readonly trainer: LoopTrainer;
+  /** Activation memory of a step (GPU arena; 0 on the CPU). */
+  readonly arenaBytes: number;
+  read(): Promise<HostAdapter>;
+  destroy(): void;
+}
+
+function readPairs(b: TrainBackend, f: TextFile): NamedPair[] {
   const parsed = parsePreferenceFile(f.file, f.content, { strict: true });
   if (parsed.pairs.length === 0) throw new TrainRequestError(f.file, `holds no usable preference pairs (${parsed.records} records)`);
-  const eos = model.generation.eosTokenIds[0] ?? null;
-  return tokenizeImported(model.tokenizer, parsed.pairs, { eos });
+  return tokenizeImported(b.tokenizer, parsed.pairs, { eos: b.eos });
 }
 
-/** The engine that samples pairs and serves the before/after continuations (one adapter slot). */
-function storyEngine(ctx: GpuContext, model: LoadedModel, rank: number): Engine {
-  return createEngine(ctx, model, { maxSeqs: STORY_BATCH, maxTokensPerIteration: 512, kvBudgetBytes: 16 * 2 ** 20, modelName: 'train', adapters: { slots: 1, maxRank: rank } });
-}
-
-async function complete(engine: Engine, prompt: string, tokens: number, temperature: number, seed: number, adapter?: string): Promise<string> {
-  const r = await engine.completions.create({ prompt, max_tokens: tokens, temperature, seed, adapter: adapter ?? null });
-  return r.choices[0].text;
+/** The GPU runtime: the model loaded in `dtype`, an engine for continuations (made on first use), DpoTrainer. */
+export async function gpuTrainBackend(ctx: GpuContext, source: ModelSource, dtype: WeightFormat, rank: number): Promise<TrainBackend> {
+  const t0 = performance.now();
+  const model = await loadModel(ctx, source, { format: dtype });
+  const loadMs = performance.now() - t0;
+  let engine: Engine | null = null;
+  let loaded: HostAdapter | null = null;
+  const storyEngine = () => (engine ??= createEngine(ctx, model, { maxSeqs: STORY_BATCH, maxTokensPerIteration: 512, kvBudgetBytes: 16 * 2 ** 20, modelName: 'train', adapters: { slots: 1, maxRank: rank } }));
+  return {
+    device: describeGpu(ctx),
+    model: source.description,
+    config: model.config,
+    tokenizer: model.tokenizer,
+    eos: model.generation.eosTokenIds[0] ?? null,
+    loadMs,
+    concurrency: STORY_BATCH,
+    async complete(prompt, tokens, temperature, seed, adapter) {
+      const e = storyEngine();
+      if (adapter && adapter !== loaded) {
+        await e.adapters.load('trained', adapter);
+        loaded = adapter;
+      }
+      const r = await e.completions.create({ prompt, max_tokens: tokens, temperature, seed, adapter: adapter ? 'trained' : null });
+      return r.choices[0].text;
+    },
+    async createTrainer(config, seed, options) {
+      const adapter = await createAdapter(ctx, model.config, config, seed);
+      try {
+        const trainer = new DpoTrainer(ctx, model.weights, adapter, options);
+        return {
+          trainer,
+          arenaBytes: trainer.arena.bytes,
+          read: () => readAdapter(ctx, adapter),
+          destroy: () => {
+            trainer.destroy();
+            adapter.destroy();
+          },
+        };
+      } catch (e) {
+        adapter.destroy();
+        throw e;
+      }
+    },
+    destroy() {
+      engine?.destroy();
+      model.weights.destroy();
+    },
+  };
 }
 
 interface StoryData {
@@ -192,24 +262,24 @@ interface StoryData {
   generateMs: number;
 }
 
-async function storyPairs(engine: Engine, model: LoadedModel, o: StoriesOptions, seed: number, log: (m: string) => void): Promise<StoryData> {
+async function storyPairs(b: TrainBackend, o: StoriesOptions, seed: number, log: (m: string) => void): Promise<StoryData> {
   const tokens = o.tokens ?? 48;
   const t0 = performance.now();
-  const pairs = await makeStoryPairs({ complete: (p, s) => complete(engine, p, tokens, 1, s), prompts: o.prompts ?? STORY_PROMPTS, samplesPerPrompt: o.samplesPerPrompt ?? 16, rule: DEFAULT_STORY_RULE, seed: seed * 100_000, concurrency: STORY_BATCH, rejectedPerChosen: o.rejectedPerChosen });
+  const pairs = await makeStoryPairs({ complete: (p, s) => b.complete(p, tokens, 1, s), prompts: o.prompts ?? STORY_PROMPTS, samplesPerPrompt: o.samplesPerPrompt ?? 16, rule: DEFAULT_STORY_RULE, seed: seed * 100_000, concurrency: b.concurrency, rejectedPerChosen: o.rejectedPerChosen });
   const generateMs = performance.now() - t0;
   const t = pairs.totals;
   log(`stories: ${t.samples} continuations in ${(generateMs / 1000).toFixed(1)} s, ${t.preferred} preferred / ${t.dispreferred} not by '${pairs.rule.name}'; ${pairs.train.length} train pairs (${pairs.trainPrompts.length} prompts), ${pairs.heldOut.length} held-out pairs (${pairs.heldOutPrompts.length} prompts)`);
   // The model's own continuations: no EOS (they were cut at `tokens`, not ended).
-  const tok = (list: typeof pairs.train, what: string) => list.map((p, i) => tokenizePair(model.tokenizer, p, `${what}[${i}] (${JSON.stringify(p.prompt)}, seeds ${p.chosenSeed}/${p.rejectedSeed})`, { eos: null }));
+  const tok = (list: typeof pairs.train, what: string) => list.map((p, i) => tokenizePair(b.tokenizer, p, `${what}[${i}] (${JSON.stringify(p.prompt)}, seeds ${p.chosenSeed}/${p.rejectedSeed})`, { eos: null }));
   return { pairs, train: tok(pairs.train, 'stories.train'), heldOut: tok(pairs.heldOut, 'stories.heldOut'), generateMs };
 }
 
 /** Greedy continuations (and sampled ones) of the held-out prompts with or without the adapter. */
-async function heldOutTexts(engine: Engine, prompts: string[], o: StoriesOptions, adapter?: string): Promise<{ greedy: string[]; sampled: string[] }> {
+async function heldOutTexts(b: TrainBackend, prompts: string[], o: StoriesOptions, adapter?: HostAdapter): Promise<{ greedy: string[]; sampled: string[] }> {
   const tokens = o.tokens ?? 48;
   const n = o.checkSamples ?? 8;
-  const greedy = await Promise.all(prompts.map((p) => complete(engine, p, tokens, 0, 0, adapter)));
-  const sampled = await Promise.all(prompts.flatMap((p, i) => Array.from({ length: n }, (_, s) => complete(engine, p, tokens, 1, 900_000 + i * 1000 + s, adapter))));
+  const greedy = await Promise.all(prompts.map((p) => b.complete(p, tokens, 0, 0, adapter)));
+  const sampled = await Promise.all(prompts.flatMap((p, i) => Array.from({ length: n }, (_, s) => b.complete(p, tokens, 1, 900_000 + i * 1000 + s, adapter))));
   return { greedy, sampled };
 }
 
@@ -224,7 +294,19 @@ function arenaTokens(pairs: readonly NamedPair[], cap: number): number {
   return Math.min(cap, Math.ceil(longest / TOKEN_BUCKET) * TOKEN_BUCKET);
 }
 
+/** `mace train` on the GPU: load `source` in req.dtype, then trainOn. */
 export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainRequest, hooks: TrainHooks = {}): Promise<TrainResult> {
+  if (!req.pairs && !req.stories) throw new TrainRequestError('pairs', 'are missing: give a preference file or use stories');
+  const backend = await gpuTrainBackend(ctx, source, req.dtype, req.rank ?? 8);
+  try {
+    return await trainOn(backend, req, hooks);
+  } finally {
+    backend.destroy();
+  }
+}
+
+/** `mace train` on any backend (see the file comment). */
+export async function trainOn(b: TrainBackend, req: TrainRequest, hooks: TrainHooks = {}): Promise<TrainResult> {
   const log = hooks.onLog ?? (() => {});
   if (!req.pairs && !req.stories) throw new TrainRequestError('pairs', 'are missing: give a preference file or use stories');
   const rank = req.rank ?? 8;
@@ -232,39 +314,32 @@ export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainR
   const beta = req.beta ?? 0.1;
   const seed = req.seed ?? 0;
   const cap = req.maxTokens ?? 256;
-  const t0 = performance.now();
-  const model = await loadModel(ctx, source, { format: req.dtype });
-  const loadMs = performance.now() - t0;
-  log(`loaded ${source.description} as ${req.dtype} in ${loadMs.toFixed(0)} ms`);
-  let engine: Engine | null = null;
-  const cleanup: (() => void)[] = [() => model.weights.destroy()];
+  log(`loaded ${b.model} as ${req.dtype} in ${b.loadMs.toFixed(0)} ms`);
+  const cleanup: (() => void)[] = [];
   try {
     let train: NamedPair[];
     let evalPairs: NamedPair[] | undefined;
     let stories: StoryData | undefined;
     if (req.stories) {
-      engine = storyEngine(ctx, model, rank);
-      cleanup.unshift(() => engine!.destroy());
-      stories = await storyPairs(engine, model, req.stories, seed, log);
+      stories = await storyPairs(b, req.stories, seed, log);
       train = stories.train;
-      evalPairs = req.eval ? readPairs(model, req.eval) : stories.heldOut;
+      evalPairs = req.eval ? readPairs(b, req.eval) : stories.heldOut;
     } else {
-      train = readPairs(model, req.pairs!);
-      evalPairs = req.eval ? readPairs(model, req.eval) : undefined;
+      train = readPairs(b, req.pairs!);
+      evalPairs = req.eval ? readPairs(b, req.eval) : undefined;
     }
     const maxTokens = arenaTokens([...train, ...(evalPairs ?? [])], cap);
-    const usable = checkPairs('pairs', train, maxTokens, model.config.vocabSize).ok.length;
+    const usable = checkPairs('pairs', train, maxTokens, b.config.vocabSize).ok.length;
     if (usable === 0) throw new TrainRequestError('pairs', `none of the ${train.length} pairs fits ${cap} tokens (prompt + response)`);
     const batch = req.batch ?? 1;
     const steps = req.steps ?? optimizerSteps((req.epochs ?? 1) * usable, batch);
     const { s, warmup } = schedule(req, steps);
-    const adapter = await createAdapter(ctx, model.config, { r: rank, loraAlpha: alpha, useRslora: false, targetModules: [...LINEAR_MODULES], baseModelNameOrPath: source.description }, seed + 1);
-    cleanup.unshift(() => adapter.destroy());
-    const trainer = new DpoTrainer(ctx, model.weights, adapter, { maxTokens, beta, schedule: s });
-    cleanup.unshift(() => trainer.destroy());
-    log(`training ${usable} pairs for ${steps} steps of ${batch} pair${batch === 1 ? '' : 's'} (rank ${rank}, alpha ${alpha}, lr ${s.baseLr}, beta ${beta}, warmup ${warmup}, arena ${maxTokens} tokens = ${(trainer.arena.bytes / 2 ** 20).toFixed(1)} MiB)`);
+    const made = await b.createTrainer({ r: rank, loraAlpha: alpha, useRslora: false, targetModules: [...LINEAR_MODULES], baseModelNameOrPath: b.model }, seed + 1, { maxTokens, beta, schedule: s });
+    cleanup.unshift(() => made.destroy());
+    const { trainer } = made;
+    log(`training ${usable} pairs for ${steps} steps of ${batch} pair${batch === 1 ? '' : 's'} (rank ${rank}, alpha ${alpha}, lr ${s.baseLr}, beta ${beta}, warmup ${warmup}, arena ${maxTokens} tokens = ${(made.arenaBytes / 2 ** 20).toFixed(1)} MiB)`);
 
-    const before = stories && engine ? await heldOutTexts(engine, stories.pairs.heldOutPrompts, req.stories!) : undefined;
+    const before = stories ? await heldOutTexts(b, stories.pairs.heldOutPrompts, req.stories!) : undefined;
     const tokensPerStep: number[] = [];
     const result = await trainDpo({
       trainer,
@@ -280,8 +355,8 @@ export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainR
       },
     });
     const out: TrainResult = {
-      device: describeGpu(ctx),
-      model: source.description,
+      device: b.device,
+      model: b.model,
       dtype: req.dtype,
       hyper: { lr: s.baseLr, beta, rank, alpha, seed, steps, batch, warmup, maxTokens, schedule: s.kind },
       pairs: { train: usable, eval: result.before?.pairs ?? 0, skipped: result.skippedPairs },
@@ -289,18 +364,18 @@ export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainR
       before: result.before,
       after: result.after,
       nonFiniteSteps: result.nonFiniteSteps,
-      timing: { loadMs, trainMs: result.trainMs, msPerStep: result.trainMs / Math.max(1, steps), tokensPerStep: mean(tokensPerStep), tokensPerSec: (tokensPerStep.reduce((a, b) => a + b, 0) * 1000) / Math.max(1e-9, result.trainMs) },
-      arenaBytes: trainer.arena.bytes,
-      adapterParams: adapter.layout.slices.reduce((n, sl) => n + rank * (sl.inDim + sl.outDim), 0),
+      timing: { loadMs: b.loadMs, trainMs: result.trainMs, msPerStep: result.trainMs / Math.max(1, steps), tokensPerStep: mean(tokensPerStep), tokensPerSec: (tokensPerStep.reduce((a, c) => a + c, 0) * 1000) / Math.max(1e-9, result.trainMs) },
+      arenaBytes: made.arenaBytes,
+      adapterParams: 0,
     };
-    const host = (req.exportPeft || stories) ? await readAdapter(ctx, adapter) : undefined;
-    if (stories && engine && before) {
-      await engine.adapters.load('trained', host!);
-      const after = await heldOutTexts(engine, stories.pairs.heldOutPrompts, req.stories!, 'trained');
+    const host = await made.read();
+    out.adapterParams = host.tensors.reduce((n, t) => n + t.A.length + t.B.length, 0);
+    if (stories && before) {
+      const after = await heldOutTexts(b, stories.pairs.heldOutPrompts, req.stories!, host);
       out.stories = storiesReport(stories, before, after, req.stories!);
     }
     if (req.exportPeft) {
-      const files = exportPeft(model.config, host!);
+      const files = exportPeft(b.config, host);
       out.peft = { weightsBase64: toBase64(files.weights), config: files.config };
     }
     return out;

@@ -60,6 +60,9 @@ Options of \`train\`:
   --out DIR          Write the adapter in PEFT format (adapter_model.safetensors, adapter_config.json).
   --json             One JSON object: per-step metrics, held-out metrics before/after.
   --node | --browser Runtime (default --browser: headless Chromium).
+  --cpu              Run on the CPU references instead of a GPU: continuations sampled by the
+                     reference model, DPO by ReferenceTrainer (the GPU trainer's spec). Straight
+                     loops: tiny models only (stories260K), for sweeping settings; f32 only.
 
 Options of \`train --synthetic\` (the training-step benchmark; no --model, no pairs):
   --synthetic M      smollm2-135m or stories260k: the real shapes with random weights made on the
@@ -137,7 +140,7 @@ const FLAG_OPTIONS = {
   generate: ['json', 'node', 'browser'],
   'bench decode': ['json', 'node', 'browser'],
   'bench serve': ['json', 'node', 'browser'],
-  train: ['json', 'node', 'browser', 'stories'],
+  train: ['json', 'node', 'browser', 'stories', 'cpu'],
 };
 /** Values taken verbatim even when they start with '-' (a prompt may). */
 const FREE_VALUES = new Set(['prompt', 'messages']);
@@ -297,7 +300,7 @@ function parseTrainStepBench(flags, values) {
   const id = values.get('synthetic').toLowerCase();
   if (!SYNTHETIC_MODELS.includes(id)) throw new UsageError(`--synthetic takes ${SYNTHETIC_MODELS.join(', ')}, got '${values.get('synthetic')}'`);
   for (const v of values.keys()) if (!SYNTHETIC_TRAIN_OPTIONS.includes(v)) throw new UsageError(`\`train --synthetic\` does not take --${v}`);
-  if (flags.has('stories')) throw new UsageError('`train --synthetic` does not take --stories');
+  for (const f of ['stories', 'cpu']) if (flags.has(f)) throw new UsageError(`\`train --synthetic\` does not take --${f}`);
   const opt = (name, parse) => (values.has(name) ? parse(values.get(name)) : undefined);
   return {
     command: 'train-step-bench',
@@ -322,6 +325,9 @@ function parseTrain(flags, values) {
   if (stories === values.has('pairs')) throw new UsageError('`train` needs exactly one of --pairs FILE and --stories');
   if (values.has('steps') && values.has('epochs')) throw new UsageError('give --steps or --epochs, not both');
   for (const o of ['samples', 'tokens', 'rejected-per-chosen']) if (!stories && values.has(o)) throw new UsageError(`--${o} only applies with --stories`);
+  const cpu = flags.has('cpu');
+  if (cpu && (flags.has('node') || flags.has('browser'))) throw new UsageError('--cpu excludes --node and --browser');
+  if (cpu && values.has('dtype') && values.get('dtype') !== 'f32') throw new UsageError('--cpu trains on f32 weights only');
   const opt = (name, parse) => (values.has(name) ? parse(values.get(name)) : undefined);
   return {
     command: 'train',
@@ -345,7 +351,7 @@ function parseTrain(flags, values) {
     dtype: opt('dtype', (v) => formatValue('dtype', v)) ?? 'f32',
     out: values.get('out'),
     json: flags.has('json'),
-    runtime: runtime(flags),
+    runtime: cpu ? 'cpu' : runtime(flags),
   };
 }
 

@@ -252,6 +252,19 @@ export async function runDecodeBench(runtime, opts, log) {
  * order; resolves with the TrainResult.
  */
 export async function runTrain(runtime, spec, request, onStep, log) {
+  if (runtime === 'cpu') {
+    // No GPU: the CPU references, loaded through Vite's SSR loader like the Node runtime.
+    const server = await viteServer(log, { middlewareMode: true, hmr: false, ws: false, watch: null });
+    try {
+      const { trainOn } = await server.ssrLoadModule('/bench/train.ts');
+      const { cpuTrainBackend } = await server.ssrLoadModule('/bench/train-cpu.ts');
+      const backend = await cpuTrainBackend(await nodeSource(server, spec));
+      log(`device: ${backend.device}`);
+      return await trainOn(backend, request, { onStep, onLog: log });
+    } finally {
+      await server.close();
+    }
+  }
   if (runtime === 'node') {
     return withNodeGpu(log, 'mace train (node)', async (server, ctx) => {
       const { runTrain: run } = await server.ssrLoadModule('/bench/train.ts');

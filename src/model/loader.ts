@@ -250,8 +250,8 @@ async function optionalText(source: ModelSource, file: string, signal?: AbortSig
   return (await source.has(file, { signal })) ? await readText(source, file, { signal }) : null;
 }
 
-/** Config, tokenizer and generation defaults (the small files). */
-async function loadFiles(source: ModelSource, signal?: AbortSignal) {
+/** Config (checked as supported), tokenizer and generation defaults: the small files. */
+export async function loadModelFiles(source: ModelSource, signal?: AbortSignal): Promise<{ config: ModelConfig; tokenizer: TextTokenizer; generation: GenerationDefaults }> {
   const config = parseModelConfig(await readText(source, 'config.json', { signal }));
   checkSupported(config);
   const tokenizerJson = await readText(source, 'tokenizer.json', { signal });
@@ -274,7 +274,7 @@ export async function loadModel(ctx: GpuContext, source: ModelSource, options: L
   try {
     abortIfNeeded(signal, phase);
     emit('files', 0, 1, 'config.json');
-    const { config, tokenizer, generation } = await loadFiles(source, signal);
+    const { config, tokenizer, generation } = await loadModelFiles(source, signal);
     const sharded = await source.has(INDEX_FILE, { signal });
     const files = sharded ? parseShardIndex(await readText(source, INDEX_FILE, { signal })) : [SINGLE_FILE];
     emit('files', 1, 1, sharded ? INDEX_FILE : SINGLE_FILE);

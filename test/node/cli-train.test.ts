@@ -76,6 +76,22 @@ describe('mace train (Node + Dawn)', () => {
   }, 90_000);
 });
 
+describe('mace train --cpu (the CPU references)', () => {
+  it('--stories on stories260K: samples, trains 3 steps of 2 pairs, and reports held-out metrics and before/after continuations', async () => {
+    const r = await mace(['train', '--cpu', '--model', model, '--stories', '--samples', '4', '--tokens', '8', '--steps', '3', '--batch', '2', '--rejected-per-chosen', '2', '--lr', '1e-3', '--json'], 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.device).toMatch(/^CPU reference/);
+    expect(report.hyper).toMatchObject({ steps: 3, batch: 2, lr: 1e-3 });
+    expect(report.steps).toHaveLength(3);
+    expect(report.steps[0].loss).toBeCloseTo(Math.LN2, 6); // B = 0: policy = reference
+    expect(report.stories.heldOutPrompts).toHaveLength(8); // a quarter of the 32 story prompts
+    expect(report.stories.greedy).toHaveLength(8);
+    expect(report.stories.totals.samples).toBe(32 * 4);
+    if (report.before) expect(report.before.ties).toBe(report.before.pairs);
+  }, 150_000);
+});
+
 describe('mace train argument parsing', () => {
   it('parses the options and refuses contradictions', () => {
     expect(parseArgs(['train', '--model', 'm', '--pairs', 'p.jsonl'])).toMatchObject({ command: 'train', model: 'm', pairs: 'p.jsonl', stories: false, dtype: 'f32', runtime: 'browser', json: false });
@@ -89,6 +105,11 @@ describe('mace train argument parsing', () => {
     expect(() => parseArgs(['train', '--model', 'm', '--pairs', 'p', '--lr', '0'])).toThrow('--lr must be a number in (0, 1]');
     expect(() => parseArgs(['train', '--model', 'm', '--pairs', 'p', '--samples', '4'])).toThrow('--samples only applies with --stories');
     expect(() => parseArgs(['train', '--model', 'm', '--pairs', 'p', '--quick'])).toThrow('`train` does not take --quick');
+    expect(parseArgs(['train', '--model', 'm', '--stories', '--cpu', '--batch', '4', '--rejected-per-chosen', '2'])).toMatchObject({ runtime: 'cpu', batch: 4, rejectedPerChosen: 2 });
+    expect(() => parseArgs(['train', '--model', 'm', '--pairs', 'p', '--cpu', '--node'])).toThrow('--cpu excludes --node and --browser');
+    expect(() => parseArgs(['train', '--model', 'm', '--pairs', 'p', '--cpu', '--dtype', 'q4'])).toThrow('--cpu trains on f32 weights only');
+    expect(() => parseArgs(['train', '--model', 'm', '--pairs', 'p', '--rejected-per-chosen', '2'])).toThrow('--rejected-per-chosen only applies with --stories');
+    expect(() => parseArgs(['train', '--synthetic', 'stories260k', '--cpu'])).toThrow('`train --synthetic` does not take --cpu');
     // Other commands keep refusing train's options.
     expect(() => parseArgs(['generate', '--model', 'm', '--pairs', 'p'])).toThrow('`generate` does not take --pairs');
   });
