@@ -47,8 +47,11 @@ export function gpuOnce(label: string): () => Promise<GpuContext> {
 }
 
 /** A fresh profile per run: the Cache API would only add a disk copy of every file. */
+/** The page's model source; a local directory the CLI serves keeps its name (reports, PEFT's base_model_name_or_path), not the server's URL. */
 export function pageSource(m: PageModel): ModelSource {
-  return m.kind === 'url' ? sourceFromUrl(m.url, { cache: false }) : sourceFromHub(m.repo, 'main', { cache: false });
+  if (m.kind === 'hub') return sourceFromHub(m.repo, 'main', { cache: false });
+  const source = sourceFromUrl(m.url, { cache: false });
+  return m.name === undefined ? source : { description: m.name, open: (f, o) => source.open(f, o), has: (f, o) => source.has(f, o) };
 }
 
 export async function outcome<T>(work: () => Promise<T>): Promise<PageOutcome<T>> {
