@@ -1,7 +1,7 @@
 /**
  * `mace train --cpu`: the run of bench/train.ts on the CPU references instead of the GPU.
  * - Continuations: ReferenceModel with a dense KV cache, sampled by the engine's rules (the top
- *   DEFAULT_CANDIDATES logits, softmax at the temperature, sampleRowRef; seeded per request; greedy =
+ *   ENGINE_DEFAULTS.candidates logits, softmax at the temperature, sampleRowRef; seeded per request; greedy =
  *   argmax), stopped at EOS or `tokens`, detokenized after the prompt's last ids as the engine does.
  *   With an adapter, TrainingReference recomputes the whole sequence per token (tiny models only).
  * - Training: ReferenceTrainer, the spec of DpoTrainer (same init, flat layout, schedule, AdamW; the
@@ -10,6 +10,7 @@
  * GPU trainer on SwiftShader, so settings can be swept here before a GPU run. The random numbers are
  * not the engine's, so the sampled pairs differ from a GPU run with the same seed.
  */
+import { ENGINE_DEFAULTS } from '../src/engine/engine.ts';
 import { topKRef, sampleRowRef } from '../src/kernels/sampling.ts';
 import type { HostAdapter } from '../src/learn/adapter.ts';
 import { ReferenceTrainer } from '../src/learn/reference-trainer.ts';
@@ -20,12 +21,9 @@ import type { ModelSource } from '../src/model/source.ts';
 import { mulberry32 } from '../src/util/prng.ts';
 import { TrainRequestError, type TrainBackend } from './train.ts';
 
-/** Candidates the engine samples from (EngineOptions.candidates' default). */
-export const DEFAULT_CANDIDATES = 64;
-
 /** Sample one id from a row of logits: greedy at temperature 0, else the engine's top-k rule. */
 function sampleRow(row: Float32Array, V: number, temperature: number, rand: () => number): number {
-  const { values, ids } = topKRef(row, 1, V, Math.min(DEFAULT_CANDIDATES, V));
+  const { values, ids } = topKRef(row, 1, V, Math.min(ENGINE_DEFAULTS.candidates, V));
   if (temperature <= 0) return ids[0];
   return sampleRowRef(values, ids, { temperature, topP: 1, minP: 0, topK: 0 }, rand());
 }

@@ -354,6 +354,7 @@ export async function trainOn(b: TrainBackend, req: TrainRequest, hooks: TrainHo
         hooks.onStep?.(m);
       },
     });
+    const host = await made.read();
     const out: TrainResult = {
       device: b.device,
       model: b.model,
@@ -366,10 +367,8 @@ export async function trainOn(b: TrainBackend, req: TrainRequest, hooks: TrainHo
       nonFiniteSteps: result.nonFiniteSteps,
       timing: { loadMs: b.loadMs, trainMs: result.trainMs, msPerStep: result.trainMs / Math.max(1, steps), tokensPerStep: mean(tokensPerStep), tokensPerSec: (tokensPerStep.reduce((a, c) => a + c, 0) * 1000) / Math.max(1e-9, result.trainMs) },
       arenaBytes: made.arenaBytes,
-      adapterParams: 0,
+      adapterParams: host.tensors.reduce((n, t) => n + t.A.length + t.B.length, 0),
     };
-    const host = await made.read();
-    out.adapterParams = host.tensors.reduce((n, t) => n + t.A.length + t.B.length, 0);
     if (stories && before) {
       const after = await heldOutTexts(b, stories.pairs.heldOutPrompts, req.stories!, host);
       out.stories = storiesReport(stories, before, after, req.stories!);

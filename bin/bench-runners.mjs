@@ -146,8 +146,7 @@ async function dawnGpu(log) {
  */
 async function withNodeGpu(log, label, fn) {
   const gpu = await dawnGpu(log);
-  const server = await viteServer(log, { middlewareMode: true, hmr: false, ws: false, watch: null });
-  try {
+  return withSsr(log, async (server) => {
     const { acquireGpu, describeGpu } = await server.ssrLoadModule('/src/gpu/device.ts');
     let ctx;
     try {
@@ -162,6 +161,14 @@ async function withNodeGpu(log, label, fn) {
     } finally {
       ctx.destroy();
     }
+  });
+}
+
+/** `fn(server)` with Vite's SSR loader in this process (TypeScript sources and ?raw WGSL imports), closed after. */
+async function withSsr(log, fn) {
+  const server = await viteServer(log, { middlewareMode: true, hmr: false, ws: false, watch: null });
+  try {
+    return await fn(server);
   } finally {
     await server.close();
   }
@@ -254,16 +261,13 @@ export async function runDecodeBench(runtime, opts, log) {
 export async function runTrain(runtime, spec, request, onStep, log) {
   if (runtime === 'cpu') {
     // No GPU: the CPU references, loaded through Vite's SSR loader like the Node runtime.
-    const server = await viteServer(log, { middlewareMode: true, hmr: false, ws: false, watch: null });
-    try {
+    return withSsr(log, async (server) => {
       const { trainOn } = await server.ssrLoadModule('/bench/train.ts');
       const { cpuTrainBackend } = await server.ssrLoadModule('/bench/train-cpu.ts');
       const backend = await cpuTrainBackend(await nodeSource(server, spec));
       log(`device: ${backend.device}`);
-      return await trainOn(backend, request, { onStep, onLog: log });
-    } finally {
-      await server.close();
-    }
+      return trainOn(backend, request, { onStep, onLog: log });
+    });
   }
   if (runtime === 'node') {
     return withNodeGpu(log, 'mace train (node)', async (server, ctx) => {

@@ -64,7 +64,8 @@ export interface ResolvedLimits {
   topLogprobs: number;
 }
 
-const DEFAULTS = { kvBudgetBytes: 64 * 2 ** 20, maxTokensPerIteration: 256, maxSeqs: 8, candidates: 64 };
+/** Limits an EngineOptions field takes when absent (candidates: logits a sampled token is drawn from). */
+export const ENGINE_DEFAULTS = { kvBudgetBytes: 64 * 2 ** 20, maxTokensPerIteration: 256, maxSeqs: 8, candidates: 64 } as const;
 /** OpenAI's cap on top_logprobs. */
 const MAX_TOP_LOGPROBS = 20;
 
@@ -74,20 +75,20 @@ function positiveInt(name: string, v: number): number {
 }
 
 export function resolveLimits(ctx: Pick<GpuContext, 'limits'>, config: ModelConfig, o: EngineOptions): ResolvedLimits {
-  const budget = o.kvBudgetBytes ?? DEFAULTS.kvBudgetBytes;
+  const budget = o.kvBudgetBytes ?? ENGINE_DEFAULTS.kvBudgetBytes;
   if (!(budget > 0)) throw new EngineOptionsError('kvBudgetBytes', `= ${budget} must be > 0`);
   const nBlocks = blocksForBudget(ctx, { nLayers: config.nLayers, nKvHeads: config.nKvHeads, headDim: config.headDim }, budget);
   // One sequence alone must always fit the pool, or preemption could not make progress.
   const maxContext = Math.min(positiveInt('maxContext', o.maxContext ?? config.maxPositionEmbeddings), config.maxPositionEmbeddings, nBlocks * BLOCK_SIZE);
   if (maxContext < 2) throw new EngineOptionsError('maxContext', `= ${maxContext} leaves no room for a prompt and a token`);
-  const candidates = Math.min(positiveInt('candidates', o.candidates ?? DEFAULTS.candidates), config.vocabSize);
+  const candidates = Math.min(positiveInt('candidates', o.candidates ?? ENGINE_DEFAULTS.candidates), config.vocabSize);
   if (candidates > TOPK_MAX) throw new EngineOptionsError('candidates', `= ${candidates} exceeds the top-k kernel's maximum ${TOPK_MAX}`);
   return {
     nBlocks,
     maxContext,
     maxBlocksPerSeq: blocksForLength(maxContext),
-    maxTokens: positiveInt('maxTokensPerIteration', o.maxTokensPerIteration ?? DEFAULTS.maxTokensPerIteration),
-    maxSeqs: positiveInt('maxSeqs', o.maxSeqs ?? DEFAULTS.maxSeqs),
+    maxTokens: positiveInt('maxTokensPerIteration', o.maxTokensPerIteration ?? ENGINE_DEFAULTS.maxTokensPerIteration),
+    maxSeqs: positiveInt('maxSeqs', o.maxSeqs ?? ENGINE_DEFAULTS.maxSeqs),
     candidates,
     topLogprobs: Math.min(MAX_TOP_LOGPROBS, candidates),
   };
