@@ -4,6 +4,7 @@
  * (see page-common.ts). Text and progress go to functions the CLI exposed with Playwright
  * (maceText, maceLog) when present.
  */
+import type { KernelPlan } from '../src/kernels/plan.ts';
 import type { WeightFormat } from '../src/kernels/weights.ts';
 import { runDecodeBench, type DecodeBenchResult } from './decode.ts';
 import { runGenerate, type GenerateRequest, type GenerateResult } from './generate.ts';
@@ -16,6 +17,7 @@ export interface PageDecodeOptions {
   batches: number[];
   promptTokens: number;
   tokens: number;
+  plans?: KernelPlan[];
 }
 
 declare global {

@@ -2,6 +2,7 @@
  * The inference benchmark's result: its JSON shape, the per-row maths (aggregates, the decode
  * roofline) and the markdown rendering. Pure TypeScript (no WebGPU), so Node tests check the maths.
  */
+import type { KernelPlan } from '../src/kernels/plan.ts';
 import type { WeightFormat } from '../src/kernels/weights.ts';
 
 /** Timing of one request, from the engine's usage. */
@@ -13,6 +14,8 @@ export interface RequestTiming {
 
 export interface DecodeRow {
   format: WeightFormat;
+  /** Kernel plan of the run (src/kernels/plan.ts); absent in results from before issue 11 (= unfused). */
+  plan?: KernelPlan;
   batch: number;
   /** Median over the batch's requests. */
   ttftMs: number;
@@ -37,6 +40,21 @@ export interface DecodeBenchResult {
   /** ms to make or load the weights, per format. */
   loadMs: Partial<Record<WeightFormat, number>>;
   rows: DecodeRow[];
+  /**
+   * With both plans in one run: per (format, batch), unfused decode ms/token ÷ fused decode ms/token
+   * (> 1: the fused plan is faster), e.g. {"f32:1": 2.3}.
+   */
+  decodeSpeedup?: Record<string, number>;
+}
+
+/** decodeSpeedup of a run's rows (empty when it ran one plan). */
+export function planSpeedups(rows: readonly DecodeRow[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const f of rows.filter((r) => r.plan === 'fused')) {
+    const u = rows.find((r) => r.plan === 'unfused' && r.format === f.format && r.batch === f.batch);
+    if (u) out[`${f.format}:${f.batch}`] = u.decodeMsPerToken / f.decodeMsPerToken;
+  }
+  return out;
 }
 
 export function median(xs: readonly number[]): number {
@@ -88,12 +106,14 @@ export function decodeToMarkdown(r: DecodeBenchResult): string {
     `Device: ${r.device.description || 'unknown adapter'}, run in ${r.env}. Prompt ${r.promptTokens} tokens, ${r.tokens} generated per request (EOS ignored), greedy. Copy kernel ${fix(r.copyGBs, 2)} GB/s.`,
     '',
     table(
-      ['format', 'batch', 'TTFT ms', 'prefill tok/s (req / all)', 'decode tok/s (req / all)', 'decode ms/token', 'weight MB/token', 'bound ms/token', 'roofline'],
+      ['plan', 'format', 'batch', 'TTFT ms', 'prefill tok/s (req / all)', 'decode tok/s (req / all)', 'decode ms/token', 'weight MB/token', 'bound ms/token', 'roofline'],
       r.rows.map((x) => [
-        x.format, String(x.batch), sig(x.ttftMs), `${sig(x.prefillTokensPerSec)} / ${sig(x.prefillTokensPerSecAgg)}`, `${sig(x.decodeTokensPerSec)} / ${sig(x.decodeTokensPerSecAgg)}`,
+        x.plan ?? 'unfused', x.format, String(x.batch), sig(x.ttftMs), `${sig(x.prefillTokensPerSec)} / ${sig(x.prefillTokensPerSecAgg)}`, `${sig(x.decodeTokensPerSec)} / ${sig(x.decodeTokensPerSecAgg)}`,
         sig(x.decodeMsPerToken), fix(x.weightBytesPerToken / 1e6, 2), sig(x.boundMsPerToken), fix(x.roofline, 3),
       ]),
     ),
+    '',
+    ...Object.entries(r.decodeSpeedup ?? {}).map(([k, v]) => `Decode speed-up, unfused ÷ fused ms/token, ${k.replace(':', ' batch ')}: ${fix(v, 2)}×`),
     '',
   ].join('\n');
 }

@@ -13,13 +13,14 @@
  * Environment-agnostic: it takes a GpuContext and, for a real model, a ModelSource.
  */
 import { describeGpu, type GpuContext } from '../src/gpu/device.ts';
+import { kernelPlan, setKernelPlan, type KernelPlan } from '../src/kernels/plan.ts';
 import type { WeightFormat } from '../src/kernels/weights.ts';
 import type { EngineModel } from '../src/engine/engine.ts';
 import { createEngine, type Engine } from '../src/engine/openai.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { loadModel } from '../src/model/loader.ts';
 import type { ModelSource } from '../src/model/source.ts';
-import { decodeRow, type DecodeBenchResult, type DecodeRow, type RequestTiming } from './decode-report.ts';
+import { decodeRow, planSpeedups, type DecodeBenchResult, type DecodeRow, type RequestTiming } from './decode-report.ts';
 import { runKernelBench } from './kernels.ts';
 import { decodeWeightBytes, parameterCount, SYNTHETIC_MODEL_IDS, SYNTHETIC_MODEL_NAMES, syntheticConfig, syntheticEngineModel, syntheticPrompt, type SyntheticModelId } from './synthetic-model.ts';
 
@@ -30,6 +31,8 @@ export interface DecodeBenchOptions {
   model: SyntheticModelId | { source: ModelSource; name: string };
   formats: WeightFormat[];
   batches: number[];
+  /** Kernel plans to run, each on its own engine (default: the context's, normally 'fused'); ['fused', 'unfused'] compares them in one run. */
+  plans?: KernelPlan[];
   promptTokens: number;
   tokens: number;
   seed?: number;
@@ -95,25 +98,42 @@ export async function runDecodeBench(ctx: GpuContext, o: DecodeBenchOptions): Pr
   const rows: DecodeRow[] = [];
   const loadMs: DecodeBenchResult['loadMs'] = {};
   let config: ModelConfig | null = null;
-  for (const format of o.formats) {
-    const t0 = performance.now();
-    const model = await makeModel(ctx, o, format, seed);
-    loadMs[format] = performance.now() - t0;
-    config = model.config;
-    progress(`${format}: weights ready in ${(loadMs[format]! / 1000).toFixed(1)} s`);
-    const engine = engineFor(ctx, model, o);
-    try {
-      const bytes = decodeWeightBytes(model.config, format);
-      for (const batch of o.batches) {
-        await runBatch(engine, model.config, batch, o, 2, seed + 1000); // warm-up, same shapes
-        const row = decodeRow(format, await runBatch(engine, model.config, batch, o, o.tokens, seed), bytes, copyGBs);
-        rows.push(row);
-        progress(`${format} batch ${batch}: TTFT ${row.ttftMs.toFixed(0)} ms, decode ${row.decodeMsPerToken.toFixed(1)} ms/token, ${row.decodeTokensPerSecAgg.toFixed(2)} tok/s in all, roofline ${row.roofline.toFixed(3)}`);
+  const initialPlan = kernelPlan(ctx);
+  const plans = o.plans ?? [initialPlan];
+  try {
+    for (const format of o.formats) {
+      const t0 = performance.now();
+      const model = await makeModel(ctx, o, format, seed);
+      loadMs[format] = performance.now() - t0;
+      config = model.config;
+      progress(`${format}: weights ready in ${(loadMs[format]! / 1000).toFixed(1)} s`);
+      try {
+        const bytes = decodeWeightBytes(model.config, format);
+        // Plans alternate per batch size on engines over the same weights, so both see the same machine load.
+        setKernelPlan(ctx, plans[0]);
+        const engines = plans.map((plan) => {
+          setKernelPlan(ctx, plan); // read when the engine's ForwardPass and kernels are built
+          return { plan, engine: engineFor(ctx, model, o) };
+        });
+        try {
+          for (const batch of o.batches) {
+            for (const { plan, engine } of engines) {
+              setKernelPlan(ctx, plan); // dispatches of a new batch shape are built with the engine's plan
+              await runBatch(engine, model.config, batch, o, 2, seed + 1000); // warm-up, same shapes
+              const row = { ...decodeRow(format, await runBatch(engine, model.config, batch, o, o.tokens, seed), bytes, copyGBs), plan };
+              rows.push(row);
+              progress(`${plan} ${format} batch ${batch}: TTFT ${row.ttftMs.toFixed(0)} ms, decode ${row.decodeMsPerToken.toFixed(1)} ms/token, ${row.decodeTokensPerSecAgg.toFixed(2)} tok/s in all, roofline ${row.roofline.toFixed(3)}`);
+            }
+          }
+        } finally {
+          for (const e of engines) e.engine.destroy();
+        }
+      } finally {
+        model.weights.destroy();
       }
-    } finally {
-      engine.destroy();
-      model.weights.destroy();
     }
+  } finally {
+    setKernelPlan(ctx, initialPlan);
   }
   const c = config!;
   const synthetic = typeof o.model === 'string';
@@ -134,5 +154,6 @@ export async function runDecodeBench(ctx: GpuContext, o: DecodeBenchOptions): Pr
     copyGBs,
     loadMs,
     rows,
+    ...(plans.length > 1 ? { decodeSpeedup: planSpeedups(rows) } : {}),
   };
 }

@@ -13,6 +13,7 @@
  * 4. optionally the PEFT files (adapter_model.safetensors as base64, adapter_config.json).
  */
 import { describeGpu, type GpuContext } from '../src/gpu/device.ts';
+import { kernelPlan, setKernelPlan, type KernelPlan } from '../src/kernels/plan.ts';
 import type { WeightFormat } from '../src/kernels/weights.ts';
 import { createEngine, type Engine } from '../src/engine/openai.ts';
 import { createAdapter, readAdapter, type AdapterConfig, type HostAdapter } from '../src/learn/adapter.ts';
@@ -421,6 +422,8 @@ export interface TrainStepBenchOptions {
   /** LoRA rank on all seven Linears (default 8; alpha 2·rank). */
   rank?: number;
   seed?: number;
+  /** Kernel plan (src/kernels/plan.ts; default: the context's, normally 'fused'); 'unfused' is the plan before issue 11. */
+  plan?: KernelPlan;
 }
 
 export interface UnitKindTiming {
@@ -446,6 +449,8 @@ export interface TrainStepBenchResult {
   device: string;
   model: { id: SyntheticModelId; name: string; parameters: number; layers: number; hidden: number; vocab: number };
   dtype: WeightFormat;
+  /** The kernel plan the step ran with. */
+  plan: KernelPlan;
   rank: number;
   promptTokens: number;
   responseTokens: number;
@@ -524,6 +529,8 @@ export async function runTrainStepBench(ctx: GpuContext, o: TrainStepBenchOption
   const rank = o.rank ?? 8;
   const seed = o.seed ?? 1;
   const nSteps = o.steps ?? 1;
+  const plan = o.plan ?? kernelPlan(ctx);
+  setKernelPlan(ctx, plan); // read when the trainer's dispatches are built
   if (P + R > config.maxPositionEmbeddings) throw new TrainRequestError('promptTokens', `+ responseTokens = ${P + R} exceeds the model's context (${config.maxPositionEmbeddings})`);
   const t0 = performance.now();
   const weights = await syntheticModel(ctx, config, o.dtype, seed);
@@ -556,6 +563,7 @@ export async function runTrainStepBench(ctx: GpuContext, o: TrainStepBenchOption
       device: describeGpu(ctx),
       model: { id: o.model, name: SYNTHETIC_MODEL_NAMES[o.model], parameters: parameterCount(config), layers: config.nLayers, hidden: config.hiddenSize, vocab: config.vocabSize },
       dtype: o.dtype,
+      plan,
       rank,
       promptTokens: P,
       responseTokens: R,

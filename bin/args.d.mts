@@ -1,6 +1,8 @@
 // Types of bin/args.mjs for the TypeScript tests.
 export const USAGE: string;
 export const WEIGHT_FORMATS: readonly ('f32' | 'f16' | 'q4')[];
+export const SERVE_ABLATIONS: readonly string[];
+export const DRIFT_PRESETS: Record<'full' | 'quick', Record<string, number>>;
 export class UsageError extends Error {}
 
 type Format = 'f32' | 'f16' | 'q4';
@@ -9,6 +11,8 @@ type Runtime = 'node' | 'browser';
 export type ParsedArgs =
   | { command: 'help' }
   | { command: 'bench-kernels'; json: boolean; quick: boolean; node: boolean; out: string | undefined }
+  | { command: 'bench-all'; out: string; quick: boolean; json: boolean; runtime: Runtime }
+  | { command: 'bench-serve'; policies: string[]; ablations: string[]; maxSeqs: number; budgetMultiple: number; json: boolean; out: string | undefined; runtime: Runtime; [field: string]: unknown }
   | {
       command: 'generate';
       model: string;
@@ -22,7 +26,7 @@ export type ParsedArgs =
       json: boolean;
       runtime: Runtime;
     }
-  | { command: 'bench-decode'; model: string; dtypes: Format[]; batches: number[]; promptTokens: number; tokens: number; json: boolean; out: string | undefined; runtime: Runtime }
+  | { command: 'bench-decode'; model: string; dtypes: Format[]; batches: number[]; promptTokens: number; tokens: number; plans: ('fused' | 'unfused')[]; json: boolean; out: string | undefined; runtime: Runtime }
   | {
       command: 'train';
       model: string;

@@ -14,6 +14,12 @@ Commands:
   bench kernels    Benchmark the GPU kernels: copy bandwidth, decode GEMV (M = 1, 4) and
                    prefill GEMM (M = 128) in f32/f16/q4 on SmolLM2-135M and Llama-3.2-1B shapes.
                    Prints a markdown table (weight GB/s, roofline = GB/s / copy GB/s).
+  bench drift      The MACE experiment: the real stories260K served under each policy while a
+                   simulated user's preference drifts; win rate, CLPD, held-out reward accuracy and
+                   time to adapt over time, latency from the same run; --plot DIR writes SVG charts.
+  bench all        Every benchmark above on real-model shapes, one JSON + markdown file each in
+                   --out DIR (and DIR/all.json: device, commands, wall times), sized to finish in
+                   under 8 minutes on an H100-class GPU (--node with the NVIDIA Vulkan driver).
   help             Show this help.
 
 Runtime: every command runs in headless Chromium (WebGPU as a page sees it) by default; --node runs
@@ -72,6 +78,9 @@ Options of \`train --synthetic\` (the training-step benchmark; no --model, no pa
   --steps N          Steps to time (default 1; the first also pays pipeline compilation).
   --prompt-tokens N  Prompt length (default 48); --response-tokens N: each response (default 48).
   --rank R           LoRA rank on all seven Linears (default 8). --seed S (default 1).
+  --plan LIST        Kernel plans, comma-separated: fused (default) and/or unfused (the kernels
+                     before issue 11); with both, each runs in turn and the JSON is
+                     {runs, stepSpeedupFusedOverUnfused}.
   --json             Print only the result JSON.
   --node | --browser Runtime (default --browser: headless Chromium).
 
@@ -92,6 +101,11 @@ Options of \`bench serve\`:
   --budget-multiple K  GPU-time budget per iteration (every policy) = K × the unloaded decode step
                      (default 1.5).
   --rank R           LoRA rank of the learnt adapter (default 8).
+  --max-seqs N       Most chats decoding at once (default 8).
+  --records FILE     Also write every run's raw iteration, request and fine-tune records (JSON).
+  --ablate LIST      Also run mace with one mechanism off per item, each its own row:
+                     no-loss-priority (γ = 0), no-best-fit (first fit by priority), no-aging,
+                     layer-units (fine-tune units of a whole layer instead of one matmul).
   --json             Print the result JSON.  --out FILE: also write it to FILE.
   --node | --browser Runtime (default --browser: headless Chromium).
 
@@ -102,8 +116,37 @@ Options of \`bench decode\`:
   --batches LIST     Comma-separated batch sizes (default 1,4,8).
   --prompt-tokens N  Prompt length of every request (default 16).
   --tokens N         Tokens generated per request, EOS ignored (default 32).
+  --plan LIST        Kernel plans, comma-separated: fused (default) and/or unfused (the plan before
+                     issue 11: one dispatch per operation, workgroup reductions); with both, the two
+                     engines alternate per batch size in one run and the JSON has decodeSpeedup.
   --json             Print only the result JSON on stdout (progress goes to stderr).
   --out FILE         Also write the result JSON to FILE.
+  --node | --browser Runtime (default --browser: headless Chromium).
+
+Options of \`bench drift\`:
+  --model M          The served model (default public/models/stories260K: the rules are about its stories).
+  --policy P         mace, inference-only, periodic, sync, or a comma list (default all four).
+  --quick            A short run (72 s of trace per policy, fewer eval samples): under 10 minutes here.
+  --duration S       Seconds of trace per policy (default 480); the preference drifts at S/2
+                     (--return: at S/3 and back to the first rule at 2S/3).
+  --load R           Requests per second, Poisson (default 1).  --answer-tokens N (default 24).
+  --feedback-rate F  Share of answers the simulated user rates (default 0.6); --noise F: share of
+                     ratings flipped (default 0.05); --regenerations N: Regenerate presses after a
+                     thumbs-down (default 2); --anchor-every N: one formed pair in N is held back
+                     as an anchor for the rollback guard (default 5; 0: no guard).
+  --eval-every S     Seconds between adapter snapshots (default 20); --seeds N: samples per held-out
+                     prompt for the win rate (default 8); --pair-samples N: base samples per held-out
+                     prompt to build each rule's held-out pairs (default 16).
+  --lr F --beta F --rank R --epochs N --seed S   Learning (defaults 2e-3, 0.5, 8, 1, 1).
+  --budget-multiple K  GPU budget per submission = K × the unloaded TBT (default 1.5). --max-seqs N (4).
+  --plot DIR         Write the SVG charts (win rate, CLPD, reward accuracy, distinct bigrams, TBT CDF).
+  --json             Print the result JSON.  --out FILE: also write it to FILE.
+  --node | --browser Runtime (default --browser: headless Chromium).
+
+Options of \`bench all\`:
+  --out DIR          Required. Where the result files go.
+  --quick            Fewer models and shorter traces (a smoke run on SwiftShader).
+  --json             Print DIR/all.json on stdout at the end.
   --node | --browser Runtime (default --browser: headless Chromium).
 
 Options of \`bench kernels\`:
@@ -124,19 +167,30 @@ Environment:
 export class UsageError extends Error {}
 
 export const WEIGHT_FORMATS = ['f32', 'f16', 'q4'];
+/** Kernel plans (src/kernels/plan.ts): fused is the default, unfused the plan before issue 11. */
+export const KERNEL_PLANS = ['fused', 'unfused'];
+
+function planValue(name, v) {
+  if (!KERNEL_PLANS.includes(v)) throw new UsageError(`--${name} must be one of ${KERNEL_PLANS.join(', ')}, got '${v}'`);
+  return v;
+}
 /** Models with real shapes and random weights made on the GPU (bench/synthetic-model.ts). */
 export const SYNTHETIC_MODELS = ['stories260k', 'smollm2-135m'];
 
 /** Options that take a value, per command; the parser turns each into the named field. */
 const VALUE_OPTIONS = {
   'bench kernels': ['out'],
+  'bench all': ['out'],
+  'bench drift': ['model', 'policy', 'duration', 'load', 'answer-tokens', 'eval-every', 'feedback-rate', 'noise', 'regenerations', 'anchor-every', 'seeds', 'pair-samples', 'budget-multiple', 'max-seqs', 'rank', 'lr', 'beta', 'epochs', 'seed', 'plot', 'out'],
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
-  'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out'],
-  'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon'],
-  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens'],
+  'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out', 'plan'],
+  'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon', 'ablate', 'max-seqs', 'records'],
+  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens', 'plan'],
 };
 const FLAG_OPTIONS = {
   'bench kernels': ['json', 'quick', 'node'],
+  'bench all': ['json', 'quick', 'node', 'browser'],
+  'bench drift': ['json', 'quick', 'return', 'node', 'browser'],
   generate: ['json', 'node', 'browser'],
   'bench decode': ['json', 'node', 'browser'],
   'bench serve': ['json', 'node', 'browser'],
@@ -249,6 +303,7 @@ function parseBenchDecode(flags, values) {
     batches: opt('batches', (v) => listValue('batches', v, (n, p) => intValue(n, p, 1, 64)), [1, 4, 8]),
     promptTokens: opt('prompt-tokens', (v) => intValue('prompt-tokens', v, 1), 16),
     tokens: opt('tokens', (v) => intValue('tokens', v, 2), 32),
+    plans: opt('plan', (v) => listValue('plan', v, planValue), ['fused']),
     json: flags.has('json'),
     out: values.get('out'),
     runtime: runtime(flags),
@@ -257,6 +312,8 @@ function parseBenchDecode(flags, values) {
 
 export const POLICIES = ['mace', 'inference-only', 'periodic', 'sync'];
 export const SERVE_MODELS = ['stories260k', 'stories15m', 'smollm2-135m'];
+/** Scheduler ablations of bench serve (bench/serve/ablation.ts ABLATIONS; kept equal by a test). */
+export const SERVE_ABLATIONS = ['no-loss-priority', 'no-best-fit', 'no-aging', 'layer-units'];
 
 function parseBenchServe(flags, values) {
   const opt = (name, parse, def) => (values.has(name) ? parse(values.get(name)) : def);
@@ -287,14 +344,64 @@ function parseBenchServe(flags, values) {
     seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 32 - 1), 1),
     budgetMultiple: opt('budget-multiple', (v) => numValue('budget-multiple', v, 0, 1000, true), 1.5),
     rank: opt('rank', (v) => intValue('rank', v, 1, 256), 8),
+    ablations: opt('ablate', (v) => listValue('ablate', v, (n, a) => {
+      if (!SERVE_ABLATIONS.includes(a)) throw new UsageError(`--${n} takes a comma list of ${SERVE_ABLATIONS.join(', ')}, got '${a}'`);
+      return a;
+    }), []),
+    maxSeqs: opt('max-seqs', (v) => intValue('max-seqs', v, 1, 64), 8),
+    records: values.get('records'),
     json: flags.has('json'),
     out: values.get('out'),
     runtime: runtime(flags),
   };
 }
 
+/** `bench drift` presets (bench/drift/run.ts DRIFT_PRESETS; kept equal by a test). */
+export const DRIFT_PRESETS = {
+  full: { durationS: 480, evalEveryS: 20, ratePerS: 1, seedsPerPrompt: 8, pairSamplesPerPrompt: 16 },
+  quick: { durationS: 72, evalEveryS: 12, ratePerS: 1, seedsPerPrompt: 2, pairSamplesPerPrompt: 8 },
+};
+
+function parseBenchDrift(flags, values) {
+  const opt = (name, parse, def) => (values.has(name) ? parse(values.get(name)) : def);
+  const preset = DRIFT_PRESETS[flags.has('quick') ? 'quick' : 'full'];
+  const policies = opt('policy', (v) => listValue('policy', v, (n, p) => {
+    if (!POLICIES.includes(p)) throw new UsageError(`--${n} takes ${POLICIES.join(', ')}, got '${p}'`);
+    return p;
+  }), [...POLICIES]);
+  return {
+    command: 'bench-drift',
+    model: values.get('model') ?? null, // null: the bundled public/models/stories260K
+    options: {
+      policies,
+      durationS: opt('duration', (v) => numValue('duration', v, 0, 36000, true), preset.durationS),
+      ratePerS: opt('load', (v) => numValue('load', v, 0, 1000, true), preset.ratePerS),
+      answerTokens: opt('answer-tokens', (v) => intValue('answer-tokens', v, 1, 256), 24),
+      evalEveryS: opt('eval-every', (v) => numValue('eval-every', v, 0, 3600, true), preset.evalEveryS),
+      feedbackRate: opt('feedback-rate', (v) => numValue('feedback-rate', v, 0, 1), 0.6),
+      noise: opt('noise', (v) => numValue('noise', v, 0, 0.5), 0.05),
+      maxRegenerations: opt('regenerations', (v) => intValue('regenerations', v, 0, 16), 2),
+      anchorEvery: opt('anchor-every', (v) => intValue('anchor-every', v, 0, 1000), 5),
+      returnToFirst: flags.has('return'),
+      seedsPerPrompt: opt('seeds', (v) => intValue('seeds', v, 1, 256), preset.seedsPerPrompt),
+      pairSamplesPerPrompt: opt('pair-samples', (v) => intValue('pair-samples', v, 2, 1024), preset.pairSamplesPerPrompt),
+      budgetTbtMultiple: opt('budget-multiple', (v) => numValue('budget-multiple', v, 0, 1000, true), 1.5),
+      maxSeqs: opt('max-seqs', (v) => intValue('max-seqs', v, 1, 64), 4),
+      rank: opt('rank', (v) => intValue('rank', v, 1, 256), 8),
+      lr: opt('lr', (v) => numValue('lr', v, 0, 1, true), 2e-3),
+      beta: opt('beta', (v) => numValue('beta', v, 0, 100, true), 0.5),
+      epochs: opt('epochs', (v) => intValue('epochs', v, 1, 100), 1),
+      seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 31 - 1), 1),
+    },
+    plot: values.get('plot'),
+    out: values.get('out'),
+    json: flags.has('json'),
+    runtime: runtime(flags),
+  };
+}
+
 /** Options `train --synthetic` (the training-step benchmark) takes besides the runtime and --json. */
-const SYNTHETIC_TRAIN_OPTIONS = ['synthetic', 'dtype', 'steps', 'rank', 'seed', 'prompt-tokens', 'response-tokens'];
+const SYNTHETIC_TRAIN_OPTIONS = ['synthetic', 'dtype', 'steps', 'rank', 'seed', 'prompt-tokens', 'response-tokens', 'plan'];
 
 function parseTrainStepBench(flags, values) {
   const id = values.get('synthetic').toLowerCase();
@@ -311,6 +418,7 @@ function parseTrainStepBench(flags, values) {
     seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 20)) ?? 1,
     promptTokens: opt('prompt-tokens', (v) => intValue('prompt-tokens', v, 1, 4096)) ?? 48,
     responseTokens: opt('response-tokens', (v) => intValue('response-tokens', v, 1, 4096)) ?? 48,
+    plans: opt('plan', (v) => listValue('plan', v, planValue)) ?? ['fused'],
     json: flags.has('json'),
     runtime: runtime(flags),
   };
@@ -318,7 +426,7 @@ function parseTrainStepBench(flags, values) {
 
 function parseTrain(flags, values) {
   if (values.has('synthetic')) return parseTrainStepBench(flags, values);
-  for (const o of ['prompt-tokens', 'response-tokens']) if (values.has(o)) throw new UsageError(`--${o} only applies with --synthetic`);
+  for (const o of ['prompt-tokens', 'response-tokens', 'plan']) if (values.has(o)) throw new UsageError(`--${o} only applies with --synthetic`);
   const model = values.get('model');
   if (!model) throw new UsageError('`train` needs --model (a directory, a URL or a Hugging Face repository id)');
   const stories = flags.has('stories');
@@ -370,6 +478,11 @@ export function parseArgs(argv) {
   if (command === 'generate') return parseGenerate(flags, values);
   if (command === 'bench decode') return parseBenchDecode(flags, values);
   if (command === 'bench serve') return parseBenchServe(flags, values);
+  if (command === 'bench drift') return parseBenchDrift(flags, values);
+  if (command === 'bench all') {
+    if (!values.has('out')) throw new UsageError('`bench all` needs --out DIR (one JSON and markdown file per benchmark, and all.json)');
+    return { command: 'bench-all', out: values.get('out'), quick: flags.has('quick'), json: flags.has('json'), runtime: runtime(flags) };
+  }
   if (command === 'train') return parseTrain(flags, values);
   return { command: 'bench-kernels', json: flags.has('json'), quick: flags.has('quick'), node: flags.has('node'), out: values.get('out') };
 }

@@ -323,3 +323,24 @@ export async function runServeBench(runtime, opts, log) {
     return out.result;
   });
 }
+
+// ---------------------------------------------------------------- drift
+
+/**
+ * The drift experiment (bench/drift/run.ts) on a real model in Node or Chromium. Resolves with the
+ * DriftBenchResult (markdown and SVG charts included).
+ */
+export async function runDriftBench(runtime, spec, opts, log) {
+  if (runtime === 'node') {
+    return withNodeGpu(log, 'mace bench drift (node)', async (server, ctx) => {
+      const bench = await server.ssrLoadModule('/bench/drift/run.ts');
+      return bench.runDriftBench(ctx, await nodeSource(server, spec), { ...opts, env: 'node', onProgress: log });
+    });
+  }
+  const plugins = spec.kind === 'dir' ? [modelDirPlugin(spec.dir)] : [];
+  return withChromiumPage(log, { path: '/bench/drift.html', readyFn: 'maceDriftBench', plugins, expose: { maceLog: (m) => log(m) } }, async (page, _server, origin) => {
+    const out = await page.evaluate(([m, o]) => window.maceDriftBench(m, o), [pageModel(spec, origin), opts]);
+    if (!out.ok) throw pageFailure(out.error);
+    return out.result;
+  });
+}

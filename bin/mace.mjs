@@ -8,14 +8,17 @@
 // - `mace bench decode`: the inference benchmark (bench/decode.ts), Node + Dawn by default.
 // - `mace bench serve`: the serving benchmark (bench/serve/): a trace replayed under each scheduling
 //   policy; headless Chromium by default.
+// - `mace bench all`: every benchmark on real-model shapes, one file each (bin/bench-all.mjs).
 // - `mace bench kernels`: bench/kernels.ts in headless Chromium (a Vite dev server serves
 //   bench/index.html, Playwright drives it) or, with --node, in Node through Dawn.
 // Results go to stdout; progress and errors to stderr. Exit 0 ok, 1 failure, 2 bad command line.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { USAGE, UsageError, parseArgs } from './args.mjs';
-import { runBenchInChromium, runBenchInNode, runDecodeBench, runGenerate, runServeBench, runTrain, runTrainStepBench } from './bench-runners.mjs';
+import { runBenchInChromium, runBenchInNode, runDecodeBench, runDriftBench, runGenerate, runServeBench, runTrain, runTrainStepBench } from './bench-runners.mjs';
 import { checkModelDir, resolveModelArg } from './model-source.mjs';
+import { benchAll } from './bench-all.mjs';
 
 const log = (msg) => process.stderr.write(`${msg}\n`);
 
@@ -64,7 +67,7 @@ async function benchDecode(opts) {
     if (model.kind !== 'dir') throw new UsageError(`bench decode --model takes ${known.join(', ')} or a local directory, got '${opts.model}'`);
     checkModelDir(model);
   }
-  const benchOpts = { model, formats: opts.dtypes, batches: opts.batches, promptTokens: opts.promptTokens, tokens: opts.tokens };
+  const benchOpts = { model, formats: opts.dtypes, batches: opts.batches, promptTokens: opts.promptTokens, tokens: opts.tokens, plans: opts.plans };
   const { result, markdown } = await runDecodeBench(opts.runtime, benchOpts, log);
   writeOut(opts.out, result);
   process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : markdown);
@@ -90,9 +93,14 @@ async function benchServe(opts) {
   const benchOpts = {
     model: opts.model, format: opts.dtype, policies: opts.policies, rates: opts.rates, trace,
     traceParams: { seed: opts.seed, durationS: opts.duration, ratePerS: opts.load, promptTokens: opts.promptTokens, answerTokens: opts.answerTokens },
-    budgetTbtMultiple: opts.budgetMultiple, rank: opts.rank, horizonFactor: opts.horizon,
+    budgetTbtMultiple: opts.budgetMultiple, rank: opts.rank, horizonFactor: opts.horizon, ablations: opts.ablations, maxSeqs: opts.maxSeqs, keepRecords: opts.records !== undefined,
   };
   const result = await runServeBench(opts.runtime, benchOpts, log);
+  if (opts.records) {
+    // The raw records go to their own file: the result JSON stays small.
+    writeOut(opts.records, { runs: result.runs.map((r) => ({ policy: r.metrics.policy, ablation: r.metrics.ablation, retrainRate: r.metrics.retrainRate, budgetMs: r.budgetMs, ...r.records })) });
+    for (const r of result.runs) delete r.records;
+  }
   writeOut(opts.out, result);
   process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : result.markdown + '\n');
 }
@@ -173,12 +181,46 @@ async function train(opts) {
 
 /** `train --synthetic`: one DPO step's cost on a synthetic model (bench/train.ts runTrainStepBench). */
 async function trainStepBench(opts) {
-  const benchOpts = { model: opts.synthetic, dtype: opts.dtype, steps: opts.steps, rank: opts.rank, seed: opts.seed, promptTokens: opts.promptTokens, responseTokens: opts.responseTokens };
-  const { result, markdown } = await runTrainStepBench(opts.runtime, benchOpts, log);
-  process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : markdown);
+  // One run per kernel plan (--plan fused,unfused compares them in one command, plan by plan).
+  const runs = [];
+  for (const plan of opts.plans) {
+    const benchOpts = { model: opts.synthetic, dtype: opts.dtype, steps: opts.steps, rank: opts.rank, seed: opts.seed, promptTokens: opts.promptTokens, responseTokens: opts.responseTokens, plan };
+    runs.push(await runTrainStepBench(opts.runtime, benchOpts, log));
+  }
+  if (runs.length === 1) {
+    process.stdout.write(opts.json ? JSON.stringify(runs[0].result, null, 2) + '\n' : runs[0].markdown);
+    return;
+  }
+  const byPlan = Object.fromEntries(runs.map((r) => [r.result.plan, r.result.summary.stepMs]));
+  const speedup = byPlan.unfused && byPlan.fused ? byPlan.unfused / byPlan.fused : undefined;
+  if (opts.json) process.stdout.write(JSON.stringify({ runs: runs.map((r) => r.result), stepSpeedupFusedOverUnfused: speedup }, null, 2) + '\n');
+  else process.stdout.write(runs.map((r) => `### plan ${r.result.plan}\n\n${r.markdown}`).join('\n') + (speedup ? `\nDPO step, unfused ÷ fused: ${speedup.toFixed(2)}×\n` : ''));
 }
 
-const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, 'bench-serve': benchServe, train, 'train-step-bench': trainStepBench };
+/** `bench drift`: the MACE experiment (bench/drift/run.ts); --plot DIR writes its SVG charts. */
+async function benchDrift(opts) {
+  const spec = resolveModelArg(opts.model ?? fileURLToPath(new URL('../public/models/stories260K', import.meta.url)));
+  checkModelDir(spec);
+  const result = await runDriftBench(opts.runtime, spec, opts.options, log);
+  if (opts.plot) {
+    mkdirSync(opts.plot, { recursive: true });
+    for (const [name, svg] of Object.entries(result.plots)) writeFileSync(join(opts.plot, name), svg);
+    log(`wrote ${Object.keys(result.plots).length} charts to ${opts.plot}`);
+  }
+  writeOut(opts.out, result);
+  process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : result.markdown + '\n');
+}
+
+/** `bench all`: every benchmark, one file each in --out DIR (bin/bench-all.mjs). */
+async function benchAllCommand(opts) {
+  const index = await benchAll(opts, log);
+  const failed = index.parts.filter((p) => !p.ok);
+  log(`bench all: ${index.parts.length - failed.length}/${index.parts.length} parts in ${index.wallS.toFixed(0)} s; results in ${opts.out}`);
+  if (opts.json) process.stdout.write(JSON.stringify(index, null, 2) + '\n');
+  if (failed.length) throw new Error(`bench all: ${failed.map((p) => `${p.name} (${p.error})`).join('; ')}`);
+}
+
+const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, 'bench-serve': benchServe, 'bench-all': benchAllCommand, 'bench-drift': benchDrift, train, 'train-step-bench': trainStepBench };
 
 function usageFailure(e) {
   log(`mace: ${e.message}\n`);

@@ -19,6 +19,7 @@ import type { ModelConfig } from '../src/model/config.ts';
 import type { RateResult } from '../src/learn/feedback.ts';
 import type { AddedPair, PairInput, PreferencePair } from '../src/learn/pairs.ts';
 import type { LearningStatus, SessionStats, StatsRecord } from '../src/scheduler/stats.ts';
+import { validateFrameReport, type FrameReport } from '../src/scheduler/frame-budget.ts';
 import type { ChatCompletion, ChatCompletionChunk, Completion, EngineStats } from '../src/engine/types.ts';
 import {
   NoModelError,
@@ -234,6 +235,8 @@ class EngineHost implements EngineWorkerApi {
   private lostSink: DeviceLostSink | null = null;
   private readonly statsPump = new StatsPump();
   private readonly saver = new AdapterSaver();
+  /** The page's latest frame report: a model loaded later starts from it (a page hidden during the load). */
+  private frames: FrameReport | null = null;
 
   load(request: LoadRequest, onProgress?: ProgressSink): Promise<ModelInfo> {
     const run = this.queue.then(() => this.doLoad(request, onProgress)).finally(() => releaseRemote(onProgress));
@@ -273,6 +276,7 @@ class EngineHost implements EngineWorkerApi {
       throw e;
     }
     this.statsPump.attach(engine);
+    if (this.frames) engine.core.reportFrames(this.frames);
     this.model = model;
     this.engine = engine;
     const c = model.config;
@@ -411,6 +415,12 @@ class EngineHost implements EngineWorkerApi {
 
   subscribeStats(sink: StatsSink | null): void {
     this.statsPump.setSink(sink);
+  }
+
+  reportFrames(report: FrameReport): void {
+    const r = validateFrameReport(report); // FrameReportError for the page, before anything changes
+    this.frames = r;
+    this.engine?.core.reportFrames(r);
   }
 
   async feedback(f: FeedbackInput): Promise<RateResult> {

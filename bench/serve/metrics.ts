@@ -24,6 +24,20 @@
  *   time includes submission overhead, so the fraction is an upper estimate: `timing` says which.
  * - Fine-tune steps: the optimizer steps finished within [startT, endT] (applied and skipped).
  * - Scheduler overhead: schedulerMs of every iteration: mean, p95 (nearest rank) and max.
+ * - Colocation: of the iterations that ran decodes, the share that also ran fine-tune units
+ *   (mixedIterationFraction): how often learning shared the GPU with chat instead of waiting for a gap.
+ * - Fine-tune tokens: Σ over the finished steps of the tokens of their two sequences (prompt +
+ *   response each): training work done, comparable across unit granularities.
+ * - Stage breakdown (the MACE paper's latency breakdown): GPU ms spent on prefill, decode and
+ *   fine-tune work, in total, per finished request (prefill, decode) and per fine-tune step. With
+ *   timestamp timing each iteration's inference and fine-tune GPU ms are measured apart; the
+ *   inference ms of an iteration holding both prefill chunks and decodes (one forward pass) is split
+ *   between them in the ratio of their predicted ms. With wall timing the whole iteration is split
+ *   by predicted ms.
+ * - Cost-model error per kind: median over iterations of |predicted − measured| / measured, for
+ *   decode (iterations whose inference rows are all decodes), prefill (iterations with a prefill
+ *   chunk: the whole inference pass) and fine-tune (the fine-tune passes). Timestamp timing measures
+ *   each kind on its own; with wall timing only iterations holding one kind count.
  */
 import type { FinetuneStats, IterationStats, PolicyName, RequestStats, SloTargets } from '../../src/scheduler/stats.ts';
 
@@ -44,6 +58,8 @@ export interface ServeIterationRecord extends IterationStats {
 /** Everything one run recorded. */
 export interface ServeRunRecords {
   policy: PolicyName;
+  /** The scheduler ablation this run used (bench/serve/ablation.ts), absent: none. */
+  ablation?: string | null;
   /** The trace's retrain rate (share of answers that yield a pair), for the report's rows. */
   retrainRate: number;
   /** The run's wall span on the records' clock: replay start and end. */
@@ -66,15 +82,29 @@ export interface Summary {
 
 export interface ServeMetrics {
   policy: PolicyName;
+  ablation: string | null;
   retrainRate: number;
   wallS: number;
   requests: { finished: number; aborted: number; errored: number; outputTokens: number; outputTokensPerS: number };
   ttftMs: Summary;
   tbtMs: Summary;
   slo: { ttftMs: number; tbtMs: number; met: number; counted: number; attainment: number | null };
-  finetune: { steps: number; applied: number; skipped: number; stepsPerMin: number; meanStepMs: number | null };
+  finetune: { steps: number; applied: number; skipped: number; stepsPerMin: number; meanStepMs: number | null; tokens: number };
   gpu: { busyMs: number; pendingMs: number; busyFraction: number | null; timing: 'timestamp' | 'wall' | 'mixed' | 'none' };
   scheduler: { iterations: number; meanMs: number | null; p95Ms: number | null; maxMs: number | null };
+  colocation: { decodeIterations: number; mixedIterations: number; mixedIterationFraction: number | null };
+  stages: StageBreakdown;
+  costError: Record<'decode' | 'prefill' | 'finetune', { count: number; median: number | null }>;
+}
+
+/** GPU ms by stage (see the file comment). */
+export interface StageBreakdown {
+  prefillMs: number;
+  decodeMs: number;
+  finetuneMs: number;
+  prefillMsPerRequest: number | null;
+  decodeMsPerRequest: number | null;
+  finetuneMsPerStep: number | null;
 }
 
 /** Records the metrics cannot use: names the field, e.g. `requests[2].tbtMs[3]`. */
@@ -189,6 +219,72 @@ function timingOf(iterations: readonly IterationStats[]): ServeMetrics['gpu']['t
   return kinds.size > 1 ? 'mixed' : [...kinds][0];
 }
 
+const hasDecode = (it: IterationStats) => it.decodeRows > 0;
+
+/** Of the iterations that ran decodes, how many also ran fine-tune units. */
+export function colocation(iterations: readonly IterationStats[]): ServeMetrics['colocation'] {
+  const decodeIterations = iterations.filter(hasDecode).length;
+  const mixedIterations = iterations.filter((it) => hasDecode(it) && it.finetuneUnits > 0).length;
+  return { decodeIterations, mixedIterations, mixedIterationFraction: decodeIterations ? mixedIterations / decodeIterations : null };
+}
+
+/** An iteration's measured GPU ms by stage (see the file comment). */
+export function stageMs(it: IterationStats): { prefill: number; decode: number; finetune: number } {
+  const p = it.plannedMs;
+  const share = (part: number, whole: number, ms: number) => (whole > 0 ? (ms * part) / whole : 0);
+  if (it.timing === 'timestamp' && it.gpuMs) {
+    const inf = it.gpuMs.inference ?? 0;
+    const pd = p.prefill + p.decode;
+    const onlyPrefill = it.decodeRows === 0, onlyDecode = it.prefillTokens === 0;
+    const prefill = onlyPrefill ? inf : onlyDecode ? 0 : share(p.prefill, pd, inf);
+    return { prefill, decode: inf - prefill, finetune: it.gpuMs.finetune ?? 0 };
+  }
+  const total = p.prefill + p.decode + p.finetune;
+  const kinds = [it.prefillTokens > 0, it.decodeRows > 0, it.finetuneUnits > 0].filter(Boolean).length;
+  if (kinds === 1) return { prefill: it.prefillTokens > 0 ? it.measuredMs : 0, decode: it.decodeRows > 0 ? it.measuredMs : 0, finetune: it.finetuneUnits > 0 ? it.measuredMs : 0 };
+  return { prefill: share(p.prefill, total, it.measuredMs), decode: share(p.decode, total, it.measuredMs), finetune: share(p.finetune, total, it.measuredMs) };
+}
+
+function stages(iterations: readonly IterationStats[], requests: number, steps: number): StageBreakdown {
+  let prefillMs = 0, decodeMs = 0, finetuneMs = 0;
+  for (const it of iterations) {
+    const m = stageMs(it);
+    prefillMs += m.prefill;
+    decodeMs += m.decode;
+    finetuneMs += m.finetune;
+  }
+  return {
+    prefillMs, decodeMs, finetuneMs,
+    prefillMsPerRequest: requests ? prefillMs / requests : null,
+    decodeMsPerRequest: requests ? decodeMs / requests : null,
+    finetuneMsPerStep: steps ? finetuneMs / steps : null,
+  };
+}
+
+const median = (xs: readonly number[]) => (xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]);
+
+/** Relative prediction errors of the cost model per kind (see the file comment). */
+export function costErrors(iterations: readonly IterationStats[]): ServeMetrics['costError'] {
+  const errs: Record<'decode' | 'prefill' | 'finetune', number[]> = { decode: [], prefill: [], finetune: [] };
+  const add = (k: keyof typeof errs, pred: number, measured: number | null) => {
+    if (measured !== null && measured > 0) errs[k].push(Math.abs(pred - measured) / measured);
+  };
+  for (const it of iterations) {
+    const p = it.plannedMs;
+    const inference: keyof typeof errs | null = it.prefillTokens > 0 ? 'prefill' : it.decodeRows > 0 ? 'decode' : null;
+    if (it.timing === 'timestamp' && it.gpuMs) {
+      if (inference) add(inference, p.prefill + p.decode, it.gpuMs.inference);
+      if (it.finetuneUnits > 0) add('finetune', p.finetune, it.gpuMs.finetune);
+    } else if (it.slices === 1) {
+      if (inference && it.finetuneUnits === 0) add(inference, p.prefill + p.decode, it.measuredMs);
+      if (!inference && it.finetuneUnits > 0) add('finetune', p.finetune, it.measuredMs);
+    }
+  }
+  const out = {} as ServeMetrics['costError'];
+  for (const k of ['decode', 'prefill', 'finetune'] as const) out[k] = { count: errs[k].length, median: median(errs[k]) };
+  return out;
+}
+
 export function serveMetrics(r: ServeRunRecords): ServeMetrics {
   checkRun(r);
   const wallS = (r.endT - r.startT) / 1000;
@@ -203,6 +299,7 @@ export function serveMetrics(r: ServeRunRecords): ServeMetrics {
   const s = summarize(sched);
   return {
     policy: r.policy,
+    ablation: r.ablation ?? null,
     retrainRate: r.retrainRate,
     wallS,
     requests: {
@@ -221,8 +318,12 @@ export function serveMetrics(r: ServeRunRecords): ServeMetrics {
       skipped,
       stepsPerMin: wallS > 0 ? steps.length / (wallS / 60) : 0,
       meanStepMs: steps.length ? steps.reduce((a, x) => a + x.durationMs, 0) / steps.length : null,
+      tokens: steps.reduce((a, x) => a + x.tokens, 0),
     },
     gpu: { busyMs, pendingMs, busyFraction: pendingMs > 0 ? busyMs / pendingMs : null, timing: timingOf(r.iterations) },
     scheduler: { iterations: sched.length, meanMs: s.mean, p95Ms: s.p95, maxMs: s.max },
+    colocation: colocation(r.iterations),
+    stages: stages(r.iterations, counted.length, steps.length),
+    costError: costErrors(r.iterations),
   };
 }

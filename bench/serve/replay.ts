@@ -19,11 +19,14 @@ import { createEngine, type Engine } from '../../src/engine/openai.ts';
 import { normalizeParams } from '../../src/engine/params.ts';
 import type { GpuContext } from '../../src/gpu/device.ts';
 import type { FinetuneStats, PolicyName, SloTargets, StatsRecord } from '../../src/scheduler/stats.ts';
+import { ablationSettings, type Ablation } from './ablation.ts';
 import { serveMetrics, sloFromUnloaded, type ServeIterationRecord, type ServeMetrics, type ServeRequestRecord, type SloMultiples } from './metrics.ts';
 import { feedbackPair, requestPrompt, traceEvents, traceMaxTokens, type TokenVocab, type Trace } from './trace.ts';
 
 export interface ReplayOptions {
   policy: PolicyName;
+  /** A scheduler mechanism switched off for this run (bench/serve/ablation.ts); null: none. */
+  ablation: Ablation | null;
   /** Retrain rate of the trace (for the report's rows). */
   retrainRate: number;
   /** Per-submission GPU-time budget (every policy) as a multiple of the unloaded TBT (the decode step). */
@@ -37,6 +40,8 @@ export interface ReplayOptions {
   /** Fine-tune steps are counted over horizonFactor × the trace's duration. */
   horizonFactor: number;
   maxSeqs: number;
+  /** Keep every iteration and request record in the result (`mace bench serve --records FILE`). */
+  keepRecords?: boolean;
   log?: (message: string) => void;
 }
 
@@ -46,6 +51,8 @@ export interface ReplayResult {
   budgetMs: number;
   /** Steps still queued when the run ended. */
   pendingSteps: number;
+  /** The raw records (with keepRecords), times in ms since the replay started. */
+  records?: { iterations: ServeIterationRecord[]; requests: ServeRequestRecord[]; finetune: FinetuneStats[] };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -75,7 +82,7 @@ async function until(cond: () => boolean): Promise<void> {
 function engineFor(ctx: GpuContext, model: EngineModel, trace: Trace, o: ReplayOptions, budgetMs: number): Engine {
   const c = model.config;
   const maxLen = traceMaxTokens(trace);
-  return createEngine(ctx, model, { kvBudgetBytes: o.kvBudgetBytes, maxSeqs: o.maxSeqs, maxTokensPerIteration: 256, maxContext: Math.min(c.maxPositionEmbeddings, Math.max(maxLen.request, maxLen.pair) + 16), adapters: { slots: 1, maxRank: o.rank }, scheduler: { policy: o.policy, budgetMs } });
+  return createEngine(ctx, model, { kvBudgetBytes: o.kvBudgetBytes, maxSeqs: o.maxSeqs, maxTokensPerIteration: 256, maxContext: Math.min(c.maxPositionEmbeddings, Math.max(maxLen.request, maxLen.pair) + 16), adapters: { slots: 1, maxRank: o.rank }, scheduler: { policy: o.policy, budgetMs, tuning: ablationSettings(o.ablation).tuning } });
 }
 
 const vocabOf = (model: EngineModel): TokenVocab => {
@@ -109,10 +116,10 @@ export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Tr
   const unloaded = o.unloaded ?? (await calibrate(ctx, model, trace, o));
   const budgetMs = o.budgetTbtMultiple * unloaded.tbtMs;
   const slo = sloFromUnloaded(unloaded, o.slo);
-  o.log?.(`${o.policy} @ ${Math.round(o.retrainRate * 100)}%: unloaded TTFT ${unloaded.ttftMs.toFixed(1)} ms, TBT ${unloaded.tbtMs.toFixed(1)} ms; budget ${budgetMs.toFixed(1)} ms`);
+  o.log?.(`${o.policy}${o.ablation ? ` (${o.ablation})` : ''} @ ${Math.round(o.retrainRate * 100)}%: unloaded TTFT ${unloaded.ttftMs.toFixed(1)} ms, TBT ${unloaded.tbtMs.toFixed(1)} ms; budget ${budgetMs.toFixed(1)} ms`);
 
   const engine = engineFor(ctx, model, trace, o, budgetMs);
-  await engine.learning.enable({ rank: o.rank, epochs: 1, maxTokens: Math.max(32, Math.ceil((maxLen.pair + 1) / 16) * 16) });
+  await engine.learning.enable({ rank: o.rank, epochs: 1, maxTokens: Math.max(32, Math.ceil((maxLen.pair + 1) / 16) * 16), unitGranularity: ablationSettings(o.ablation).unitGranularity });
   // Warm-up, the same for every policy: batches of 1..maxSeqs decodes and several prompt lengths,
   // and two training steps per pair length of the trace, so shaders are compiled, dispatch lists
   // built and the cost model has clean samples (an iteration that built a list is not one) before
@@ -166,23 +173,26 @@ export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Tr
   engine.destroy();
   const inHorizon = finetune.filter((s) => s.t <= horizonT);
   o.log?.(diagnose(iterations, budgetMs));
-  const metrics = serveMetrics({ policy: o.policy, retrainRate: o.retrainRate, startT, endT, slo, requests, iterations, finetune: inHorizon });
-  return { metrics, unloaded, budgetMs, pendingSteps };
+  const metrics = serveMetrics({ policy: o.policy, ablation: o.ablation, retrainRate: o.retrainRate, startT, endT, slo, requests, iterations, finetune: inHorizon });
+  const shift = <T extends { t: number }>(r: T): T => ({ ...r, t: r.t - startT });
+  const records = o.keepRecords ? { iterations: iterations.map(shift), requests: requests.map((q) => ({ ...shift(q), arrivalT: q.arrivalT - startT, arrivedAt: q.arrivedAt - startT })), finetune: inHorizon.map(shift) } : undefined;
+  return { metrics, unloaded, budgetMs, pendingSteps, ...(records ? { records } : {}) };
 }
 
 /** One line on how well the plans held: prediction error and over-budget iterations by what they ran. */
 function diagnose(iterations: readonly ServeIterationRecord[], budgetMs: number): string {
-  const groups = new Map<string, { n: number; measured: number; planned: number; over: number; max: number }>();
+  const groups = new Map<string, { n: number; measured: number; planned: number; over: number; max: number; wall: number }>();
   for (const it of iterations) {
     const key = [it.decodeRows ? 'D' : '', it.prefillTokens ? 'P' : '', it.finetuneUnits ? 'F' : ''].join('') || '-';
-    const g = groups.get(key) ?? { n: 0, measured: 0, planned: 0, over: 0, max: 0 };
+    const g = groups.get(key) ?? { n: 0, measured: 0, planned: 0, over: 0, max: 0, wall: 0 };
     const planned = it.plannedMs.decode + it.plannedMs.prefill + it.plannedMs.finetune;
     g.n++;
     g.measured += it.measuredMs;
     g.planned += planned;
     g.max = Math.max(g.max, it.measuredMs);
     if (it.measuredMs > 2 * budgetMs) g.over++;
+    g.wall += it.wallMs;
     groups.set(key, g);
   }
-  return '    iterations by kind (D decode, P prefill, F fine-tune): ' + [...groups.entries()].map(([k, g]) => `${k} n=${g.n} measured ${(g.measured / g.n).toFixed(1)} / planned ${(g.planned / g.n).toFixed(1)} ms, max ${g.max.toFixed(0)}, >2×budget ${g.over}`).join('; ');
+  return '    iterations by kind (D decode, P prefill, F fine-tune): ' + [...groups.entries()].map(([k, g]) => `${k} n=${g.n} measured ${(g.measured / g.n).toFixed(1)} / planned ${(g.planned / g.n).toFixed(1)} / wall ${(g.wall / g.n).toFixed(1)} ms, max ${g.max.toFixed(0)}, >2×budget ${g.over}`).join('; ');
 }

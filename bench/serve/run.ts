@@ -8,6 +8,7 @@ import type { WeightFormat } from '../../src/kernels/weights.ts';
 import type { PolicyName } from '../../src/scheduler/stats.ts';
 import { syntheticConfig, syntheticEngineModel, SYNTHETIC_MODEL_NAMES, type SyntheticModelId } from '../synthetic-model.ts';
 import { DEFAULT_SLO_MULTIPLES, type ServeMetrics, type SloMultiples } from './metrics.ts';
+import type { Ablation } from './ablation.ts';
 import { calibrate, replayTrace, type ReplayResult } from './replay.ts';
 import { compareServe, serveReport, serveRow, type ServeComparison, type ServeRow } from './report.ts';
 import { generateTrace, summarizeTrace, validateTrace, type Trace, type TraceGeneratorParams, type TraceSummary } from './trace.ts';
@@ -29,6 +30,12 @@ export interface ServeBenchOptions {
   /** Fine-tune steps count over horizonFactor × the trace's duration (default 2). */
   horizonFactor?: number;
   env: 'chromium' | 'node';
+  /** Extra mace runs, each with one mechanism off (default none). */
+  ablations?: Ablation[];
+  /** Most chats decoding at once (default 8). */
+  maxSeqs?: number;
+  /** Keep every run's raw records (ServeRun.records). */
+  keepRecords?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -58,16 +65,17 @@ export async function runServeBench(ctx: GpuContext, o: ServeBenchOptions): Prom
   const runs: ServeRun[] = [];
   try {
     // One calibration for the whole benchmark: every policy and rate gets the same SLOs and budget.
-    const base = { policy: 'mace' as PolicyName, retrainRate: 0, budgetTbtMultiple: o.budgetTbtMultiple, slo: o.slo ?? DEFAULT_SLO_MULTIPLES, rank: o.rank, kvBudgetBytes: 64 * 2 ** 20, maxSeqs: 8, horizonFactor: o.horizonFactor ?? 2 };
+    const base = { policy: 'mace' as PolicyName, ablation: null, retrainRate: 0, budgetTbtMultiple: o.budgetTbtMultiple, slo: o.slo ?? DEFAULT_SLO_MULTIPLES, rank: o.rank, kvBudgetBytes: 64 * 2 ** 20, maxSeqs: o.maxSeqs ?? 8, horizonFactor: o.horizonFactor ?? 2, keepRecords: o.keepRecords ?? false };
     const unloaded = await calibrate(ctx, model, traces[0].trace, base);
     o.onProgress?.(`calibration: unloaded TTFT ${unloaded.ttftMs.toFixed(1)} ms, TBT ${unloaded.tbtMs.toFixed(1)} ms`);
     for (const { retrainRate, trace } of traces) {
       const s = summarizeTrace(trace);
       o.onProgress?.(`trace @ ${Math.round(retrainRate * 100)}%: ${s.requests} requests, ${s.pairs} pairs over ${trace.durationS} s`);
-      for (const policy of o.policies) {
-        const r = await replayTrace(ctx, model, trace, { ...base, policy, retrainRate, unloaded, log: o.onProgress });
+      const variants: { policy: PolicyName; ablation: Ablation | null }[] = [...o.policies.map((policy) => ({ policy, ablation: null })), ...(o.ablations ?? []).map((ablation) => ({ policy: 'mace' as const, ablation }))];
+      for (const { policy, ablation } of variants) {
+        const r = await replayTrace(ctx, model, trace, { ...base, policy, ablation, retrainRate, unloaded, log: o.onProgress });
         const row = serveRow(r.metrics);
-        o.onProgress?.(`  ${policy}: TTFT p95 ${row.ttftP95?.toFixed(1)} ms, TBT p95 ${row.tbtP95?.toFixed(1)} ms, steps ${row.finetuneSteps}, busy ${row.busyFraction?.toFixed(2)}, scheduler ${row.schedulerMeanMs?.toFixed(3)} ms/iteration`);
+        o.onProgress?.(`  ${row.variant}: mixed ${row.mixedIterationFraction?.toFixed(2)}, TTFT p95 ${row.ttftP95?.toFixed(1)} ms, TBT p95 ${row.tbtP95?.toFixed(1)} ms, steps ${row.finetuneSteps}, busy ${row.busyFraction?.toFixed(2)}, scheduler ${row.schedulerMeanMs?.toFixed(3)} ms/iteration`);
         runs.push({ ...r, row });
       }
     }

@@ -10,9 +10,13 @@
  * - Errors: the worker's typed errors arrive as MaceRemoteError with name, code and fields.
  * - A dead or terminated worker rejects every pending call and open stream with WorkerGoneError,
  *   so nothing on the page waits forever.
+ * - Frames: on a page (requestAnimationFrame and a document exist), a FrameMonitor sends the
+ *   page's frame interval, drops and visibility to the worker about every 250 ms, so the engine's
+ *   per-submission budget follows the page (src/scheduler/frame-budget.ts); it stops with the worker.
  */
 import * as Comlink from 'comlink';
 import { Channel } from './channel.ts';
+import { browserFrameClock, FrameMonitor, type FrameClock } from './frame-monitor.ts';
 import type { FeedbackInput } from './feedback.ts';
 import type { RateResult } from '../learn/feedback.ts';
 import type { AddedPair, PairInput, PreferencePair } from '../learn/pairs.ts';
@@ -25,6 +29,12 @@ import { WorkerGoneError, type EngineWorkerApi, type LoadRequest, type ModelInfo
 export interface WorkerEngineOptions {
   /** A worker running workers/engine.worker.ts; default: a new module worker. */
   worker?: Worker;
+  /**
+   * Report this page's frames to the engine (its budget per submission follows them): default
+   * true where the page has requestAnimationFrame; false: never (the engine's constant budget);
+   * a FrameClock: measure through it (tests).
+   */
+  frames?: boolean | FrameClock;
 }
 
 export interface WorkerEngine {
@@ -56,6 +66,8 @@ export interface WorkerEngine {
   onDeviceLost(listener: (error: MaceRemoteError) => void): () => void;
   /** Stop the worker; pending calls and streams reject with WorkerGoneError. */
   terminate(): void;
+  /** The page's frame monitor (null: frames are not reported: option off, or no rAF here). */
+  readonly frames: FrameMonitor | null;
   /** The raw comlink proxy (tests, advanced use). */
   readonly remote: Comlink.Remote<EngineWorkerApi>;
 }
@@ -88,10 +100,20 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
     if (goneError) return;
     goneError = e;
     markGone(e);
+    frames?.stop();
     for (const fail of openStreams) fail(e);
     openStreams.clear();
   };
   const call = <T>(p: Promise<T>): Promise<T> => (goneError ? Promise.reject(goneError) : Promise.race([p, gone]));
+
+  // ---- frames: the page's frame reports set the engine's budget (fire and forget; the monitor only sends valid ones).
+  const clock = options.frames === false ? null : options.frames === true || options.frames === undefined ? browserFrameClock() : options.frames;
+  const frames = clock
+    ? new FrameMonitor(clock, (report) => {
+        if (!goneError) remote.reportFrames(report).catch(() => undefined);
+      })
+    : null;
+  frames?.start();
 
   // ---- device loss and start-up: the listener call doubles as the "worker is up" handshake.
   const lostListeners = new Set<(e: MaceRemoteError) => void>();
@@ -221,6 +243,7 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
       die(new WorkerGoneError('terminated'));
       worker.terminate();
     },
+    frames,
     remote,
   };
 }

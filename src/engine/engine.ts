@@ -40,7 +40,10 @@ import { planIteration } from '../scheduler/planner.ts';
 import { DEFAULT_PERIODIC, FinetuneGate, isPolicy, POLICIES } from '../scheduler/policy.ts';
 import type { FinetuneStats, IterationStats, LearningStatus, RequestStats, StatsRecord } from '../scheduler/stats.ts';
 import { DEFAULT_BUDGET_MS, defaultSchedulerConfig, type FinetuneJobView, type IterationPlan, type RequestView, type SchedulerConfig } from '../scheduler/types.ts';
+import { KindTimer, type KindTimes, type TimedKind } from './kind-timer.ts';
 import { Learner, type LearningOptions } from './learner.ts';
+import { frameBudgetFor } from './budget-source.ts';
+import { constantBudget, validateFrameReport, type BudgetNow, type FrameBudget, type FrameReport } from '../scheduler/frame-budget.ts';
 import { partitionSlices } from './slices.ts';
 import { tokenizePair, truncatePair, type TextPair } from '../learn/pair-tokens.ts';
 import type { TokenPair } from '../learn/reference.ts';
@@ -112,6 +115,15 @@ interface WorkPart {
   encode: (enc: GPUCommandEncoder) => void;
   /** Predicted ms (for balancing slices). */
   ms: number;
+  /** What it runs (its GPU time is measured per kind). */
+  kind: TimedKind;
+}
+
+/** An iteration's measured time: wall time submit → results, and GPU time per kind when timed. */
+interface Measured {
+  measuredMs: number;
+  slices: number;
+  gpu: KindTimes | null;
 }
 
 export class EngineCore {
@@ -133,7 +145,8 @@ export class EngineCore {
   private readonly eosIds: ReadonlySet<number>;
   private readonly now: () => number = () => performance.now();
   readonly scheduler: SchedulerConfig;
-  readonly cost = new CostModel();
+  /** The planner's cost model (its intercept follows the timing: see CostModel's `intercept`). */
+  readonly cost: CostModel;
   private readonly gate: FinetuneGate;
   /** On-device learning; null until enableLearning(). */
   private learner: Learner | null = null;
@@ -141,6 +154,10 @@ export class EngineCore {
   private readonly statsListeners = new Set<(r: StatsRecord) => void>();
   /** A timer that re-kicks the loop when fine-tuning waits for its policy's window. */
   private gateTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The budget from the page's frames (reportFrames); null: always scheduler.budgetMs. */
+  private readonly frames: FrameBudget | null;
+  /** GPU time per kind of each iteration (timestamp queries), or wall time. */
+  private readonly timer: KindTimer;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -165,6 +182,11 @@ export class EngineCore {
     this.eosIds = new Set([...model.tokenizer.eosIds, ...c.eosTokenIds]);
     const sched = resolveScheduler(options.scheduler);
     this.scheduler = sched.config;
+    this.frames = frameBudgetFor(options.scheduler, sched.config.budgetMs);
+    const timing = options.scheduler?.timing ?? 'auto';
+    if (timing !== 'auto' && timing !== 'wall') throw new EngineOptionsError('scheduler.timing', `= ${JSON.stringify(timing)} is not 'auto' or 'wall'`);
+    this.timer = new KindTimer(ctx, timing);
+    this.cost = new CostModel({ intercept: this.timer.mode === 'timestamp' ? 'inference' : 'submission' });
     this.gate = new FinetuneGate(sched.config.policy, sched.periodic, this.now());
   }
 
@@ -332,6 +354,7 @@ export class EngineCore {
     this.learner?.destroy();
     this.learner = null;
     this.adapters?.destroy();
+    this.timer.destroy();
     if (this.gateTimer) clearTimeout(this.gateTimer);
   }
 
@@ -372,6 +395,21 @@ export class EngineCore {
     } finally {
       this.looping = false;
     }
+  }
+
+  /**
+   * The page's latest frame measurements (src/engine/frame-monitor.ts): the next plans' budget
+   * follows them (src/scheduler/frame-budget.ts). Throws FrameReportError naming a bad field;
+   * ignored (after the check) when the engine's budget is constant.
+   */
+  reportFrames(report: FrameReport): void {
+    if (this.frames) this.frames.report(report, this.now());
+    else validateFrameReport(report);
+  }
+
+  /** The budget the next plan is packed under, and where it comes from. */
+  budgetNow(): BudgetNow {
+    return this.frames?.current(this.now()) ?? constantBudget(this.scheduler.budgetMs);
   }
 
   /** Work that could run now: requests, or fine-tuning its policy lets run (benchmarks' busy time). */
@@ -462,9 +500,10 @@ export class EngineCore {
     const allowed = learner !== null && this.gate.allowed(t0, learner.pendingSteps, learner.stepsDone);
     const running = this.running.map((r) => this.view(r));
     const waiting = this.waiting.map((r) => this.view(r));
+    const budget = this.budgetNow(); // the page's frames, or the constant
     const plan = planIteration(
-      { now: t0, running, waiting, finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed },
-      this.scheduler,
+      { now: t0, running, waiting, finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed, finetuneArenaBytes: learner?.arenaBytes ?? 0 },
+      { ...this.scheduler, budgetMs: budget.budgetMs },
       this.cost,
     );
     const schedulerMs = this.now() - t0;
@@ -481,26 +520,41 @@ export class EngineCore {
       const v = views.get(e.id)!;
       features.inference = addFeatures(features.inference, entryFeatures(v.computed, e.count));
     }
+    // A batch with an entry of more than one token runs every row in mixed mode (features.ts mixedFor).
+    if (plan.entries.some((e) => e.count > 1)) features.inference.mixedTokens = features.inference.tokens;
     if (plan.finetune && learner) {
       const job = jobs.find((j) => j.id === plan.finetune!.job)!;
       for (const u of job.ready.slice(0, plan.finetune.units)) {
         const f = unitFeatures(u);
         features.finetune = addFeatures(features.finetune, f);
-        parts.push({ encode: (enc) => learner.encode(enc, job.id, 1), ms: this.cost.marginalMs(f) });
+        parts.push({ encode: (enc) => learner.encode(enc, job.id, 1), ms: this.cost.marginalMs(f), kind: 'finetune' });
       }
     }
 
-    const { measuredMs, slices } = await this.submitParts(parts, plan.slices, inference);
+    const measured = await this.submitParts(parts, plan.slices, inference);
     const fin = learner ? await learner.afterSubmit() : null;
     if (inference) this.acceptSampled(inference);
     // An iteration that built dispatch lists (a new batch shape or unit length) also paid their
     // set-up and maybe shader compiles: not a sample of the steady cost.
-    if (slices === 1 && this.plansBuilt() === builtBefore) this.cost.observe(addFeatures(features.inference, features.finetune), measuredMs);
-    if (slices > 1) this.sliced++;
+    if (this.plansBuilt() === builtBefore) this.observeCost(features, measured);
+    if (measured.slices > 1) this.sliced++;
     this.reapFinished(); // finished and aborted requests leave the batch now
-    this.emitIteration(plan, t0, measuredMs, slices, schedulerMs);
+    this.emitIteration(plan, t0, measured, schedulerMs, budget);
     if (fin) this.emit(fin satisfies FinetuneStats);
     return true;
+  }
+
+  /**
+   * Feed the cost model: with GPU times per kind each fit learns from its own kind's time (sliced
+   * iterations too: the kinds' times add up over the slices); with wall time only whole, unsliced
+   * iterations are samples (a slice boundary adds a wait that no feature explains).
+   */
+  private observeCost(features: { inference: WorkFeatures; finetune: WorkFeatures }, m: Measured): void {
+    if (m.gpu) {
+      const inf = features.inference.rows > 0 ? { f: features.inference, ms: m.gpu.inference } : null;
+      const ft = features.finetune.ftDispatches > 0 ? { f: features.finetune, ms: m.gpu.finetune } : null;
+      this.cost.observeByKind(inf, ft);
+    } else if (m.slices === 1) this.cost.observe(addFeatures(features.inference, features.finetune), m.measuredMs);
   }
 
   /** Build and write the batch step; its forward parts and the sampling go into `parts`. */
@@ -523,6 +577,7 @@ export class EngineCore {
       const last = l === layerParts.length - 1;
       parts.push({
         ms: perLayer,
+        kind: 'inference',
         encode: (enc) => {
           encodeDispatches(enc, last ? [...dispatches, ...sampling] : dispatches);
           if (last) this.sampler.encodeReadback(enc, nSeqs, withLogprobs);
@@ -537,21 +592,34 @@ export class EngineCore {
    * submission holds the GPU about one budget), then read the sampled ids. Returns the measured
    * wall time from the first submission to the last result.
    */
-  private async submitParts(parts: WorkPart[], slices: number, inference: InferenceStep | null): Promise<{ measuredMs: number; slices: number }> {
+  private async submitParts(parts: WorkPart[], slices: number, inference: InferenceStep | null): Promise<Measured> {
     const groups = partitionSlices(parts.map((p) => p.ms), slices);
     const queue = this.ctx.device.queue;
+    const timer = this.timer;
+    timer.begin();
     const t0 = this.now();
     for (const [g, group] of groups.entries()) {
       const enc = this.ctx.device.createCommandEncoder({ label: `iteration ${this.iterations}${groups.length > 1 ? ` slice ${g + 1}/${groups.length}` : ''}` });
-      for (const i of group) parts[i].encode(enc);
+      let kind: TimedKind | null = null;
+      for (const i of group) {
+        if (parts[i].kind !== kind) timer.mark(enc, (kind = parts[i].kind));
+        parts[i].encode(enc);
+      }
+      timer.mark(enc, null);
+      const last = g === groups.length - 1;
+      if (last) timer.resolve(enc);
       queue.submit([enc.finish()]);
-      if (g < groups.length - 1) await queue.onSubmittedWorkDone();
+      if (!last) await queue.onSubmittedWorkDone();
     }
+    // The marks map in parallel with the sampled ids: the same wait, not another round trip. A
+    // failed map (the engine destroyed mid-iteration, a lost device) leaves this iteration on wall
+    // time; whatever failed shows in the sampled ids' read-back.
+    const gpu = timer.read().catch(() => null);
     if (inference) {
       commitBatch(inference.entries);
       inference.result = await this.sampler.read(inference.nSeqs, inference.withLogprobs);
     } else await queue.onSubmittedWorkDone();
-    return { measuredMs: this.now() - t0, slices: groups.length };
+    return { measuredMs: this.now() - t0, slices: groups.length, gpu: await gpu };
   }
 
   private acceptSampled(s: InferenceStep): void {
@@ -564,14 +632,15 @@ export class EngineCore {
     });
   }
 
-  private emitIteration(plan: IterationPlan, t: number, measuredMs: number, slices: number, schedulerMs: number): void {
+  private emitIteration(plan: IterationPlan, t: number, m: Measured, schedulerMs: number, budget: BudgetNow): void {
     if (this.statsListeners.size === 0) return;
     const rec: IterationStats = {
       type: 'iteration', iteration: this.iterations, t,
       prefillTokens: plan.entries.filter((e) => e.kind === 'prefill').reduce((a, e) => a + e.count, 0),
       decodeRows: plan.entries.filter((e) => e.kind === 'decode').length,
       finetuneUnits: plan.finetune?.units ?? 0,
-      plannedMs: { ...plan.predictedMs }, budgetMs: this.scheduler.budgetMs, measuredMs, timing: 'wall', slices, schedulerMs,
+      plannedMs: { ...plan.predictedMs }, budgetMs: budget.budgetMs, budgetSource: budget.source, frameDrops: budget.frameDrops, frameIntervalMs: budget.frameIntervalMs, measuredMs: m.gpu ? m.gpu.inference + m.gpu.finetune : m.measuredMs, wallMs: m.measuredMs, timing: m.gpu ? 'timestamp' : 'wall', slices: m.slices, schedulerMs,
+      gpuMs: m.gpu ? { inference: plan.entries.length > 0 ? m.gpu.inference : null, finetune: plan.finetune ? m.gpu.finetune : null } : null,
       kvBlocksUsed: this.kv.pool.numBlocks - this.kv.pool.numFree, kvBlocksTotal: this.kv.pool.numBlocks,
       waitingRequests: this.waiting.length, runningRequests: this.running.length, pendingPairs: this.learner?.pendingPairs ?? 0,
     };

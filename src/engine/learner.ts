@@ -20,7 +20,7 @@ import type { GpuContext } from '../gpu/device.ts';
 import { encodeDispatches } from '../gpu/dispatch.ts';
 import { createAdapter, readAdapter, writeAdapter, type AdapterConfig, type GpuAdapter, type HostAdapter } from '../learn/adapter.ts';
 import type { TokenPair } from '../learn/reference.ts';
-import { DpoTrainer, SEQS, TOKEN_BUCKET, type PairLogprobs, type SeqName, type StepLoss, type StepPlan, type WorkUnit } from '../learn/trainer.ts';
+import { DpoTrainer, SEQS, TOKEN_BUCKET, UNIT_GRANULARITIES, type PairLogprobs, type SeqName, type StepLoss, type StepPlan, type UnitGranularity, type WorkUnit } from '../learn/trainer.ts';
 import type { AdapterBank } from '../learn/bank.ts';
 import type { GpuModelWeights } from '../model/gpu-weights.ts';
 import type { FinetuneStats, LearningStatus, PolicyName } from '../scheduler/stats.ts';
@@ -46,6 +46,11 @@ export interface LearningOptions {
   maxTokens?: number;
   /** Seed of the adapter's initialisation. */
   seed?: number;
+  /**
+   * Size of the training work units the scheduler packs: 'matmul' (default: one matmul of a layer,
+   * small enough to share an iteration with decodes) or 'layer' (a whole layer; the ablation).
+   */
+  unitGranularity?: UnitGranularity;
 }
 
 interface ByteCopy {
@@ -74,8 +79,8 @@ interface Job {
   id: number;
   key: string;
   pair: TokenPair;
-  /** Its units as the planner sees them (the reference pass has the forward's units). */
-  unitViews: Record<'forward' | 'backward', readonly UnitView[]>;
+  /** Its units as the planner sees them, per phase (the reference pass is the forward without LoRA). */
+  unitViews: Record<Phase, readonly UnitView[]>;
   ref: PairLogprobs | null;
   lastLoss: number | null;
   steps: number;
@@ -137,12 +142,14 @@ export class Learner {
     const epochs = o.epochs ?? 2;
     if (!Number.isInteger(epochs) || epochs < 1) throw new EngineOptionsError('learning.epochs', `= ${epochs} must be a positive integer`);
     const maxTokens = Math.min(o.maxTokens ?? 128, maxContext);
+    const granularity = o.unitGranularity ?? 'matmul';
+    if (!UNIT_GRANULARITIES.includes(granularity)) throw new EngineOptionsError('learning.unitGranularity', `= ${JSON.stringify(granularity)} is not one of ${UNIT_GRANULARITIES.join(', ')}`);
     const name = o.adapterName ?? 'learnt';
     const config: AdapterConfig = { r: rank, loraAlpha: o.loraAlpha ?? 2 * rank, useRslora: false, targetModules: [...bank.targetModules], baseModelNameOrPath: weights.config.architecture };
     const adapter = await createAdapter(ctx, weights.config, config, o.seed ?? 1);
     let trainer: DpoTrainer;
     try {
-      trainer = new DpoTrainer(ctx, weights, adapter, { maxTokens: Math.max(2, Math.floor(maxTokens / TOKEN_BUCKET) * TOKEN_BUCKET || maxTokens), beta: o.beta ?? 0.5, schedule: { kind: 'constant', baseLr: o.lr ?? 1e-3, warmupSteps: o.warmupSteps ?? 0, totalSteps: 0 } });
+      trainer = new DpoTrainer(ctx, weights, adapter, { maxTokens: Math.max(2, Math.floor(maxTokens / TOKEN_BUCKET) * TOKEN_BUCKET || maxTokens), beta: o.beta ?? 0.5, schedule: { kind: 'constant', baseLr: o.lr ?? 1e-3, warmupSteps: o.warmupSteps ?? 0, totalSteps: 0 }, granularity });
     } catch (e) {
       adapter.destroy();
       throw e;
@@ -170,7 +177,7 @@ export class Learner {
     if (this.jobs.some((j) => j.key === key) || this.trained.has(key)) return true;
     if (pair.prompt.length === 0 || pair.chosen.length === 0 || pair.rejected.length === 0) return false;
     if (Math.max(pair.chosen.length, pair.rejected.length) + pair.prompt.length > this.maxTokens) return false;
-    const unitViews = { forward: this.phaseViews(pair, 'forward'), backward: this.phaseViews(pair, 'backward') };
+    const unitViews = { ref: this.phaseViews(pair, 'ref'), forward: this.phaseViews(pair, 'forward'), backward: this.phaseViews(pair, 'backward') };
     this.jobs.push({ id: this.nextJobId++, key, pair, unitViews, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
     this.pairsSeen++;
     return true;
@@ -204,17 +211,22 @@ export class Learner {
     return this.trainer.bucket(n);
   }
 
-  /** The units of a phase, as the planner sees them (lengths only, nothing written). */
-  private phaseViews(pair: TokenPair, phase: 'forward' | 'backward'): UnitView[] {
-    const L = this.adapter.model.nLayers;
+  /** The units of a phase, as the planner sees them (from the trainer's unit lists for these lengths; nothing is written). */
+  private phaseViews(pair: TokenPair, phase: Phase): UnitView[] {
+    const view = (u: WorkUnit, tokens: number): UnitView => ({ kind: u.kind, tokens, mmacs: u.mmacs, dispatches: u.dispatches.length, bytes: u.bytes });
     const out: UnitView[] = [];
     for (const s of SEQS) {
       const tokens = this.bucket(pair.prompt.length + pair[s].length);
-      if (phase === 'backward') out.push({ kind: 'head-backward', tokens }, ...Array.from({ length: L }, () => ({ kind: 'backward' as const, tokens })));
-      else out.push({ kind: 'embed', tokens }, ...Array.from({ length: L }, () => ({ kind: 'forward' as const, tokens })), { kind: 'head', tokens });
+      const units = phase === 'backward' ? this.trainer.backwardUnits(s, tokens) : this.trainer.forwardUnits(s, tokens, phase === 'forward');
+      for (const u of units) out.push(view(u, tokens));
     }
-    if (phase === 'backward') out.push({ kind: 'optimizer', tokens: 0 });
+    if (phase === 'backward') out.push(view(this.trainer.optimizerWorkUnit, 0));
     return out;
+  }
+
+  /** Bytes of the training arena (the planner's memory term for fine-tune units). */
+  get arenaBytes(): number {
+    return this.trainer.arena.bytes;
   }
 
   /** The queue as the planner sees it. */
@@ -222,9 +234,9 @@ export class Learner {
     return this.jobs.map((j) => {
       const a = this.active?.job === j ? this.active : null;
       let ready: readonly UnitView[];
-      if (!a) ready = j.unitViews.forward; // its next phase (reference or forward) has the forward's units
+      if (!a) ready = j.unitViews[j.ref ? 'forward' : 'ref']; // its next phase
       else if (a.next >= a.units.length) ready = []; // read-back pending
-      else ready = j.unitViews[a.phase === 'backward' ? 'backward' : 'forward'].slice(a.next);
+      else ready = j.unitViews[a.phase].slice(a.next);
       return { id: j.id, queuedAt: j.queuedAt, lastLoss: j.lastLoss, ready, started: a !== null };
     });
   }
@@ -305,7 +317,7 @@ export class Learner {
       this.last = {
         type: 'finetune', t: this.now(), adapter: this.adapterName, adapterVersion: this.version, step: m.step, loss: m.loss,
         'rewards/chosen': m['rewards/chosen'], 'rewards/rejected': m['rewards/rejected'], 'rewards/margins': m['rewards/margins'], 'rewards/accuracies': m['rewards/accuracies'],
-        grad_norm: m.grad_norm, learning_rate: m.learning_rate, skipped: m.skipped, durationMs: this.now() - a.startedAt,
+        grad_norm: m.grad_norm, learning_rate: m.learning_rate, skipped: m.skipped, durationMs: this.now() - a.startedAt, tokens: a.tokens.chosen + a.tokens.rejected,
       };
       return this.last;
     } catch {

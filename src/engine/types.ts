@@ -11,6 +11,7 @@
 import type { PeriodicOptions } from '../scheduler/policy.ts';
 import type { LearningStatus, PolicyName } from '../scheduler/stats.ts';
 import type { SchedulerConfig } from '../scheduler/types.ts';
+import type { FrameBudgetOptions } from '../scheduler/frame-budget.ts';
 import type { LinearModule } from '../model/tensors.ts';
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -203,12 +204,26 @@ export interface SchedulerOptions {
   /**
    * GPU-time budget of one submission in ms; larger iterations are split into layer-range slices.
    * Default 8 (half a 60 Hz frame, so the page keeps the other half); Infinity or 0: no budget.
+   * With `budget: 'frames'` this is the fallback while no fresh frame report is in (headless).
    */
   budgetMs?: number;
+  /**
+   * Where the budget comes from: 'frames' = the page's frames (reportFrames; the worker client
+   * sends them), `budgetMs` being the fallback; 'constant' = always `budgetMs`. Default: 'frames'
+   * unless `budgetMs` is given (an explicit budget is kept as it is).
+   */
+  budget?: 'frames' | 'constant';
+  /** Tuning of the frame rule (src/scheduler/frame-budget.ts; defaults DEFAULT_FRAME_BUDGET). */
+  frames?: Partial<FrameBudgetOptions>;
   /** Windows of the 'periodic' policy. */
   periodic?: Partial<PeriodicOptions>;
   /** Priority and best-fit weights (see SchedulerConfig). */
   tuning?: Partial<Omit<SchedulerConfig, 'policy' | 'budgetMs'>>;
+  /**
+   * How the cost model measures iterations: 'auto' (default) = GPU time per kind from timestamp
+   * queries when the device has 'timestamp-query', else wall time; 'wall' = always wall time.
+   */
+  timing?: 'auto' | 'wall';
 }
 
 /** The adapter bank's sizes, fixed at engine creation. */

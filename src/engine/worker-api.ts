@@ -13,6 +13,7 @@
  */
 import type { WeightFormat } from '../kernels/weights.ts';
 import type { LearningStatus, StatsBatch } from '../scheduler/stats.ts';
+import type { FrameReport } from '../scheduler/frame-budget.ts';
 import type { LearningOptions } from './learner.ts';
 import type { LoadProgress } from '../model/loader.ts';
 import type { WireError } from './errors-wire.ts';
@@ -120,6 +121,12 @@ export interface EngineWorkerApi {
   learningStatus(): LearningStatus | null;
   /** Register the page's stats listener (one; a new one replaces it; null: stop). */
   subscribeStats(sink: StatsSink | null): void;
+  /**
+   * The page's frames over the last window (src/engine/frame-monitor.ts): the engine's budget per
+   * submission follows them (src/scheduler/frame-budget.ts). Kept across loads; a bad report
+   * rejects with FrameReportError naming the field.
+   */
+  reportFrames(report: FrameReport): void;
   /** Destroy the engine and the model's GPU memory (the device is kept for the next load). */
   unload(): Promise<void>;
   /** Register the page's device-loss listener (one; a new one replaces it). */

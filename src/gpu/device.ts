@@ -56,8 +56,20 @@ export interface AcquireOptions {
   label?: string;
 }
 
+/**
+ * Which kernel variants this context builds (src/kernels/plan.ts reads and sets it): 'fused' (the
+ * default) or 'unfused' (the plan before issue 11), and a reduction style forced by tests (null:
+ * the device's choice). Read when dispatches are built, so it is per context, never global.
+ */
+export interface KernelChoice {
+  plan: 'fused' | 'unfused';
+  forcedStyle: 'workgroup' | 'serial' | null;
+}
+
 export interface GpuContext {
   readonly device: GPUDevice;
+  /** The kernel plan of this context (mutable: set it before building dispatches). */
+  readonly kernels: KernelChoice;
   readonly adapterInfo: { vendor: string; architecture: string; device: string; description: string };
   readonly features: GpuFeatures;
   /** Effective limits: the device's, lowered by `limitsCap`. Plan tensors and tiles with these. */
@@ -145,6 +157,7 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuConte
     features,
     limits,
     pipelines: new PipelineCache(device),
+    kernels: { plan: 'fused', forcedStyle: null },
     events,
     lost,
     destroy() {

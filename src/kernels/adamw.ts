@@ -16,6 +16,7 @@
  */
 import reduceTreeWgsl from '../../shaders/reduce_tree.wgsl?raw';
 import partialWgsl from '../../shaders/adamw_norm_partial.wgsl?raw';
+import partialSerialWgsl from '../../shaders/adamw_norm_partial_serial.wgsl?raw';
 import finalWgsl from '../../shaders/adamw_norm_final.wgsl?raw';
 import applyWgsl from '../../shaders/adamw.wgsl?raw';
 import { createStorage, readBuffer } from '../gpu/buffers.ts';
@@ -26,6 +27,7 @@ import { requireBufferFits, requireDims } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
 import { HyperparameterError } from '../learn/errors.ts';
+import { reductionStyle } from './plan.ts';
 
 export const AdamWParams = defineUniforms('Params', {
   n: 'u32', groups: 'u32', chunk: 'u32', clip: 'u32', zeroGrads: 'u32',
@@ -35,6 +37,8 @@ export const AdamWParams = defineUniforms('Params', {
 const WG = 256;
 /** At most this many partial sums (the final pass is one workgroup striding over them). */
 const MAX_GROUPS = 1024;
+/** Invocations per workgroup of the serial pass 1 (one group each). */
+const SERIAL_WG = 64;
 /** torch's clip_grad_norm_ epsilon: coef = max_norm / (total_norm + 1e-6). */
 export const CLIP_EPS = 1e-6;
 
@@ -173,8 +177,13 @@ export function createAdamW(ctx: GpuContext, b: AdamWBuffers, hyper: AdamWHyper,
   const lrHost = new Float32Array(1); // reused by setLr
   const maxWg = ctx.limits.maxComputeWorkgroupsPerDimension;
   const reducing = (src: string, name: string) => () => specialize(`${reduceTreeWgsl}\n${src}`, { PARAMS: AdamWParams.wgsl, WG }, name);
+  // Pass 1 (grads [n] -> partials [groups]): a workgroup per group with a tree sum, or on a
+  // CPU-class device under the fused plan one invocation per group (no barriers).
+  const partial = reductionStyle(ctx) === 'serial'
+    ? makeDispatch(ctx, { variant: `adamw_norm_partial_serial_wg${SERIAL_WG}`, code: () => specialize(partialSerialWgsl, { PARAMS: AdamWParams.wgsl, WG: SERIAL_WG }, 'adamw_norm_partial_serial'), uniforms, storage: [b.grads, partials], workgroups: grid1d(Math.ceil(groups / SERIAL_WG), maxWg) })
+    : makeDispatch(ctx, { variant: `adamw_norm_partial_wg${WG}`, code: reducing(partialWgsl, 'adamw_norm_partial'), uniforms, storage: [b.grads, partials], workgroups: grid1d(groups, maxWg) });
   const dispatches = [
-    makeDispatch(ctx, { variant: `adamw_norm_partial_wg${WG}`, code: reducing(partialWgsl, 'adamw_norm_partial'), uniforms, storage: [b.grads, partials], workgroups: grid1d(groups, maxWg) }),
+    partial,
     makeDispatch(ctx, { variant: `adamw_norm_final_wg${WG}`, code: reducing(finalWgsl, 'adamw_norm_final'), uniforms, storage: [partials, hyperBuf, stats, state], workgroups: [1, 1, 1] }),
     makeDispatch(ctx, { variant: `adamw_apply_wg${WG}`, code: () => specialize(applyWgsl, { PARAMS: AdamWParams.wgsl, WG }, 'adamw_apply'), uniforms, storage: [b.params, b.grads, b.m, b.v, stats, state], workgroups: grid1d(Math.ceil(b.n / WG), maxWg) }),
   ];

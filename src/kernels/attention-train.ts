@@ -17,12 +17,19 @@
  *   (shaders/attention_train_bwd_dkdv.wgsl), one workgroup per (key, KV head) over the (query ≥ key,
  *   query head of the group) pairs, reading D. Each gradient row is owned by one workgroup, so no
  *   two workgroups ever add to the same element.
+ * - serial variants (shaders/attention_train_*_serial.wgsl), chosen on a CPU-class device under the
+ *   fused plan (src/kernels/plan.ts) when headDim % 4 == 0: the same three kernels with one
+ *   invocation per (query, head) or (key, KV head), every sum a register loop in the same fixed
+ *   order, no workgroup memory and no barrier.
  * Known cost: no query tiling, so every workgroup re-reads the K/V (or Q/dout) rows it needs
  * (O(T² · heads · hd) loads, mostly cache hits); fine for the short sequences of on-device tuning.
  */
 import fwdWgsl from '../../shaders/attention_train_fwd.wgsl?raw';
 import dqWgsl from '../../shaders/attention_train_bwd_dq.wgsl?raw';
 import dkdvWgsl from '../../shaders/attention_train_bwd_dkdv.wgsl?raw';
+import fwdSerialWgsl from '../../shaders/attention_train_fwd_serial.wgsl?raw';
+import dqSerialWgsl from '../../shaders/attention_train_bwd_dq_serial.wgsl?raw';
+import dkdvSerialWgsl from '../../shaders/attention_train_bwd_dkdv_serial.wgsl?raw';
 import { createStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
@@ -30,7 +37,7 @@ import { ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims, requireElements } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
-import { decodeWorkgroupSize, defaultScale, MAX_HEAD_DIM } from './attention.ts';
+import { decodeWorkgroupSize, defaultScale, MAX_HEAD_DIM, SERIAL_WG, serialAttention } from './attention.ts';
 import { reductionPrelude } from './softmax.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -175,13 +182,24 @@ export function causalAttentionForwardTrain(ctx: GpuContext, a: CausalAttentionF
   const scale = checkShape(kernel, a);
   const { T, nHeads, nKvHeads, headDim: hd } = a;
   checkBuffers(kernel, { q: [a.q, [T, nHeads, hd]], k: [a.k, [T, nKvHeads, hd]], v: [a.v, [T, nKvHeads, hd]] }, { out: [a.out, [T, nHeads, hd]], lse: [a.lse, [T, nHeads]] });
+  const uniforms = AttentionTrainParams.pack({ T, nHeads, nKvHeads, scale });
+  if (serialAttention(ctx, hd)) {
+    const variant = `attention_train_fwd_serial_f32_hd${hd}_wg${SERIAL_WG}`;
+    return makeDispatch(ctx, {
+      variant,
+      code: () => specialize(fwdSerialWgsl, { PARAMS: AttentionTrainParams.wgsl, HD4: hd / 4, WG: SERIAL_WG }, variant),
+      uniforms,
+      storage: [a.q, a.k, a.v, a.out, a.lse], // q, out [T, nHeads, hd]; k, v [T, nKvHeads, hd]; lse [T, nHeads]
+      workgroups: grid1d(Math.ceil((T * nHeads) / SERIAL_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
   const red = reductionPrelude(ctx.features.subgroups);
   const v = values(a, { MAX_FN: red.maxFn });
   const variant = `attention_train_fwd_f32_hd${hd}_wg${v.WG}_${red.tag}`;
   return makeDispatch(ctx, {
     variant,
     code: () => specialize(red.prefix + fwdWgsl, v.values, variant),
-    uniforms: AttentionTrainParams.pack({ T, nHeads, nKvHeads, scale }),
+    uniforms,
     storage: [a.q, a.k, a.v, a.out, a.lse],
     workgroups: grid1d(T * nHeads, ctx.limits.maxComputeWorkgroupsPerDimension),
   });
@@ -213,6 +231,18 @@ export function causalAttentionBackward(ctx: GpuContext, a: CausalAttentionBackw
   // Allocated only once the guards passed, and once per dispatch pair (not per step).
   const delta = a.delta ?? createStorage(ctx, T * nHeads * 4, 'attention_train.delta'); // [T, nHeads] f32
   const uniforms = AttentionTrainParams.pack({ T, nHeads, nKvHeads, scale });
+  const maxWg = ctx.limits.maxComputeWorkgroupsPerDimension;
+  if (serialAttention(ctx, hd)) {
+    const serialValues = { PARAMS: AttentionTrainParams.wgsl, HD4: hd / 4, WG: SERIAL_WG };
+    const dqName = `attention_train_bwd_dq_serial_f32_hd${hd}_wg${SERIAL_WG}`;
+    const kvName = `attention_train_bwd_dkdv_serial_f32_hd${hd}_wg${SERIAL_WG}`;
+    return [
+      // reads q, k, v, out, dout, lse; writes dq [T, nHeads, hd] and delta [T, nHeads]
+      makeDispatch(ctx, { variant: dqName, code: () => specialize(dqSerialWgsl, serialValues, dqName), uniforms, storage: [a.q, a.k, a.v, a.out, a.dout, a.lse, a.dq, delta], workgroups: grid1d(Math.ceil((T * nHeads) / SERIAL_WG), maxWg) }),
+      // reads q, k, v, dout, lse, delta; writes dk, dv [T, nKvHeads, hd]
+      makeDispatch(ctx, { variant: kvName, code: () => specialize(dkdvSerialWgsl, serialValues, kvName), uniforms, storage: [a.q, a.k, a.v, a.dout, a.lse, delta, a.dk, a.dv], workgroups: grid1d(Math.ceil((T * nKvHeads) / SERIAL_WG), maxWg) }),
+    ];
+  }
   const red = reductionPrelude(false); // only workgroupSum is needed: the tree (fixed order)
   const spec = values(a);
   const dqVariant = `attention_train_bwd_dq_f32_hd${hd}_wg${spec.WG}`;

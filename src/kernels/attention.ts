@@ -25,6 +25,11 @@
  *   softmax statistics are per query row, one invocation scanning KT <= 32 scores, not a
  *   workgroup-wide reduction.
  *
+ * - attentionDecode's serial variant (shaders/attention_decode_serial.wgsl), chosen on a CPU-class
+ *   device under the fused plan (src/kernels/plan.ts) when headDim % 4 == 0: one invocation per
+ *   (sequence, head), the online softmax in registers, no workgroup memory and no barrier (each
+ *   barrier is a fiber switch on such a device, and a decode's tiles are tiny).
+ *
  * Known limits, by choice for now: decode runs one workgroup per (sequence, head) over the whole
  * context (no split-K "flash-decoding"), so a single long sequence uses few workgroups; GQA heads
  * of a group each load their KV head separately (neighbouring workgroups, so mostly from cache).
@@ -36,6 +41,7 @@
  * CPU references throw on them instead.
  */
 import decodeWgsl from '../../shaders/attention_decode.wgsl?raw';
+import decodeSerialWgsl from '../../shaders/attention_decode_serial.wgsl?raw';
 import prefillWgsl from '../../shaders/attention_prefill.wgsl?raw';
 import type { GpuContext } from '../gpu/device.ts';
 import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
@@ -45,6 +51,7 @@ import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
 import { BLOCK_SIZE, cacheRowOffset, type PagedKvHost } from '../kv/layout.ts';
 import { checkPagedKv, type PagedKvGpu } from './kvcache.ts';
+import { reductionStyle, spreadWorkgroupSize } from './plan.ts';
 import { reductionPrelude, softmaxRef } from './softmax.ts';
 
 /** Largest head dimension the kernels accept (tiles and per-invocation accumulators are sized by it). */
@@ -171,6 +178,14 @@ export function prefillTiling(headDim: number): PrefillTiling {
 // ---------------------------------------------------------------------------------------------
 // GPU kernels
 
+/** Most invocations per workgroup of the serial attention variants (one (query, head) each); fewer for small counts. */
+export const SERIAL_WG = 32;
+
+/** Whether the serial (barrier-free, one invocation per output row) attention variants run here. */
+export function serialAttention(ctx: GpuContext, headDim: number): boolean {
+  return reductionStyle(ctx) === 'serial' && headDim % 4 === 0;
+}
+
 export const DecodeParams = defineUniforms('Params', { nSeqs: 'u32', nHeads: 'u32', nKvHeads: 'u32', maxBlocksPerSeq: 'u32', scale: 'f32' });
 export const PrefillParams = defineUniforms('Params', { T: 'u32', nHeads: 'u32', nKvHeads: 'u32', maxBlocksPerSeq: 'u32', scale: 'f32' });
 
@@ -204,6 +219,19 @@ export function attentionDecode(ctx: GpuContext, a: AttentionDecodeArgs): Kernel
   const kernel = 'attentionDecode';
   const scale = checkAttention(kernel, a, 'nSeqs', a.nSeqs);
   requireBufferFits(kernel, 'seqLens', a.seqLens, [a.nSeqs]);
+  const uniforms = DecodeParams.pack({ nSeqs: a.nSeqs, nHeads: a.nHeads, nKvHeads: a.nKvHeads, maxBlocksPerSeq: a.maxBlocksPerSeq, scale });
+  if (serialAttention(ctx, a.headDim)) {
+    const wg = spreadWorkgroupSize(a.nSeqs * a.nHeads, SERIAL_WG);
+    const variant = `attention_decode_serial_f32_hd${a.headDim}_wg${wg}`;
+    return makeDispatch(ctx, {
+      variant,
+      code: () => specialize(decodeSerialWgsl, { PARAMS: DecodeParams.wgsl, HD4: a.headDim / 4, WG: wg, BLOCK_SIZE }, variant),
+      uniforms,
+      // q [nSeqs, nHeads, hd], K/V caches [nBlocks, 16, nKvHeads, hd], block table, seqLens [nSeqs], out [nSeqs, nHeads, hd]
+      storage: [a.q, a.kCache, a.vCache, a.blockTable, a.seqLens, a.out],
+      workgroups: grid1d(Math.ceil((a.nSeqs * a.nHeads) / wg), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
   const WG = decodeWorkgroupSize(a.headDim);
   const red = reductionPrelude(ctx.features.subgroups);
   const variant = `attention_decode_f32_hd${a.headDim}_wg${WG}_${red.tag}`;
@@ -211,7 +239,7 @@ export function attentionDecode(ctx: GpuContext, a: AttentionDecodeArgs): Kernel
   return makeDispatch(ctx, {
     variant,
     code: () => specialize(red.prefix + decodeWgsl, values, variant),
-    uniforms: DecodeParams.pack({ nSeqs: a.nSeqs, nHeads: a.nHeads, nKvHeads: a.nKvHeads, maxBlocksPerSeq: a.maxBlocksPerSeq, scale }),
+    uniforms,
     storage: [a.q, a.kCache, a.vCache, a.blockTable, a.seqLens, a.out],
     workgroups: grid1d(a.nSeqs * a.nHeads, ctx.limits.maxComputeWorkgroupsPerDimension),
   });

@@ -19,9 +19,15 @@
  * and adds the input-gradient contribution into an existing dx.
  *
  * CPU references are the spec (exact signatures are composed by the whole-model gradient check).
+ *
+ * Variants: the reducing kernels (shrink, bwd_hg) split the reduced dimension over a workgroup
+ * with a tree sum; on a CPU-class device under the fused plan (src/kernels/plan.ts) their serial
+ * variants run instead: one invocation per (row, rank) cell looping in registers, no barriers.
  */
 import reduceTreeWgsl from '../../shaders/reduce_tree.wgsl?raw';
 import shrinkWgsl from '../../shaders/lora_shrink.wgsl?raw';
+import shrinkSerialWgsl from '../../shaders/lora_shrink_serial.wgsl?raw';
+import bwdHgSerialWgsl from '../../shaders/lora_bwd_hg_serial.wgsl?raw';
 import expandWgsl from '../../shaders/lora_expand.wgsl?raw';
 import bwdHgWgsl from '../../shaders/lora_bwd_hg.wgsl?raw';
 import bwdDbWgsl from '../../shaders/lora_bwd_db.wgsl?raw';
@@ -33,6 +39,7 @@ import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
 import { requireBufferFits, requireDims, requireElements } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
+import { reductionStyle } from './plan.ts';
 
 /** Row id meaning "this row has no adapter". */
 export const NO_ADAPTER = 0xffffffff;
@@ -179,8 +186,13 @@ export function loraForward(ctx: GpuContext, a: LoraForwardArgs): KernelDispatch
   if (a.y === a.h) throw new ShapeError(K, 'h', 'must not alias y');
   const uniforms = LoraParams.pack({ M: a.M, inDim: a.inDim, outDim: a.outDim, r: a.r, nSlots: a.nSlots, aOffset, bOffset, scale: 0 });
   const maxWg = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const serial = reductionStyle(ctx) === 'serial';
+  // x [M, inDim], A bank, ids [M], h [M, r]
+  const shrink = serial
+    ? makeDispatch(ctx, { variant: `lora_shrink_serial_f32_wg${WG}`, code: () => elementwise(shrinkSerialWgsl, 'lora_shrink_serial'), uniforms, storage: [a.x, a.A, a.ids, a.h], workgroups: grid1d(Math.ceil((a.M * a.r) / WG), maxWg) })
+    : makeDispatch(ctx, { variant: `lora_shrink_f32_wg${WG_REDUCE}`, code: () => reducing(shrinkWgsl, 'lora_shrink'), uniforms, storage: [a.x, a.A, a.ids, a.h], workgroups: grid1d(a.M * a.r, maxWg) });
   return [
-    makeDispatch(ctx, { variant: `lora_shrink_f32_wg${WG_REDUCE}`, code: () => reducing(shrinkWgsl, 'lora_shrink'), uniforms, storage: [a.x, a.A, a.ids, a.h], workgroups: grid1d(a.M * a.r, maxWg) }),
+    shrink,
     makeDispatch(ctx, { variant: `lora_expand_f32_wg${WG}`, code: () => elementwise(expandWgsl, 'lora_expand'), uniforms, storage: [a.h, a.B, a.ids, a.scales, a.y], workgroups: grid1d(Math.ceil((a.M * a.outDim) / WG), maxWg) }),
   ];
 }
@@ -222,8 +234,12 @@ export function loraBackward(ctx: GpuContext, a: LoraBackwardArgs): KernelDispat
   if (a.grads === a.hg || a.dx === a.hg || a.dx === a.grads) throw new ShapeError(K, 'hg', 'grads, hg and dx must be three different buffers');
   const uniforms = LoraParams.pack({ M: a.M, inDim: a.inDim, outDim: a.outDim, r: a.r, nSlots: 1, aOffset: a.aOffset, bOffset: a.bOffset, scale: a.scale });
   const maxWg = ctx.limits.maxComputeWorkgroupsPerDimension;
+  // x [M, inDim], dy [M, outDim], params (A and B), hg [2, M, r]
+  const hg = reductionStyle(ctx) === 'serial'
+    ? makeDispatch(ctx, { variant: `lora_bwd_hg_serial_f32_wg${WG}`, code: () => elementwise(bwdHgSerialWgsl, 'lora_bwd_hg_serial'), uniforms, storage: [a.x, a.dy, a.params, a.params, a.hg], workgroups: grid1d(Math.ceil((a.M * a.r) / WG), maxWg) })
+    : makeDispatch(ctx, { variant: `lora_bwd_hg_f32_wg${WG_REDUCE}`, code: () => reducing(bwdHgWgsl, 'lora_bwd_hg'), uniforms, storage: [a.x, a.dy, a.params, a.params, a.hg], workgroups: grid1d(a.M * a.r, maxWg) });
   const out = [
-    makeDispatch(ctx, { variant: `lora_bwd_hg_f32_wg${WG_REDUCE}`, code: () => reducing(bwdHgWgsl, 'lora_bwd_hg'), uniforms, storage: [a.x, a.dy, a.params, a.params, a.hg], workgroups: grid1d(a.M * a.r, maxWg) }),
+    hg,
     makeDispatch(ctx, { variant: `lora_bwd_db_f32_wg${WG}`, code: () => elementwise(bwdDbWgsl, 'lora_bwd_db'), uniforms, storage: [a.dy, a.hg, a.grads], workgroups: grid1d(Math.ceil((a.outDim * a.r) / WG), maxWg) }),
     makeDispatch(ctx, { variant: `lora_bwd_da_f32_wg${WG}`, code: () => elementwise(bwdDaWgsl, 'lora_bwd_da'), uniforms, storage: [a.x, a.hg, a.grads], workgroups: grid1d(Math.ceil((a.r * a.inDim) / WG), maxWg) }),
   ];

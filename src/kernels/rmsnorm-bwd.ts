@@ -3,16 +3,19 @@
  * r = rsqrt(mean(x²) + eps),
  *   dx_i = r · w_i · dy_i − x_i · (r³ / dim) · Σ_j dy_j · w_j · x_j.
  * One workgroup per row, two workgroup sums (Σ x² and Σ dy·w·x), the same reduction snippets as
- * the forward (subgroup fast path, workgroup-memory fallback).
+ * the forward (subgroup fast path, workgroup-memory fallback). On a CPU-class device under the
+ * fused plan: one invocation per row instead (shaders/rmsnorm_bwd_rows.wgsl, no barriers).
  */
 import rmsnormBwdWgsl from '../../shaders/rmsnorm_bwd.wgsl?raw';
+import rmsnormBwdRowsWgsl from '../../shaders/rmsnorm_bwd_rows.wgsl?raw';
 import type { GpuContext } from '../gpu/device.ts';
 import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims, requireElements } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
-import { reduceSumSnippet } from './rmsnorm.ts';
+import { reductionStyle } from './plan.ts';
+import { reduceSumSnippet, ROWS_WG } from './rmsnorm.ts';
 
 /** CPU reference (f64 inside, f32 out). */
 export function rmsNormBackwardRef(x: Float32Array, weight: Float32Array, dy: Float32Array, T: number, dim: number, eps: number): Float32Array {
@@ -59,12 +62,23 @@ export function rmsNormBackward(ctx: GpuContext, a: RmsNormBackwardArgs): Kernel
   requireBufferFits(kernel, 'dy', a.dy, [a.T, a.dim]);
   requireBufferFits(kernel, 'dx', a.dx, [a.T, a.dim]);
   if ([a.x, a.weight, a.dy].includes(a.dx)) throw new ShapeError(kernel, 'dx', 'must not alias x, weight or dy');
+  const uniforms = RmsNormBwdParams.pack({ T: a.T, dim: a.dim, eps: a.eps, accumulate: a.accumulate ? 1 : 0 });
+  if (reductionStyle(ctx) === 'serial') {
+    const variant = `rmsnorm_bwd_rows_f32_wg${ROWS_WG}`;
+    return makeDispatch(ctx, {
+      variant,
+      code: () => specialize(rmsnormBwdRowsWgsl, { PARAMS: RmsNormBwdParams.wgsl, WG: ROWS_WG }, variant),
+      uniforms,
+      storage: [a.x, a.weight, a.dy, a.dx], // x [T, dim], weight [dim], dy [T, dim], dx [T, dim]
+      workgroups: grid1d(Math.ceil(a.T / ROWS_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
   const reduce = reduceSumSnippet(ctx, WG);
   const variant = `rmsnorm_bwd_f32_wg${WG}_${reduce.tag}`;
   return makeDispatch(ctx, {
     variant,
     code: () => specialize(rmsnormBwdWgsl, { ENABLE: reduce.ENABLE, PARAMS: RmsNormBwdParams.wgsl, REDUCE: reduce.REDUCE, WG }, variant),
-    uniforms: RmsNormBwdParams.pack({ T: a.T, dim: a.dim, eps: a.eps, accumulate: a.accumulate ? 1 : 0 }),
+    uniforms,
     storage: [a.x, a.weight, a.dy, a.dx],
     workgroups: grid1d(a.T, ctx.limits.maxComputeWorkgroupsPerDimension),
   });

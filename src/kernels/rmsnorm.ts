@@ -2,8 +2,11 @@
  * RMSNorm family (HF LlamaRMSNorm): y = x * rsqrt(mean(x²) + eps) * weight over the last dim.
  * One workgroup per row; the sum of squares is a workgroup reduction with a subgroup fast path
  * and a workgroup-memory fallback (shaders/reduce_sum_*.wgsl, shared with other row reductions).
+ * On a CPU-class device under the fused plan (src/kernels/plan.ts) the serial variant runs
+ * instead: one invocation per row (shaders/rmsnorm_rows.wgsl), no workgroup memory or barrier.
  */
 import rmsnormWgsl from '../../shaders/rmsnorm.wgsl?raw';
+import rmsnormRowsWgsl from '../../shaders/rmsnorm_rows.wgsl?raw';
 import reduceSubgroupWgsl from '../../shaders/reduce_sum_subgroup.wgsl?raw';
 import reduceWorkgroupWgsl from '../../shaders/reduce_sum_workgroup.wgsl?raw';
 import type { GpuContext } from '../gpu/device.ts';
@@ -12,9 +15,12 @@ import { ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
+import { reductionStyle } from './plan.ts';
 
 export const RmsNormParams = defineUniforms('Params', { T: 'u32', dim: 'u32', eps: 'f32' });
 const WG = 256;
+/** Rows per workgroup of the serial variant (one invocation per row). */
+export const ROWS_WG = 64;
 
 /** CPU reference. Sums of squares in f64 (the careful spec); the result rounded to f32. */
 export function rmsNormRef(x: Float32Array, weight: Float32Array, T: number, dim: number, eps: number): Float32Array {
@@ -62,6 +68,17 @@ export function rmsNorm(ctx: GpuContext, a: RmsNormArgs): KernelDispatch {
   requireBufferFits('rmsNorm', 'weight', a.weight, [a.dim]);
   requireBufferFits('rmsNorm', 'y', a.y, [a.T, a.dim]);
   if (a.y === a.x) throw new ShapeError('rmsNorm', 'y', 'must not alias x');
+  if (reductionStyle(ctx) === 'serial') {
+    // CPU-class device: one invocation per row, no barriers (src/kernels/plan.ts).
+    const variant = `rmsnorm_rows_f32_wg${ROWS_WG}`;
+    return makeDispatch(ctx, {
+      variant,
+      code: () => specialize(rmsnormRowsWgsl, { PARAMS: RmsNormParams.wgsl, WG: ROWS_WG }, variant),
+      uniforms: RmsNormParams.pack({ T: a.T, dim: a.dim, eps: a.eps }),
+      storage: [a.x, a.weight, a.y], // x [T, dim], weight [dim], y [T, dim]
+      workgroups: grid1d(Math.ceil(a.T / ROWS_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
   const reduce = reduceSumSnippet(ctx, WG);
   const variant = `rmsnorm_f32_wg${WG}_${reduce.tag}`;
   return makeDispatch(ctx, {

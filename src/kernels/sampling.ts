@@ -6,8 +6,13 @@
  * - sampleCandidates: temperature / top-k / top-p / min-p sampling on those candidates with a
  *   random number per row from a storage buffer. Temperature 0 is greedy.
  * NaN logits count as -inf everywhere. CPU references state the same rules.
+ * On a CPU-class device under the fused plan (src/kernels/plan.ts) topK runs its serial variant
+ * (shaders/topk_serial.wgsl): one invocation per row (rows > TOPK_CHUNK: per 1024-logit chunk,
+ * then one per row for the merge), the
+ * same rounds without workgroup memory or barriers, so the same output.
  */
 import topkWgsl from '../../shaders/topk.wgsl?raw';
+import topkSerialWgsl from '../../shaders/topk_serial.wgsl?raw';
 import sampleWgsl from '../../shaders/sample.wgsl?raw';
 import { createStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
@@ -16,12 +21,18 @@ import { ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
+import { reductionStyle, spreadWorkgroupSize } from './plan.ts';
 
 /** Largest k topK accepts (its cost grows with k: one workgroup reduction per selected pair). */
 export const TOPK_MAX = 256;
 const TOPK_WG = 256;
 /** Logits per workgroup in the first pass: 16 per invocation. */
 export const TOPK_CHUNK = TOPK_WG * 16;
+/**
+ * Logits per invocation in the serial variant's first pass (CPU-class devices, fused plan) for rows
+ * longer than TOPK_CHUNK; shorter rows are one invocation each, in one pass, as in the workgroup variant.
+ */
+export const TOPK_SERIAL_CHUNK = 1024;
 const SAMPLE_WG = 64;
 
 // ---------------------------------------------------------------- CPU references
@@ -154,6 +165,17 @@ function checkTopK(kernel: string, a: TopKArgs): void {
 }
 
 function topKPass(ctx: GpuContext, pairs: boolean, inValues: GPUBuffer, inIds: GPUBuffer, outValues: GPUBuffer, outIds: GPUBuffer, p: { R: number; rowLen: number; chunk: number; nChunks: number; k: number }): KernelDispatch {
+  if (reductionStyle(ctx) === 'serial') {
+    const wg = spreadWorkgroupSize(p.R * p.nChunks);
+    const name = `topk_${pairs ? 'merge' : 'rows'}_serial_f32_wg${wg}`;
+    return makeDispatch(ctx, {
+      variant: name,
+      code: () => specialize(topkSerialWgsl, { PARAMS: TopKParams.wgsl, PAIRS: pairs, WG: wg }, name),
+      uniforms: TopKParams.pack(p),
+      storage: [inValues, inIds, outValues, outIds], // [R, rowLen] in, [R, nChunks, k] out
+      workgroups: grid1d(Math.ceil((p.R * p.nChunks) / wg), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
   const variant = `topk_${pairs ? 'merge' : 'rows'}_f32_wg${TOPK_WG}`;
   return makeDispatch(ctx, {
     variant,
@@ -171,13 +193,14 @@ function topKPass(ctx: GpuContext, pairs: boolean, inValues: GPUBuffer, inIds: G
 export function topK(ctx: GpuContext, a: TopKArgs): KernelDispatch[] {
   checkTopK('topK', a);
   const { R, V, k } = a;
-  const nChunks = Math.ceil(V / TOPK_CHUNK);
+  const chunkLen = reductionStyle(ctx) === 'serial' && V > TOPK_CHUNK ? TOPK_SERIAL_CHUNK : TOPK_CHUNK;
+  const nChunks = Math.ceil(V / chunkLen);
   // Pass 1 reads logits only: its ids binding is the logits again (never read, see topk.wgsl).
   if (nChunks === 1) return [topKPass(ctx, false, a.logits, a.logits, a.values, a.ids, { R, rowLen: V, chunk: V, nChunks: 1, k })];
   const partValues = createStorage(ctx, R * nChunks * k * 4, 'topk.partValues'); // [R, nChunks, k] f32
   const partIds = createStorage(ctx, R * nChunks * k * 4, 'topk.partIds'); // [R, nChunks, k] u32
   return [
-    topKPass(ctx, false, a.logits, a.logits, partValues, partIds, { R, rowLen: V, chunk: TOPK_CHUNK, nChunks, k }),
+    topKPass(ctx, false, a.logits, a.logits, partValues, partIds, { R, rowLen: V, chunk: chunkLen, nChunks, k }),
     topKPass(ctx, true, partValues, partIds, a.values, a.ids, { R, rowLen: nChunks * k, chunk: nChunks * k, nChunks: 1, k }),
   ];
 }

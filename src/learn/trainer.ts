@@ -33,7 +33,7 @@ import { LearnError } from './errors.ts';
 import type { TokenPair } from './reference.ts';
 import { lrAt, validateSchedule, type LrSchedule } from './schedule.ts';
 import { createTrainArena, type SequenceArena, type TrainArena } from './train-arena.ts';
-import { embedDispatches, headBackwardDispatches, headDispatches, layerBackwardDispatches, layerForwardDispatches, type UnitDeps } from './train-units.ts';
+import { embedDispatches, headBackwardDispatches, headDispatches, layerBackwardSegments, layerForwardSegments, type UnitDeps, type UnitSegment } from './train-units.ts';
 
 /** Sequences run at a multiple of this many tokens (exact padding, fewer dispatch lists). */
 export const TOKEN_BUCKET = 16;
@@ -52,10 +52,25 @@ export interface WorkUnit {
   readonly seq?: SeqName;
   /** For 'forward' and 'backward'. */
   readonly layer?: number;
+  /** For sub-layer units: the layer's parts it runs, e.g. 'q' or 'attn' (absent: the whole layer). */
+  readonly part?: string;
   /** Forward-direction units: false for the reference model's pass (no LoRA). */
   readonly adapter?: boolean;
   readonly dispatches: readonly KernelDispatch[];
+  /** Multiply-accumulates, millions (what the scheduler's cost model sizes it by). */
+  readonly mmacs: number;
+  /** Activation bytes it writes into the arena (the plan's memory term). */
+  readonly bytes: number;
 }
+
+/**
+ * How finely a layer's forward and backward are cut into units: 'matmul' = one unit per matmul of
+ * the layer (with its LoRA and neighbouring elementwise ops) or attention core, so the smallest unit
+ * costs about as much as one matmul of a decode step and fits beside it; 'layer' = one unit per
+ * layer (the coarser cut, kept for the scheduler's ablation).
+ */
+export type UnitGranularity = 'matmul' | 'layer';
+export const UNIT_GRANULARITIES: readonly UnitGranularity[] = ['matmul', 'layer'];
 
 export interface StepPlan {
   readonly pair: TokenPair;
@@ -100,6 +115,8 @@ export interface TrainerOptions {
   beta: number;
   schedule: LrSchedule;
   adamw?: AdamWHyper;
+  /** Work-unit size (default 'matmul'). */
+  granularity?: UnitGranularity;
 }
 
 /** A pair or option the trainer cannot take: names the field. */
@@ -132,6 +149,7 @@ export class DpoTrainer {
   private readonly targetsHost: Uint32Array<ArrayBuffer>;
   private readonly dlogpHost: Float32Array<ArrayBuffer>;
   private attempts = 0;
+  readonly granularity: UnitGranularity;
   /** Unit lists built so far (cache misses: their first run also pays set-up and shader compiles). */
   built = 0;
   private readonly countBuild = () => {
@@ -165,10 +183,17 @@ export class DpoTrainer {
     }
     this.negInvFreq = negInvFreq;
     this.deps = { ctx, weights, adapter, arena: this.arena, negInvFreq: this.negInvFreq };
-    this.optimizerUnit = { kind: 'optimizer', dispatches: this.optimizer.dispatches };
+    this.optimizerUnit = { kind: 'optimizer', dispatches: this.optimizer.dispatches, mmacs: adapter.layout.n / 1e6, bytes: 0 };
+    this.granularity = options.granularity ?? 'matmul';
+    if (!UNIT_GRANULARITIES.includes(this.granularity)) throw new TrainerInputError('granularity', `= ${JSON.stringify(options.granularity)} is not one of ${UNIT_GRANULARITIES.join(', ')}`);
     this.tokensHost = new Uint32Array(T);
     this.targetsHost = new Uint32Array(T);
     this.dlogpHost = new Float32Array(T);
+  }
+
+  /** The AdamW unit that ends every step's backward. */
+  get optimizerWorkUnit(): WorkUnit {
+    return this.optimizerUnit;
   }
 
   /** Optimizer steps attempted so far (applied + skipped): the schedule's step counter. */
@@ -222,15 +247,30 @@ export class DpoTrainer {
     return lengths;
   }
 
+  /** A layer's segments as units: one per segment, or one for the whole layer. */
+  private layerUnits(kind: 'forward' | 'backward', seq: SeqName, layer: number, segments: UnitSegment[], adapter?: boolean): WorkUnit[] {
+    const base = { kind, seq, layer, ...(adapter === undefined ? {} : { adapter }) };
+    if (this.granularity === 'matmul') return segments.map((g): WorkUnit => ({ ...base, part: g.part, dispatches: g.dispatches, mmacs: g.mmacs, bytes: g.bytes }));
+    const sum = (k: 'mmacs' | 'bytes') => segments.reduce((a, g) => a + g[k], 0);
+    return [{ ...base, dispatches: segments.flatMap((g) => g.dispatches), mmacs: sum('mmacs'), bytes: sum('bytes') }];
+  }
+
+  /** Head units' size: the LM head over Tb rows. */
+  private headMmacs(Tb: number): number {
+    const c = this.weights.config;
+    return (Tb * c.vocabSize * c.hiddenSize) / 1e6;
+  }
+
   /** Units of one sequence's forward at bucketed length Tb: embed, layers, head (built once per shape). */
   forwardUnits(seq: SeqName, Tb: number, withAdapter: boolean): WorkUnit[] {
     return cached(this.fwdPlans, `${seq}:${withAdapter}:${Tb}`, this.countBuild, () => {
       const a = this.arena.seqs[seq];
       const adapter = withAdapter;
+      const c = this.weights.config;
       return [
-        { kind: 'embed', seq, adapter, dispatches: embedDispatches(this.deps, a, Tb) },
-        ...this.weights.layers.map((_, layer): WorkUnit => ({ kind: 'forward', seq, layer, adapter, dispatches: layerForwardDispatches(this.deps, a, layer, Tb, withAdapter) })),
-        { kind: 'head', seq, adapter, dispatches: headDispatches(this.deps, a, Tb) },
+        { kind: 'embed', seq, adapter, dispatches: embedDispatches(this.deps, a, Tb), mmacs: 0, bytes: 4 * Tb * c.hiddenSize },
+        ...this.weights.layers.flatMap((_, layer) => this.layerUnits('forward', seq, layer, layerForwardSegments(this.deps, a, layer, Tb, withAdapter), adapter)),
+        { kind: 'head', seq, adapter, dispatches: headDispatches(this.deps, a, Tb), mmacs: this.headMmacs(Tb), bytes: 4 * Tb * (c.hiddenSize + c.vocabSize + 1) },
       ];
     });
   }
@@ -239,8 +279,10 @@ export class DpoTrainer {
   backwardUnits(seq: SeqName, Tb: number): WorkUnit[] {
     return cached(this.bwdPlans, `${seq}:${Tb}`, this.countBuild, () => {
       const a = this.arena.seqs[seq];
-      const layers = this.weights.layers.map((_, layer): WorkUnit => ({ kind: 'backward', seq, layer, dispatches: layerBackwardDispatches(this.deps, a, layer, Tb) }));
-      return [{ kind: 'head-backward', seq, dispatches: headBackwardDispatches(this.deps, a, Tb) }, ...layers.reverse()];
+      const c = this.weights.config;
+      const layers = this.weights.layers.map((_, layer) => this.layerUnits('backward', seq, layer, layerBackwardSegments(this.deps, a, layer, Tb)));
+      const head: WorkUnit = { kind: 'head-backward', seq, dispatches: headBackwardDispatches(this.deps, a, Tb), mmacs: this.headMmacs(Tb), bytes: 4 * Tb * (c.vocabSize + 2 * c.hiddenSize) };
+      return [head, ...layers.reverse().flat()];
     });
   }
 

@@ -10,6 +10,17 @@
  * serves, the bank's two dispatches add that row's LoRA delta, so one batch mixes adapters. A step
  * in which no token names a slot runs the plain plan (its own cache key): serving without an
  * adapter costs no extra dispatch even when a bank is attached.
+ *
+ * Plans (src/kernels/plan.ts): 'fused' (the default) runs each layer as 7 dispatches instead of
+ * 15: RMSNorm + q/k/v (one weight concatenated at load, bias fused, columns split into q, k, v),
+ * RoPE, KV write, attention, o_proj + residual, RMSNorm + gate/up + SiLU-gate (one dispatch over
+ * both weights), down_proj + residual; and the head as ONE dispatch (gather of the last rows +
+ * final norm + LM head), all through src/kernels/linear.ts. It applies to batches of at most
+ * GEMV_MAX_M tokens where it beats the GEMV (small, dispatch-bound layers; f32 ones on a CPU-class
+ * device: see fusedFor) and to every batch on a CPU-class device (elsewhere prefill keeps the tiled
+ * GEMM); LoRA batches and
+ * weights the fused linear cannot take (K % 4 != 0, a sharded q/k/v) run the unfused list.
+ * 'unfused' is the plan before issue 11, kept to compare.
  */
 import { createStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
@@ -20,14 +31,17 @@ import { embedding } from '../kernels/embedding.ts';
 import type { PagedKvGpu } from '../kernels/kvcache.ts';
 import { kvWrite } from '../kernels/kvcache.ts';
 import { NO_ADAPTER } from '../kernels/lora.ts';
+import { GEMV_MAX_M } from '../kernels/gemv.ts';
+import { linear, linearSupports } from '../kernels/linear.ts';
 import { matmul } from '../kernels/matmul.ts';
+import { isCpuClassDevice, kernelPlan, type KernelPlan } from '../kernels/plan.ts';
 import { biasAdd, gatherRows, residualAdd } from '../kernels/residual.ts';
 import { rmsNorm } from '../kernels/rmsnorm.ts';
 import { rope } from '../kernels/rope.ts';
 import { siluGate } from '../kernels/silu.ts';
 import type { KvCacheGpu } from '../kv/cache.ts';
 import type { AdapterBank } from '../learn/bank.ts';
-import type { GpuModelWeights } from './gpu-weights.ts';
+import { fusedLayerWeights, type FusedLayerWeights, type GpuModelWeights } from './gpu-weights.ts';
 import type { LinearModule } from './tensors.ts';
 
 export interface ForwardLimits {
@@ -106,12 +120,22 @@ interface Arena {
  */
 export const MAX_PLANNED_SHAPES = 64;
 
+/**
+ * Largest weight (elements N·K) the fused plan puts through the fused linear for a decode-sized
+ * batch when the GEMV may be faster (packed f16 / q4 weights, or a GPU): below it a matmul is
+ * dispatch-bound (stories260K's largest is 32,768), above it the tuned GEMV wins (q4 [1536, 576]
+ * at M = 1: 3.4 ms GEMV vs 9.6 ms fused on SwiftShader).
+ */
+export const FUSED_GEMV_MAX_WEIGHT = 1 << 16;
+
 export class ForwardPass {
   readonly arena: Arena;
   /** Dispatch lists by shape key, in least-recently-used order (Map keeps insertion order). */
   private readonly plans = new Map<string, KernelDispatch[][]>();
   /** The LoRA path's buffers, or null without a bank. */
   private readonly lora: LoraArena | null;
+  /** The kernel plan, fixed at construction (src/kernels/plan.ts). */
+  readonly plan: KernelPlan;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -120,6 +144,8 @@ export class ForwardPass {
     readonly limits: ForwardLimits,
     /** Resident LoRA adapters (owned by the caller); null: base model only. */
     readonly bank: AdapterBank | null = null,
+    /** Kernel plan; default: the context's (kernelPlan(ctx)). */
+    plan?: KernelPlan,
   ) {
     const c = weights.config;
     const { maxTokens: T, maxSeqs: S, maxBlocksPerSeq: B } = limits;
@@ -147,6 +173,29 @@ export class ForwardPass {
       logits: f32(S * c.vocabSize, 'logits'),
     };
     this.lora = bank ? { ids: f32(T, 'lora.ids'), h: f32(T * bank.r, 'lora.h') } : null;
+    this.plan = plan ?? kernelPlan(ctx);
+  }
+
+  /**
+   * Whether a batch of T tokens (without LoRA) runs the fused dispatches of layer l. Up to
+   * GEMV_MAX_M tokens the GEMV competes: on a CPU-class device the fused linear matches it for f32
+   * weights but not for packed f16 / q4 ones (the GEMV's per-group unpacking is tuned for one pass
+   * over W); on a GPU it has far fewer invocations than the GEMV's K-split workgroups (unmeasured
+   * here). So elsewhere the layer fuses only while it is small enough to be dispatch-bound
+   * (FUSED_GEMV_MAX_WEIGHT). Past GEMV_MAX_M the tiled GEMM competes: fused only on a CPU-class device.
+   */
+  private fusedFor(l: number, T: number, lora: boolean): FusedLayerWeights | null {
+    if (lora || this.plan !== 'fused') return null;
+    if (T > GEMV_MAX_M ? !isCpuClassDevice(this.ctx) : !this.fusedBeatsGemv(l)) return null;
+    if (!Object.values(this.weights.layers[l].linear).every(linearSupports)) return null;
+    // The concatenated q/k/v is made on first use (then cached with the model): a plan that never fuses costs no memory.
+    return fusedLayerWeights(this.ctx, this.weights, l);
+  }
+
+  private fusedBeatsGemv(l: number | 'head'): boolean {
+    if (this.weights.format === 'f32' && isCpuClassDevice(this.ctx)) return true;
+    const ws = l === 'head' ? [this.weights.lmHead] : Object.values(this.weights.layers[l].linear);
+    return ws.every((w) => w.N * w.K <= FUSED_GEMV_MAX_WEIGHT);
   }
 
   /** Check a step against the limits and the pool, then upload its inputs. */
@@ -223,7 +272,10 @@ export class ForwardPass {
     if (plan) {
       this.plans.delete(key); // move to the most-recently-used end
     } else {
-      const layers = this.weights.layers.map((_, l) => this.layerDispatches(l, T, nSeqs, mode, lora));
+      const layers = this.weights.layers.map((_, l) => {
+        const f = this.fusedFor(l, T, lora);
+        return f ? this.fusedLayerDispatches(l, f, T, nSeqs, mode) : this.layerDispatches(l, T, nSeqs, mode, lora);
+      });
       layers[0] = [...this.embedDispatches(T), ...layers[0]];
       layers[layers.length - 1] = [...layers[layers.length - 1], ...this.headDispatches(T, nSeqs)];
       plan = layers;
@@ -244,6 +296,30 @@ export class ForwardPass {
 
   private embedDispatches(T: number): KernelDispatch[] {
     return embedding(this.ctx, { tokens: this.arena.tokens, table: this.weights.embed, out: this.arena.x, T });
+  }
+
+  /** Layer l under the fused plan: 7 dispatches (see the file comment). */
+  private fusedLayerDispatches(l: number, f: FusedLayerWeights, T: number, nSeqs: number, mode: BatchMode): KernelDispatch[] {
+    const { ctx, arena: a } = this;
+    const c = this.weights.config;
+    const w = this.weights.layers[l];
+    const eps = c.rmsNormEps;
+    const paged: PagedKvGpu = { kCache: this.kv.k[l], vCache: this.kv.v[l], blockTable: a.blockTables, nBlocks: this.kv.nBlocks, nKvHeads: c.nKvHeads, headDim: c.headDim, nSeqs, maxBlocksPerSeq: this.limits.maxBlocksPerSeq };
+    return [
+      // h = norm(x); q, k, v = h·[Wq; Wk; Wv]ᵀ (+ bias), split into the three buffers
+      ...linear(ctx, { x: a.x, w: f.qkv, y: a.q, M: T, norm: { weight: w.inputNorm, eps }, bias: f.qkvBias, split: { cols: f.cols, y1: a.k, y2: a.v } }),
+      rope(ctx, { q: a.q, k: a.k, positions: a.tokenPos, invFreq: this.weights.invFreq, T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim }),
+      kvWrite(ctx, { ...paged, k: a.k, v: a.v, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, T }),
+      mode === 'decode'
+        ? attentionDecode(ctx, { ...paged, q: a.q, seqLens: a.seqLens, out: a.attn, nHeads: c.nHeads })
+        : attentionPrefill(ctx, { ...paged, q: a.q, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, out: a.attn, T, nHeads: c.nHeads }),
+      // x += attn·Woᵀ
+      ...linear(ctx, { x: a.attn, w: w.linear.o_proj, y: a.x, M: T, residual: true }),
+      // act = silu(norm(x)·Wgᵀ) · (norm(x)·Wuᵀ)
+      ...linear(ctx, { x: a.x, w: w.linear.gate_proj, up: w.linear.up_proj, y: a.act, M: T, norm: { weight: w.postNorm, eps } }),
+      // x += act·Wdᵀ
+      ...linear(ctx, { x: a.act, w: w.linear.down_proj, y: a.x, M: T, residual: true }),
+    ];
   }
 
   private layerDispatches(l: number, T: number, nSeqs: number, mode: BatchMode, lora: boolean): KernelDispatch[] {
@@ -297,6 +373,11 @@ export class ForwardPass {
   private headDispatches(T: number, nSeqs: number): KernelDispatch[] {
     const { ctx, arena: a } = this;
     const c = this.weights.config;
+    const headFuses = nSeqs <= GEMV_MAX_M ? this.fusedBeatsGemv('head') : isCpuClassDevice(ctx);
+    if (this.plan === 'fused' && linearSupports(this.weights.lmHead) && headFuses) {
+      // logits = norm(x[lastRows])·Whᵀ in one dispatch per LM-head shard
+      return linear(ctx, { x: a.x, w: this.weights.lmHead, y: a.logits, M: nSeqs, rows: { index: a.lastRows, xRows: T }, norm: { weight: this.weights.finalNorm, eps: c.rmsNormEps } });
+    }
     return [
       gatherRows(ctx, { x: a.x, rows: a.lastRows, out: a.last, T, D: c.hiddenSize, R: nSeqs }),
       rmsNorm(ctx, { x: a.last, weight: this.weights.finalNorm, y: a.lastNorm, T: nSeqs, dim: c.hiddenSize, eps: c.rmsNormEps }),

@@ -4,11 +4,11 @@
  * inverse frequencies. Built from f32 host tensors (tests, CLI) by uploadModelWeights, or streamed
  * from a checkpoint by loader.ts; both end in assembleModelWeights.
  */
-import { uploadStorage } from '../gpu/buffers.ts';
+import { createStorage, uploadStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import { uploadWeight } from '../kernels/quantize.ts';
 import { ropeInvFreq } from '../kernels/rope.ts';
-import type { GpuWeight, WeightFormat } from '../kernels/weights.ts';
+import { rowScaleWords, rowWords, type GpuWeight, type WeightFormat } from '../kernels/weights.ts';
 import type { ModelConfig } from './config.ts';
 import type { HostWeights } from './reference.ts';
 import { expectedTensors, LINEAR_MODULES, linearTensorName, type LinearModule } from './tensors.ts';
@@ -31,6 +31,65 @@ export interface GpuModelWeights {
   invFreq: GPUBuffer; // [headDim / 2] f32
   layers: LayerWeightsGpu[];
   destroy(): void;
+}
+
+/**
+ * A layer's weights derived for the fused plan (src/kernels/plan.ts): q, k and v concatenated
+ * along N into one [nHeads·hd + 2·nKvHeads·hd, hidden] weight (same format), so one dispatch
+ * computes all three, and their biases likewise. Copies of the per-module weights, which stay
+ * (the trainer and the LoRA code index them per module).
+ */
+export interface FusedLayerWeights {
+  qkv: GpuWeight; // [Nq + Nk + Nv, hidden], one shard
+  qkvBias?: GPUBuffer; // [Nq + Nk + Nv] f32 when the model has q/k/v biases
+  cols: [number, number]; // [Nq, Nk]: where k and v start
+}
+
+/** Fused weights per model, built on first use (fusedLayerWeights) and freed by the model's destroy(). */
+const fusedCache = new WeakMap<GpuModelWeights, (FusedLayerWeights | null)[]>();
+
+/**
+ * Layer l's concatenated q/k/v (copied on the GPU once, then cached with the model), or null when
+ * they cannot be fused: a module split into several shards, or the concatenation larger than one
+ * binding. The copies are encoded and submitted here; later submissions see them (queue order).
+ */
+export function fusedLayerWeights(ctx: GpuContext, weights: GpuModelWeights, l: number): FusedLayerWeights | null {
+  let per = fusedCache.get(weights);
+  if (!per) fusedCache.set(weights, (per = []));
+  if (per[l] !== undefined) return per[l];
+  const lw = weights.layers[l];
+  const mods = [lw.linear.q_proj, lw.linear.k_proj, lw.linear.v_proj];
+  const { format, K } = mods[0];
+  const N = mods.reduce((a, w) => a + w.N, 0);
+  const dw = rowWords(format, K), sw = rowScaleWords(format, K);
+  const fits = mods.every((w) => w.shards.length === 1 && w.K === K && w.format === format) && N * dw * 4 <= ctx.limits.maxStorageBufferBindingSize;
+  if (!fits) return (per[l] = null);
+  const label = `model.layers.${l}.self_attn.qkv_proj`;
+  const data = createStorage(ctx, N * dw * 4, `${label}.data`); // [N, dw] words of the format
+  const scales = format === 'q4' ? createStorage(ctx, N * sw * 4, `${label}.scales`) : undefined; // [N, sw] u32 of f16 pairs
+  const biases = [lw.bias.q_proj, lw.bias.k_proj, lw.bias.v_proj];
+  const qkvBias = biases.every((b) => b) ? createStorage(ctx, N * 4, `${label}.bias`) : undefined; // [N] f32
+  const enc = ctx.device.createCommandEncoder({ label: `${label} concat` });
+  let row = 0;
+  mods.forEach((w, i) => {
+    const s = w.shards[0];
+    enc.copyBufferToBuffer(s.data, 0, data, row * dw * 4, w.N * dw * 4);
+    if (scales) enc.copyBufferToBuffer(s.scales!, 0, scales, row * sw * 4, w.N * sw * 4);
+    if (qkvBias) enc.copyBufferToBuffer(biases[i]!, 0, qkvBias, row * 4, w.N * 4);
+    row += w.N;
+  });
+  ctx.device.queue.submit([enc.finish()]);
+  const qkv: GpuWeight = { label, format, N, K, shards: [{ rowStart: 0, rows: N, data, scales }] };
+  return (per[l] = { qkv, qkvBias, cols: [mods[0].N, mods[1].N] });
+}
+
+function destroyFused(weights: GpuModelWeights): void {
+  for (const f of fusedCache.get(weights) ?? []) {
+    if (!f) continue;
+    destroyWeight(f.qkv);
+    f.qkvBias?.destroy();
+  }
+  fusedCache.delete(weights);
 }
 
 /** Destroy every GPU buffer of a weight (its shards and q4 scales). */
@@ -70,7 +129,7 @@ export function assembleModelWeights(ctx: GpuContext, config: ModelConfig, forma
   const lmHead = config.tieWordEmbeddings ? embed : mat('lm_head.weight');
   const finalNorm = vec('model.norm.weight');
   const invFreq = uploadStorage(ctx, ropeInvFreq(config.headDim, config.ropeTheta, config.ropeScaling), 'rope.invFreq'); // [headDim / 2] f32
-  return {
+  const model: GpuModelWeights = {
     config,
     format,
     embed,
@@ -79,11 +138,13 @@ export function assembleModelWeights(ctx: GpuContext, config: ModelConfig, forma
     invFreq,
     layers,
     destroy() {
+      destroyFused(model);
       for (const b of vecs.values()) b.destroy();
       for (const w of mats.values()) destroyWeight(w);
       invFreq.destroy();
     },
   };
+  return model;
 }
 
 function need(host: HostWeights, name: string): Float32Array {

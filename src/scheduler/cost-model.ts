@@ -15,21 +15,27 @@ export interface WorkFeatures {
   rows: number;
   /** Attention work of inference rows: Σ count·(context after the chunk), in thousands. */
   attn: number;
-  /** Fine-tune units by kind, each weighted by its (bucketed) tokens. */
+  /**
+   * Tokens of a batch in mixed (prefill) mode: all of its tokens when one entry has more than one
+   * (the whole batch then runs the prefill kernels, its decode rows too), else 0. It lets the fit
+   * price a decode row in a prefill batch above one in a decode-only batch.
+   */
+  mixedTokens: number;
+  /** Fine-tune units' compute by kind: multiply-accumulates, millions. */
   ftForward: number;
   ftBackward: number;
-  /** Head units (LM head over all rows: ∝ tokens·vocab). */
+  /** Head units (LM head over all rows: ∝ tokens·vocab·hidden). */
   ftHead: number;
   /** Optimizer units (∝ adapter size, fixed per model). */
   ftOptimizer: number;
-  /** Fine-tune units of any kind (per-unit dispatch overhead). */
-  ftUnits: number;
+  /** Kernel dispatches of fine-tune units of any kind (per-dispatch overhead: what small units cost on a CPU-class device). */
+  ftDispatches: number;
 }
 
-export const FEATURE_NAMES = ['tokens', 'rows', 'attn', 'ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftUnits'] as const satisfies readonly (keyof WorkFeatures)[];
+export const FEATURE_NAMES = ['tokens', 'rows', 'attn', 'mixedTokens', 'ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftDispatches'] as const satisfies readonly (keyof WorkFeatures)[];
 
 export function zeroFeatures(): WorkFeatures {
-  return { tokens: 0, rows: 0, attn: 0, ftForward: 0, ftBackward: 0, ftHead: 0, ftOptimizer: 0, ftUnits: 0 };
+  return { tokens: 0, rows: 0, attn: 0, mixedTokens: 0, ftForward: 0, ftBackward: 0, ftHead: 0, ftOptimizer: 0, ftDispatches: 0 };
 }
 
 export function addFeatures(a: WorkFeatures, b: WorkFeatures): WorkFeatures {
@@ -80,8 +86,8 @@ class Rls {
   }
 }
 
-const INFERENCE_FEATURES = ['tokens', 'rows', 'attn'] as const satisfies readonly (keyof WorkFeatures)[];
-const FINETUNE_FEATURES = ['ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftUnits'] as const satisfies readonly (keyof WorkFeatures)[];
+const INFERENCE_FEATURES = ['tokens', 'rows', 'attn', 'mixedTokens'] as const satisfies readonly (keyof WorkFeatures)[];
+const FINETUNE_FEATURES = ['ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftDispatches'] as const satisfies readonly (keyof WorkFeatures)[];
 
 export interface CostModelOptions {
   /** Forgetting factor of RLS (1: never forget). */
@@ -92,10 +98,16 @@ export interface CostModelOptions {
   initialVariance?: number;
   /** Smallest error clip in ms (default 5); Infinity: plain least squares. */
   minClipMs?: number;
+  /**
+   * What the intercept is the fixed cost of: 'submission' (default; wall timing: every submission
+   * pays it, fine-tune-only ones too) or 'inference' (GPU timestamps per kind: the inference pass's
+   * fixed GPU cost; a fine-tune-only submission does not pay it).
+   */
+  intercept?: 'submission' | 'inference';
 }
 
-/** Guess before any measurement: about 1 ms per submission, 0.1 ms per token or unit. */
-const DEFAULT_INITIAL = [1, 0.1, 0.05, 0.01, 0.1, 0.2, 0.2, 1, 0.2];
+/** Guess before any measurement: about 1 ms per submission, 0.1 ms per token, 0.05 ms per fine-tune dispatch. */
+const DEFAULT_INITIAL = [1, 0.1, 0.05, 0.01, 0, 0.1, 0.2, 0.2, 1, 0.05];
 
 /**
  * Two fits: inference (a per-submission intercept + tokens, rows, attention) and fine-tuning (per
@@ -110,6 +122,7 @@ export class CostModel {
   private readonly finetune: Rls;
   /** Measurements absorbed so far. */
   samples = 0;
+  readonly intercept: 'submission' | 'inference';
   /** Of those, measurements that held fine-tune units (how much the fine-tune weights are backed by data). */
   finetuneSamples = 0;
 
@@ -119,6 +132,8 @@ export class CostModel {
     const forgetting = options.forgetting ?? 0.995;
     const variance = options.initialVariance ?? 100;
     const clip = options.minClipMs ?? 5;
+    this.intercept = options.intercept ?? 'submission';
+    if (this.intercept !== 'submission' && this.intercept !== 'inference') throw new RangeError(`cost model: intercept = ${JSON.stringify(options.intercept)} is not 'submission' or 'inference'`);
     const at = (k: keyof WorkFeatures) => init[FEATURE_NAMES.indexOf(k as (typeof FEATURE_NAMES)[number]) + 1];
     this.inference = new Rls([init[0], ...INFERENCE_FEATURES.map(at)], variance, forgetting, clip);
     this.finetune = new Rls(FINETUNE_FEATURES.map(at), variance, forgetting, clip);
@@ -144,9 +159,14 @@ export class CostModel {
     return Math.max(0, this.inference.w[0]);
   }
 
+  /** The fixed cost a submission pays: with 'inference' intercepts only when it holds inference rows. */
+  interceptFor(hasInference: boolean): number {
+    return hasInference || this.intercept === 'submission' ? this.interceptMs : 0;
+  }
+
   /** Predicted ms of a submission holding work `f`. */
   predictMs(f: WorkFeatures): number {
-    return this.interceptMs + this.marginalMs(f);
+    return this.interceptFor(f.tokens > 0 || f.rows > 0) + this.marginalMs(f);
   }
 
   /** Absorb one measured submission. Non-finite or negative measurements are ignored. */
@@ -154,7 +174,7 @@ export class CostModel {
     if (!Number.isFinite(measuredMs) || measuredMs < 0) return;
     if (!FEATURE_NAMES.every((k) => Number.isFinite(f[k]))) return;
     const hasInference = f.tokens > 0 || f.rows > 0;
-    const hasFinetune = f.ftUnits > 0;
+    const hasFinetune = f.ftDispatches > 0;
     const xi = CostModel.x(f, INFERENCE_FEATURES, 1);
     const xf = CostModel.x(f, FINETUNE_FEATURES, null);
     if (hasFinetune && hasInference) this.finetune.update(xf, Math.max(0, measuredMs - Math.max(0, this.inference.predict(xi))));
@@ -164,7 +184,23 @@ export class CostModel {
     if (hasFinetune) this.finetuneSamples++;
   }
 
-  /** Plain copy of the weights by name (stats, tests). Fine-tune-only iterations carry their submission overhead in ftUnits. */
+  /**
+   * Absorb one submission timed per kind on the GPU (timestamp queries around the inference and the
+   * fine-tune passes): each fit learns from its own kind's time, nothing has to be split by guess.
+   * Pass null for a kind the submission did not hold.
+   */
+  observeByKind(inference: { f: WorkFeatures; ms: number } | null, finetune: { f: WorkFeatures; ms: number } | null): void {
+    const ok = (o: { f: WorkFeatures; ms: number } | null) => o !== null && Number.isFinite(o.ms) && o.ms >= 0 && FEATURE_NAMES.every((k) => Number.isFinite(o.f[k]));
+    const inf = ok(inference) ? inference : null;
+    const ft = ok(finetune) && finetune!.f.ftDispatches > 0 ? finetune : null;
+    if (inf) this.inference.update(CostModel.x(inf.f, INFERENCE_FEATURES, 1), inf.ms);
+    if (ft) this.finetune.update(CostModel.x(ft.f, FINETUNE_FEATURES, null), ft.ms);
+    if (!inf && !ft) return;
+    this.samples++;
+    if (ft) this.finetuneSamples++;
+  }
+
+  /** Plain copy of the weights by name (stats, tests). Fine-tune-only iterations carry their submission overhead in ftDispatches. */
   snapshot(): Record<'intercept' | keyof WorkFeatures, number> {
     const out = { intercept: this.inference.w[0] } as Record<'intercept' | keyof WorkFeatures, number>;
     INFERENCE_FEATURES.forEach((k, i) => (out[k] = this.inference.w[i + 1]));

@@ -10,6 +10,8 @@
  *    the head of the waiting queue: no overtaking, so a long prompt is never starved) and the next
  *    fine-tune units of one pair. Running chunked prefills come first (they hold blocks already). Each candidate is sized to the largest piece that fits; the one
  *    with the best score P(t) + λ1·memory fit + λ2·latency fit is taken, and so on until nothing fits.
+ *    Memory fit is the share of what is left that the piece takes: KV blocks and arena tokens for a
+ *    prefill chunk, training-arena bytes for fine-tune units (their activations).
  *    The plan's first prefill chunk may always take `minPrefillTokens` (prompts never starve
  *    behind running decodes; the plan is sliced if that goes over the budget).
  * 3. If nothing at all fits (an item larger than the whole budget) the highest-priority item runs
@@ -21,7 +23,7 @@
  */
 import { BLOCK_SIZE, blocksForLength } from '../kv/layout.ts';
 import { addFeatures, zeroFeatures, type CostModel, type WorkFeatures } from './cost-model.ts';
-import { entryFeatures, unitFeatures } from './features.ts';
+import { entryFeatures, mixedFor, unitFeatures } from './features.ts';
 import { finetunePriority, pickJob, prefillPriority } from './priority.ts';
 import type { TaskKind } from './stats.ts';
 import type { FinetuneJobView, IterationPlan, PlannedEntry, RequestView, SchedulerConfig, SchedulerState } from './types.ts';
@@ -35,6 +37,8 @@ interface Capacity {
   tokens: number;
   blocks: number;
   slots: number;
+  /** Training-arena bytes (fine-tune units' memory; see SchedulerState.finetuneArenaBytes). */
+  bytes: number;
 }
 
 /** A sized candidate: what it would take if chosen now. */
@@ -42,6 +46,7 @@ interface Sized {
   ms: number;
   blocks: number;
   tokens: number;
+  bytes: number;
 }
 
 /** A running sequence whose next step is one generated token (a prompt's first pass is a prefill). */
@@ -65,11 +70,22 @@ function largest(max: number, ok: (n: number) => boolean): number {
   return lo;
 }
 
+/** The batch so far, as the cost of one more prefill chunk depends on it (mixed mode, features.ts mixedFor). */
+interface BatchSoFar {
+  tokens: number;
+  mixed: boolean;
+}
+
+/** Features of a prefill chunk of n tokens of r added to the batch. */
+function chunkFeatures(r: RequestView, n: number, batch: BatchSoFar): WorkFeatures {
+  return entryFeatures(r.computed, n, mixedFor(n, batch.tokens, batch.mixed));
+}
+
 /** Largest prefill chunk of r that fits `cap` (0: none). */
-function sizePrefill(r: RequestView, cap: Capacity, cost: CostModel): number {
+function sizePrefill(r: RequestView, cap: Capacity, cost: CostModel, batch: BatchSoFar): number {
   const byBlocks = (r.blocks + cap.blocks) * BLOCK_SIZE - r.computed;
   const max = Math.min(r.length - r.computed, cap.tokens, byBlocks);
-  return largest(max, (n) => cost.marginalMs(entryFeatures(r.computed, n)) <= cap.ms + EPS_MS);
+  return largest(max, (n) => cost.marginalMs(chunkFeatures(r, n, batch)) <= cap.ms + EPS_MS);
 }
 
 /** Largest prefix of the job's ready units that fits the time left (0: none). */
@@ -110,6 +126,16 @@ class PlanBuilder {
     this.blocksTaken += blocks;
   }
 
+  /** Tokens and mode of the batch so far. */
+  get batch(): BatchSoFar {
+    return { tokens: this.entries.reduce((a, e) => a + e.count, 0), mixed: this.entries.some((e) => e.count > 1) };
+  }
+
+  /** The per-submission fixed cost this plan pays (see CostModel.interceptFor). */
+  get interceptMs(): number {
+    return this.empty ? 0 : this.cost.interceptFor(this.entries.length > 0);
+  }
+
   addUnits(j: FinetuneJobView, n: number): void {
     this.finetune = { job: j.id, units: n };
     this.features.finetune = unitsFeatures(j, n);
@@ -122,7 +148,7 @@ class PlanBuilder {
   /** Predicted ms so far, the intercept included once work exists. */
   get ms(): number {
     if (this.empty) return 0;
-    return this.cost.interceptMs + this.cost.marginalMs(this.features.decode) + this.cost.marginalMs(this.features.prefill) + this.cost.marginalMs(this.features.finetune);
+    return this.interceptMs + this.cost.marginalMs(this.features.decode) + this.cost.marginalMs(this.features.prefill) + this.cost.marginalMs(this.features.finetune);
   }
 
   build(budgetMs: number): IterationPlan {
@@ -131,7 +157,7 @@ class PlanBuilder {
     for (const k of ['decode', 'prefill', 'finetune'] as const) {
       const present = k === 'finetune' ? this.finetune !== null : this.entries.some((e) => e.kind === k);
       if (!present) continue;
-      predictedMs[k] = this.cost.marginalMs(this.features[k]) + (interceptGiven ? 0 : this.cost.interceptMs);
+      predictedMs[k] = this.cost.marginalMs(this.features[k]) + (interceptGiven ? 0 : this.interceptMs);
       interceptGiven = true;
     }
     const total = predictedMs.decode + predictedMs.prefill + predictedMs.finetune;
@@ -145,7 +171,7 @@ function planSync(s: SchedulerState, c: SchedulerConfig, cost: CostModel): Itera
   const job = pickJob(s.finetune, s.now, c, true);
   if (!job) return null;
   const b = new PlanBuilder(cost);
-  b.addUnits(job, Math.max(1, sizeUnits(job, c.budgetMs - cost.interceptMs, cost)));
+  b.addUnits(job, Math.max(1, sizeUnits(job, c.budgetMs - cost.interceptFor(false), cost)));
   return b.build(c.budgetMs);
 }
 
@@ -181,36 +207,38 @@ function planRunning(s: SchedulerState, b: PlanBuilder, cap: Capacity, reserved:
 /** A piece of optional work. Running chunked prefills (tier 0: they hold blocks) go before the rest (tier 1). */
 type Candidate = { kind: 'prefill'; r: RequestView; waiting: boolean; priority: number; tier: number } | { kind: 'finetune'; j: FinetuneJobView; priority: number; tier: number };
 
-const NOTHING = { n: 0, sized: { ms: 0, blocks: 0, tokens: 0 } };
+const NOTHING = { n: 0, sized: { ms: 0, blocks: 0, tokens: 0, bytes: 0 } };
 
 /**
  * The largest piece of `cand` that fits. A running prefill may use the blocks reserved for it; a
  * waiting prompt is admitted only when the blocks of its token-budget chunk are free (as before
  * time budgets), so a prompt is never admitted into blocks it would have to give back at once.
  */
-function size(cand: Candidate, cap: Capacity, cost: CostModel, reserved: ReadonlyMap<number, number>, minPrefill = 0): { n: number; sized: Sized } {
+function size(cand: Candidate, cap: Capacity, cost: CostModel, reserved: ReadonlyMap<number, number>, batch: BatchSoFar, minPrefill = 0): { n: number; sized: Sized } {
   if (cand.kind === 'finetune') {
     const n = sizeUnits(cand.j, cap.ms, cost);
-    return { n, sized: { ms: cost.marginalMs(unitsFeatures(cand.j, n)), blocks: 0, tokens: 0 } };
+    const bytes = cand.j.ready.slice(0, n).reduce((a, u) => a + u.bytes, 0);
+    return { n, sized: { ms: cost.marginalMs(unitsFeatures(cand.j, n)), blocks: 0, tokens: 0, bytes } };
   }
   const r = cand.r;
   if (cand.waiting && (cap.slots === 0 || extraBlocks(r, Math.min(r.length - r.computed, cap.tokens)) > cap.blocks)) return NOTHING;
   const own = reserved.get(r.id) ?? 0;
   // The plan's first prefill may take `minPrefill` tokens whatever the time left (no starvation).
-  const floorMs = minPrefill > 0 ? cost.marginalMs(entryFeatures(r.computed, Math.min(minPrefill, r.length - r.computed))) : 0;
-  const n = sizePrefill(r, { ...cap, ms: Math.max(cap.ms, floorMs), blocks: cap.blocks + own }, cost);
-  return { n, sized: { ms: cost.marginalMs(entryFeatures(r.computed, n)), blocks: extraBlocks(r, n) - own, tokens: n } };
+  const floorMs = minPrefill > 0 ? cost.marginalMs(chunkFeatures(r, Math.min(minPrefill, r.length - r.computed), batch)) : 0;
+  const n = sizePrefill(r, { ...cap, ms: Math.max(cap.ms, floorMs), blocks: cap.blocks + own }, cost, batch);
+  return { n, sized: { ms: cost.marginalMs(chunkFeatures(r, n, batch)), blocks: extraBlocks(r, n) - own, tokens: n, bytes: 0 } };
 }
 
 function take(cand: Candidate, n: number, sized: Sized, b: PlanBuilder, cap: Capacity, reserved: Map<number, number>): void {
   cap.ms -= sized.ms;
   cap.blocks -= sized.blocks;
   cap.tokens -= sized.tokens;
+  cap.bytes -= sized.bytes;
   if (cand.kind === 'finetune') b.addUnits(cand.j, n);
   else {
     const own = reserved.get(cand.r.id) ?? 0;
     reserved.delete(cand.r.id);
-    b.addEntry(cand.r, n, entryFeatures(cand.r.computed, n), sized.blocks + own);
+    b.addEntry(cand.r, n, chunkFeatures(cand.r, n, b.batch), sized.blocks + own);
     if (cand.waiting) {
       b.admitted.push(cand.r.id);
       cap.slots--;
@@ -221,10 +249,11 @@ function take(cand: Candidate, n: number, sized: Sized, b: PlanBuilder, cap: Cap
 /** Take the highest-priority candidate that can make progress when time is no constraint, sized to `ms` (at least one token or unit). */
 function forceTop(candidates: Candidate[], cap: Capacity, b: PlanBuilder, cost: CostModel, ms: number, reserved: Map<number, number>): void {
   const order = [...candidates].sort((x, y) => x.tier - y.tier || y.priority - x.priority);
+  const batch = b.batch;
   for (const cand of order) {
-    if (size(cand, { ...cap, ms: Infinity }, cost, reserved).n === 0) continue; // blocks, tokens or slots missing
-    const minMs = cand.kind === 'finetune' ? cost.marginalMs(unitFeatures(cand.j.ready[0])) : cost.marginalMs(entryFeatures(cand.r.computed, 1));
-    const sz = size(cand, { ...cap, ms: Math.max(ms, minMs) }, cost, reserved);
+    if (size(cand, { ...cap, ms: Infinity }, cost, reserved, batch).n === 0) continue; // blocks, tokens or slots missing
+    const minMs = cand.kind === 'finetune' ? cost.marginalMs(unitFeatures(cand.j.ready[0])) : cost.marginalMs(chunkFeatures(cand.r, 1, batch));
+    const sz = size(cand, { ...cap, ms: Math.max(ms, minMs) }, cost, reserved, batch);
     take(cand, sz.n, sz.sized, b, cap, reserved);
     return;
   }
@@ -237,10 +266,11 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
     if (sync) return sync;
   }
   const b = new PlanBuilder(cost);
-  const cap: Capacity = { ms: c.budgetMs, tokens: s.maxTokens, blocks: s.freeBlocks, slots: s.maxSeqs - s.running.length };
+  const cap: Capacity = { ms: c.budgetMs, tokens: s.maxTokens, blocks: s.freeBlocks, slots: s.maxSeqs - s.running.length, bytes: s.finetuneArenaBytes };
   const reserved = new Map<number, number>();
   const running = planRunning(s, b, cap, reserved);
-  cap.ms = c.budgetMs - b.ms - (b.empty ? cost.interceptMs : 0);
+  // Nothing planned yet: keep the inference intercept (the plan will most likely hold inference rows).
+  cap.ms = c.budgetMs - b.ms - (b.empty ? cost.interceptFor(true) : 0);
 
   // Step 2: candidates. Waiting sequences are admitted only when nothing was preempted.
   const candidates: Candidate[] = running.filter((r) => !isDecode(r) && r.length > r.computed).map((r) => ({ kind: 'prefill', r, waiting: false, priority: prefillPriority(r, s.now, c), tier: 0 }));
@@ -260,9 +290,9 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
     let bestSize: { n: number; sized: Sized } | null = null;
     candidates.forEach((cand, i) => {
       const floor = b.entries.some((e) => e.kind === 'prefill') ? 0 : c.minPrefillTokens;
-      const sz = size(cand, cap, cost, reserved, floor);
+      const sz = size(cand, cap, cost, reserved, b.batch, floor);
       if (sz.n === 0) return;
-      const memFit = Math.max(fill(sz.sized.blocks, cap.blocks), fill(sz.sized.tokens, cap.tokens));
+      const memFit = Math.max(fill(sz.sized.blocks, cap.blocks), fill(sz.sized.tokens, cap.tokens), fill(sz.sized.bytes, cap.bytes));
       const score = cand.priority + c.lambdaMemory * memFit + c.lambdaLatency * fill(sz.sized.ms, cap.ms);
       if (best < 0 || cand.tier < candidates[best].tier || (cand.tier === candidates[best].tier && score > bestScore)) {
         best = i;
@@ -273,7 +303,7 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
     if (best < 0) {
       // Step 3: nothing fits the time left. With an empty plan, the top item that can make
       // progress runs alone at up to one budget's worth (at least its smallest piece).
-      if (b.empty) forceTop(candidates, cap, b, cost, c.budgetMs - cost.interceptMs, reserved);
+      if (b.empty) forceTop(candidates, cap, b, cost, c.budgetMs - cost.interceptFor(true), reserved);
       break;
     }
     const cand = candidates[best];

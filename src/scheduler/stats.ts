@@ -29,10 +29,23 @@ export interface IterationStats {
   plannedMs: Record<TaskKind, number>;
   /** Budget the plan was packed under (Infinity: no per-frame budget). */
   budgetMs: number;
-  /** Measured GPU time of the whole iteration (timestamp queries, else wall time of submit→done). */
+  /** Where it came from: the page's frame reports (frame-budget.ts), or the configured constant. */
+  budgetSource: 'frames' | 'constant';
+  /** Frames the page dropped in the report the budget came from (0 when none is in use). */
+  frameDrops: number;
+  /** The page's frame interval in that report (ms); null with the constant or a hidden page. */
+  frameIntervalMs: number | null;
+  /** Measured GPU time of the whole iteration (timestamp queries: the kinds' sum; else wall time of submit→done). */
   measuredMs: number;
+  /** Wall time from the first submission to the results (whatever the timing). */
+  wallMs: number;
   /** How the measured time was taken. */
   timing: 'timestamp' | 'wall';
+  /**
+   * GPU ms by kind of work, from timestamp queries around its passes (null: not timed, wall timing).
+   * inference = the batch's prefill chunks and decodes (one forward pass); null for a kind not run.
+   */
+  gpuMs: { inference: number | null; finetune: number | null } | null;
   /** Submissions the iteration was split into (layer-range slices); 1 when it fit the budget. */
   slices: number;
   /** Scheduler CPU time spent planning this iteration. */
@@ -81,6 +94,8 @@ export interface FinetuneStats {
   skipped: boolean;
   /** Wall time from the step's first unit to its metrics (ms). */
   durationMs: number;
+  /** Tokens the step trained on: both sequences' prompt + response (the work it did). */
+  tokens: number;
 }
 
 /** Service-level objectives the panel draws against (ms). */

@@ -20,11 +20,20 @@ export interface RequestView {
 /** Kinds of fine-tune work unit (the trainer's, src/learn/trainer.ts). */
 export type FinetuneUnitKind = 'embed' | 'forward' | 'head' | 'head-backward' | 'backward' | 'optimizer';
 
-/** One fine-tune work unit: at most one layer's forward or backward of one sequence. */
+/**
+ * One fine-tune work unit: one matmul (or the attention core) of one layer's forward or backward of
+ * one sequence, a whole layer with the 'layer' granularity, or a head/embedding/optimizer unit.
+ */
 export interface UnitView {
   kind: FinetuneUnitKind;
   /** Tokens the unit runs at (the trainer's bucketed length). */
   tokens: number;
+  /** Multiply-accumulates, millions: the cost model's size of its compute. */
+  mmacs: number;
+  /** Kernel dispatches it encodes: the cost model's size of its fixed overhead. */
+  dispatches: number;
+  /** Activation bytes it writes into the training arena: the plan's memory term for fine-tuning. */
+  bytes: number;
 }
 
 /** One preference pair's next optimizer step, as the planner sees it. */
@@ -56,6 +65,12 @@ export interface SchedulerState {
   maxSeqs: number;
   /** May fine-tune work run this iteration (the policy's window, see policy.ts)? */
   finetuneAllowed: boolean;
+  /**
+   * Bytes of the training arena (the activations one step keeps until its backward): fine-tune
+   * units' memory fit is their bytes over it, as prefill chunks' is their blocks over the free
+   * blocks. 0: no memory term for fine-tuning.
+   */
+  finetuneArenaBytes: number;
 }
 
 export interface PlannedEntry {

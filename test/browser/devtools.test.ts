@@ -1,6 +1,6 @@
 /**
  * <mace-devtools> in a real Chromium: collapsed summary, the toggle, lazily created uPlot charts fed
- * from push() and from an engine's onStats, at most one redraw per frame, Performance-panel measures on
+ * from push() and from an engine's onStats (among them the cost model's predicted vs measured GPU ms), at most one redraw per frame, Performance-panel measures on
  * the three mace-web tracks, and a bad batch reported without breaking the stream. The stats are
  * synthetic: they are the element's input here, not something the product reports.
  */
@@ -38,9 +38,10 @@ function scenario(): StatsBatch {
   const now = performance.now();
   return batch([
     session({ t: now - 1000, slo: { ttftMs: 500, tbtMs: 80 } }),
-    iteration({ iteration: 1, t: now - 900, prefillTokens: 64, decodeRows: 0, plannedMs: { prefill: 4, decode: 0, finetune: 0 }, measuredMs: 5, kvBlocksUsed: 120, kvBlocksTotal: 512, waitingRequests: 1, runningRequests: 1 }),
-    iteration({ iteration: 2, t: now - 800, decodeRows: 4, finetuneUnits: 2, plannedMs: { prefill: 0, decode: 3, finetune: 2 }, measuredMs: 6, kvBlocksUsed: 124, kvBlocksTotal: 512, runningRequests: 4, pendingPairs: 1 }),
-    iteration({ iteration: 3, t: now - 700, decodeRows: 4, plannedMs: { prefill: 0, decode: 3, finetune: 0 }, measuredMs: 3, kvBlocksUsed: 128, kvBlocksTotal: 512, runningRequests: 4 }),
+    // Timestamp-timed: GPU ms per kind (inference = the prefill/decode pass, fine-tune = its units).
+    iteration({ iteration: 1, t: now - 900, prefillTokens: 64, decodeRows: 0, plannedMs: { prefill: 4, decode: 0, finetune: 0 }, measuredMs: 5, timing: 'timestamp', gpuMs: { inference: 5, finetune: null }, kvBlocksUsed: 120, kvBlocksTotal: 512, waitingRequests: 1, runningRequests: 1 }),
+    iteration({ iteration: 2, t: now - 800, decodeRows: 4, finetuneUnits: 2, plannedMs: { prefill: 0, decode: 3, finetune: 2 }, measuredMs: 6, timing: 'timestamp', gpuMs: { inference: 3.6, finetune: 2.4 }, kvBlocksUsed: 124, kvBlocksTotal: 512, runningRequests: 4, pendingPairs: 1, budgetMs: 6.5, budgetSource: 'frames', frameIntervalMs: 16.7, frameDrops: 2 }),
+    iteration({ iteration: 3, t: now - 700, decodeRows: 4, plannedMs: { prefill: 0, decode: 3, finetune: 0 }, measuredMs: 3, timing: 'timestamp', gpuMs: { inference: 3, finetune: null }, kvBlocksUsed: 128, kvBlocksTotal: 512, runningRequests: 4, budgetMs: 4.2, budgetSource: 'frames', frameIntervalMs: 16.7, frameDrops: 1 }),
     request({ id: 'a', t: now - 650, ttftMs: 84, tbtMs: [12, 14, 15] }),
     step({ t: now - 600, step: 1, adapterVersion: 3, durationMs: 200 }),
   ]);
@@ -77,7 +78,7 @@ describe('<mace-devtools>', () => {
     expect(el.shadowRoot!.querySelectorAll('canvas')).toHaveLength(0);
   });
 
-  it('expanded: seven uPlot charts with data, accessible names and a text summary each', async () => {
+  it('expanded: nine uPlot charts with data, accessible names and a text summary each', async () => {
     const el = panel();
     el.push(scenario());
     q<HTMLButtonElement>(el, 'button.toggle').click();
@@ -85,14 +86,29 @@ describe('<mace-devtools>', () => {
     expect(el.expanded).toBe(true);
     expect(q<HTMLElement>(el, '#body').hidden).toBe(false);
     await frames(2);
-    expect([...el.charts.keys()]).toEqual(['gpu', 'ttft', 'tbt', 'kv', 'queues', 'dpo', 'adapter']);
+    expect([...el.charts.keys()]).toEqual(['gpu', 'cost', 'frames', 'ttft', 'tbt', 'kv', 'queues', 'dpo', 'adapter']);
     const points = Object.fromEntries([...el.charts].map(([id, u]) => [id, u.data[0].length]));
-    expect(points).toEqual({ gpu: 3, ttft: 1, tbt: 1, kv: 3, queues: 3, dpo: 1, adapter: 1 });
+    expect(points).toEqual({ gpu: 3, cost: 3, frames: 3, ttft: 1, tbt: 1, kv: 3, queues: 3, dpo: 1, adapter: 1 });
     const gpu = el.charts.get('gpu')!;
     expect(Array.from(gpu.data[1] as number[])).toEqual([5, 6, 3]); // stacked top = measured
     expect(Array.from(gpu.data[3] as number[]).map((v) => +v.toFixed(6))).toEqual([5, 3.6, 3]); // prefill + decode
-    expect(Array.from(gpu.data[6] as number[])).toEqual([16, 16, 16]); // budget
-    expect(el.shadowRoot!.querySelectorAll('figure canvas').length).toBeGreaterThanOrEqual(7);
+    expect(Array.from(gpu.data[6] as number[])).toEqual([16, 6.5, 4.2]); // budget
+    const framesChart = el.charts.get('frames')!;
+    expect(Array.from(framesChart.data[1] as (number | null)[])).toEqual([null, 6.5, 4.2]); // budget from the page's frames
+    expect(Array.from(framesChart.data[2] as (number | null)[])).toEqual([16, null, null]); // the constant before the first report
+    expect(Array.from(framesChart.data[4] as number[])).toEqual([0, 2, 1]); // frames dropped
+    expect(q(el, 'figure[data-chart="frames"] .chart-summary').textContent).toBe('Budget 4.2 ms from the page’s frames (17 ms frame interval, 1 dropped in the last report); 2 of 3 iterations were planned while the page dropped frames.');
+    const cost = el.charts.get('cost')!;
+    expect(cost.series.slice(1).map((s) => s.label)).toEqual(['inference predicted', 'inference measured', 'fine-tune predicted', 'fine-tune measured']);
+    expect(Array.from(cost.data[1] as (number | null)[])).toEqual([4, 3, 3]); // inference predicted (prefill + decode)
+    expect(Array.from(cost.data[2] as (number | null)[])).toEqual([5, 3.6, 3]); // inference measured (gpuMs.inference)
+    expect(Array.from(cost.data[3] as (number | null)[])).toEqual([null, 2, null]); // fine-tune predicted, where units ran
+    expect(Array.from(cost.data[4] as (number | null)[])).toEqual([null, 2.4, null]); // fine-tune measured (gpuMs.finetune)
+    // inference errors 0.2, 0.4/2.4 and 0 -> median 17%; fine-tune 0.4/2.4 = 17%.
+    expect(q(el, 'figure[data-chart="cost"] .chart-summary').textContent).toBe(
+      'Cost model median |predicted − measured| / measured: inference 17% over 3 iterations, fine-tune 17% over 1 iteration (GPU ms per kind from timestamp queries).',
+    );
+    expect(el.shadowRoot!.querySelectorAll('figure canvas').length).toBeGreaterThanOrEqual(9);
     for (const fig of el.shadowRoot!.querySelectorAll('figure')) {
       expect(fig.querySelector('.plot')!.getAttribute('role')).toBe('img');
       expect(fig.querySelector('.plot')!.getAttribute('aria-label')).toMatch(/^Chart: /);

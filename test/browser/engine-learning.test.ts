@@ -105,6 +105,47 @@ describe('engine learning', () => {
     tight.destroy();
   });
 
+  it('packs sub-layer fine-tune units beside decodes in one submission once their cost is measured (gate on)', async () => {
+    // The default gate: fine-tune units join inference rows only after 3 measured fine-tune iterations.
+    const engine = createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 4, modelName: 'stories260K', adapters: { slots: 2, maxRank: 4 }, scheduler: { budgetMs: 40 } });
+    const records: StatsRecord[] = [];
+    engine.core.onStats((r) => records.push(r));
+    await engine.learning.enable({ rank: 4, epochs: 50, maxTokens: 32 });
+    await engine.preferences.add(PAIRS[0]);
+    // Alone (inference idle) the units run and are measured, per kind, on the GPU.
+    await until(() => engine.core.cost.finetuneSamples >= 3);
+    const out = await greedy(engine, 'Lily and Ben', 24);
+    expect(out.length).toBe(24);
+    const its = records.filter((r): r is IterationStats => r.type === 'iteration');
+    const shared = its.filter((r) => r.decodeRows > 0 && r.finetuneUnits > 0 && r.slices === 1);
+    expect(shared.length).toBeGreaterThan(0); // a decode and fine-tune units in ONE submission
+    for (const r of shared) {
+      expect(r.budgetMs).toBe(40);
+      if (ctx.features.timestampQuery) {
+        expect(r.timing).toBe('timestamp');
+        expect(r.gpuMs!.inference).toBeGreaterThan(0);
+        expect(r.gpuMs!.finetune).toBeGreaterThan(0);
+      }
+    }
+    // Sub-layer units: no fine-tune unit list is a whole layer, so one iteration can hold a few.
+    const units = engine.core.learnerState!.trainer.forwardUnits('chosen', 16, true);
+    expect(units.filter((u) => u.kind === 'forward').length).toBe(8 * loaded.model.config.nLayers);
+    engine.destroy();
+  });
+
+  it('a whole-layer granularity (the ablation) trains to the same adapter as sub-layer units', async () => {
+    const run = async (unitGranularity: 'matmul' | 'layer') => {
+      const engine = make();
+      await engine.learning.enable({ rank: 4, epochs: 1, maxTokens: 32, unitGranularity });
+      await engine.preferences.add(PAIRS[1]);
+      await until(() => engine.learning.status()!.steps >= 1);
+      const host = await readAdapter(ctx, engine.core.learnerState!.adapter);
+      engine.destroy();
+      return host.tensors.map((t) => [Array.from(t.A), Array.from(t.B)]);
+    };
+    expect(await run('matmul')).toEqual(await run('layer')); // the same dispatches in the same order, grouped differently
+  });
+
   it('sync policy runs pending fine-tuning before any decode', async () => {
     const engine = make(0, 'sync');
     const records: StatsRecord[] = [];

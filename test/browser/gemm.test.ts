@@ -4,6 +4,7 @@ import { chooseMatmul, matmul } from '../../src/kernels/matmul.ts';
 import { gemm, GEMM_TILES, gemmVariant, chooseGemmTile, type GemmTile } from '../../src/kernels/gemm.ts';
 import { dequantizeRef, matmulRef, packF16Ref, quantizeQ4Ref, rowScaleWords, rowWords, WEIGHT_FORMATS, type GpuWeight, type WeightFormat, type WeightShard } from '../../src/kernels/weights.ts';
 import type { GpuContext } from '../../src/gpu/device.ts';
+import { isCpuClassDevice, setKernelPlan } from '../../src/kernels/plan.ts';
 import { LimitsTooSmallError, ShapeError } from '../../src/gpu/errors.ts';
 import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
 
@@ -138,19 +139,30 @@ describe('gemm', () => {
 });
 
 describe('matmul chooser', () => {
-  it(`routes M <= ${GEMV_MAX_M} to GEMV and larger M to the GEMM`, async () => {
+  it(`routes M <= ${GEMV_MAX_M} to GEMV and larger M to the tiled GEMM, or to the small-M GEMM on a CPU-class device (fused plan)`, async () => {
     const ctx = await testGpu();
     expect(chooseMatmul(1)).toBe('gemv');
     expect(chooseMatmul(GEMV_MAX_M)).toBe('gemv');
     expect(chooseMatmul(GEMV_MAX_M + 1)).toBe('gemm');
+    const cpu = isCpuClassDevice(ctx);
+    expect(chooseMatmul(GEMV_MAX_M + 1, ctx, 40)).toBe(cpu ? 'gemm-small' : 'gemm');
+    expect(chooseMatmul(GEMV_MAX_M + 1, ctx, 41)).toBe('gemm'); // K % 4 != 0: the small GEMM reads vec4 rows
     const tw = makeWeight(ctx, 'q4', 20, 40, 4, [12, 8]);
     const M = GEMV_MAX_M + 1;
     const x = randomF32(M * 40, 8);
     const xb = upload(ctx, x), yb = upload(ctx, new Float32Array(M * 20));
     expect(matmul(ctx, { x: xb, w: tw.weight, y: yb, M: GEMV_MAX_M }).map((d) => d.label.slice(0, 5))).toEqual(['gemv_', 'gemv_']);
-    const ds = matmul(ctx, { x: xb, w: tw.weight, y: yb, M });
-    expect(ds.map((d) => d.label.slice(0, 5))).toEqual(['gemm_', 'gemm_']);
-    await run(ctx, ds);
-    expect(closeTo(await download(ctx, yb, M * 20), matmulRef(x, tw.dequantized, M, 20, 40), TOL)).toBeNull();
+    for (const plan of ['unfused', 'fused'] as const) {
+      setKernelPlan(ctx, plan);
+      try {
+        const ds = matmul(ctx, { x: xb, w: tw.weight, y: yb, M });
+        const kind = plan === 'fused' && cpu ? 'linear' : 'gemm_';
+        expect(ds.map((d) => d.label.slice(0, 5))).toEqual([kind.slice(0, 5), kind.slice(0, 5)]);
+        await run(ctx, ds);
+        expect(closeTo(await download(ctx, yb, M * 20), matmulRef(x, tw.dequantized, M, 20, 40), TOL)).toBeNull();
+      } finally {
+        setKernelPlan(ctx, 'fused');
+      }
+    }
   });
 });

@@ -9,6 +9,7 @@ import { AdapterSlotError } from '../../src/learn/errors.ts';
 import { parseModelConfig } from '../../src/model/config.ts';
 import { gemv } from '../../src/kernels/gemv.ts';
 import { matmulRef } from '../../src/kernels/weights.ts';
+import { reductionStyle } from '../../src/kernels/plan.ts';
 import { uploadWeight } from '../../src/kernels/quantize.ts';
 import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
 
@@ -78,7 +79,8 @@ describe('loraBackward (one adapter in a flat parameter buffer)', () => {
       const x = randomF32(M * inDim, 14 + M), dy = randomF32(M * outDim, 15 + M), dx0 = randomF32(M * inDim, 16 + M);
       const gb = upload(ctx, grads0), dxb = upload(ctx, dx0);
       const ds = loraBackward(ctx, { x: upload(ctx, x), dy: upload(ctx, dy), dx: dxb, params: upload(ctx, params), grads: gb, hg: createStorage(ctx, 2 * M * r * 4, 'hg'), M, inDim, outDim, r, scale, aOffset, bOffset });
-      expect(ds.map((d) => d.label)).toEqual(['lora_bwd_hg_f32_wg64', 'lora_bwd_db_f32_wg64', 'lora_bwd_da_f32_wg64', 'lora_bwd_dx_f32_wg64']);
+      const hg = reductionStyle(ctx) === 'serial' ? 'lora_bwd_hg_serial_f32_wg64' : 'lora_bwd_hg_f32_wg64';
+      expect(ds.map((d) => d.label)).toEqual([hg, 'lora_bwd_db_f32_wg64', 'lora_bwd_da_f32_wg64', 'lora_bwd_dx_f32_wg64']);
       await run(ctx, ds);
       const ref = loraBackwardRef(x, A, B, dy, M, inDim, outDim, r, scale);
       const grads = await download(ctx, gb, P), dx = await download(ctx, dxb, M * inDim);

@@ -13,6 +13,7 @@ import { dequantizeRef, packF16Ref, quantizeQ4Ref, type WeightFormat } from '../
 import { createKvCache } from '../../src/kv/cache.ts';
 import { parseModelConfig, type ModelConfig } from '../../src/model/config.ts';
 import { ForwardPass, MAX_PLANNED_SHAPES } from '../../src/model/forward.ts';
+import { setKernelPlan, type KernelPlan } from '../../src/kernels/plan.ts';
 import { uploadModelWeights } from '../../src/model/gpu-weights.ts';
 import { hostWeightsFromSafetensors, ReferenceModel, type HostWeights } from '../../src/model/reference.ts';
 import { expectedTensors } from '../../src/model/tensors.ts';
@@ -38,10 +39,10 @@ function roundedHost(config: ModelConfig, host: HostWeights, format: WeightForma
   return out;
 }
 
-async function makePass(ctx: GpuContext, config: ModelConfig, host: HostWeights, format: WeightFormat) {
+async function makePass(ctx: GpuContext, config: ModelConfig, host: HostWeights, format: WeightFormat, plan?: KernelPlan) {
   const weights = await uploadModelWeights(ctx, config, host, format);
   const kv = createKvCache(ctx, { nLayers: config.nLayers, nKvHeads: config.nKvHeads, headDim: config.headDim }, 48);
-  return new ForwardPass(ctx, weights, kv, { maxTokens: 64, maxSeqs: 4, maxBlocksPerSeq: 16 });
+  return new ForwardPass(ctx, weights, kv, { maxTokens: 64, maxSeqs: 4, maxBlocksPerSeq: 16 }, null, plan);
 }
 
 /** Run one batch; returns the logits [nSeqs, vocab]. */
@@ -56,30 +57,42 @@ async function runBatch(ctx: GpuContext, fwd: ForwardPass, entries: BatchEntry[]
 }
 
 describe('GPU forward of stories260K', () => {
-  it('reproduces the published 200-step greedy output exactly (f32 weights, GPU argmax)', async () => {
-    const ctx = await testGpu();
-    const { config, host, reference } = await loadHost();
-    const fwd = await makePass(ctx, config, host, 'f32');
-    const ids = createStorage(ctx, 4, 'ids'); // [1] u32
-    const pick = argmax(ctx, { logits: fwd.arena.logits, ids, R: 1, V: config.vocabSize });
-    const seq: SequenceState = { tokens: [...reference.prompt_ids], computed: 0, blocks: [] };
-    const out: number[] = [];
-    for (let s = 0; s < reference.steps; s++) {
-      const entries = [{ seq, count: seq.tokens.length - seq.computed }];
-      const step = buildBatchStep(entries, fwd.kv.pool, fwd.limits.maxBlocksPerSeq);
-      const { T, nSeqs } = fwd.write(step);
-      const enc = ctx.device.createCommandEncoder();
-      encodeDispatches(enc, [...fwd.dispatches(T, nSeqs, step.mode), ...pick]);
-      ctx.device.queue.submit([enc.finish()]);
-      commitBatch(entries);
-      const [next] = await readU32(ctx, ids, 1); // the only readback of the decode loop
-      out.push(next);
-      seq.tokens.push(next);
-    }
-    expect(out).toEqual(reference.output_ids_after_bos);
-    // One plan for the first prefill of 1 token ('decode' shape), reused for all 199 decode steps.
-    expect(fwd.plannedShapes).toBe(1);
-  });
+  // 'fused' is the default plan; 'unfused' (the plan before issue 11, every family's original
+  // variant) stays selectable and must reproduce the golden output as well.
+  for (const plan of ['fused', 'unfused'] as const) {
+    it(`reproduces the published 200-step greedy output exactly (f32 weights, GPU argmax, ${plan} plan)`, async () => {
+      const ctx = await testGpu();
+      const { config, host, reference } = await loadHost();
+      setKernelPlan(ctx, plan); // the kernels read it when the dispatches are built
+      try {
+        const fwd = await makePass(ctx, config, host, 'f32', plan);
+        expect(fwd.plan).toBe(plan);
+        const ids = createStorage(ctx, 4, 'ids'); // [1] u32
+        const pick = argmax(ctx, { logits: fwd.arena.logits, ids, R: 1, V: config.vocabSize });
+        const seq: SequenceState = { tokens: [...reference.prompt_ids], computed: 0, blocks: [] };
+        const out: number[] = [];
+        for (let s = 0; s < reference.steps; s++) {
+          const entries = [{ seq, count: seq.tokens.length - seq.computed }];
+          const step = buildBatchStep(entries, fwd.kv.pool, fwd.limits.maxBlocksPerSeq);
+          const { T, nSeqs } = fwd.write(step);
+          const enc = ctx.device.createCommandEncoder();
+          encodeDispatches(enc, [...fwd.dispatches(T, nSeqs, step.mode), ...pick]);
+          ctx.device.queue.submit([enc.finish()]);
+          commitBatch(entries);
+          const [next] = await readU32(ctx, ids, 1); // the only readback of the decode loop
+          out.push(next);
+          seq.tokens.push(next);
+        }
+        expect(out).toEqual(reference.output_ids_after_bos);
+        // One plan for the first prefill of 1 token ('decode' shape), reused for all 199 decode steps.
+        expect(fwd.plannedShapes).toBe(1);
+        // 15 dispatches per layer + embedding + 3 for the head unfused; 7 per layer + 2 fused.
+        expect(fwd.dispatches(1, 1, 'decode').length).toBe(plan === 'unfused' ? 15 * config.nLayers + 4 : 7 * config.nLayers + 2);
+      } finally {
+        setKernelPlan(ctx, 'fused');
+      }
+    });
+  }
 
   it('first-step logits (after BOS) match the CPU reference forward to 1e-4 relative (f32)', async () => {
     const ctx = await testGpu();

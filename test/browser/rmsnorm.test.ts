@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { GpuContext } from '../../src/gpu/device.ts';
+import { isCpuClassDevice, reductionStyle, setReductionStyle } from '../../src/kernels/plan.ts';
 import { canReduceWithSubgroups, rmsNorm, rmsNormRef } from '../../src/kernels/rmsnorm.ts';
 import { ShapeError } from '../../src/gpu/errors.ts';
 import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
@@ -27,15 +29,25 @@ describe('rmsnorm', () => {
       }
     });
   }
-  it('picks the variant its device allows', async () => {
+  it('picks the variant its device and plan allow', async () => {
     const fallback = await testGpu(devices[1].options);
     expect(canReduceWithSubgroups(fallback)).toBe(false);
-    const d = rmsNorm(fallback, { x: upload(fallback, new Float32Array(4)), weight: upload(fallback, new Float32Array(4)), y: upload(fallback, new Float32Array(4)), T: 1, dim: 4, eps: 1e-6 });
-    expect(d.label).toBe('rmsnorm_f32_wg256_wgmem');
-    // Chromium with SwiftShader has subgroups and the subgroup_id builtin: the fast path is tested too.
+    const norm = (ctx: GpuContext) => rmsNorm(ctx, { x: upload(ctx, new Float32Array(4)), weight: upload(ctx, new Float32Array(4)), y: upload(ctx, new Float32Array(4)), T: 1, dim: 4, eps: 1e-6 }).label;
     const ctx = await testGpu();
-    const fast = rmsNorm(ctx, { x: upload(ctx, new Float32Array(4)), weight: upload(ctx, new Float32Array(4)), y: upload(ctx, new Float32Array(4)), T: 1, dim: 4, eps: 1e-6 });
-    expect(fast.label).toBe(canReduceWithSubgroups(ctx) ? 'rmsnorm_f32_wg256_sg' : 'rmsnorm_f32_wg256_wgmem');
+    try {
+      setReductionStyle(fallback, 'workgroup');
+      expect(norm(fallback)).toBe('rmsnorm_f32_wg256_wgmem');
+      // Chromium with SwiftShader has subgroups and the subgroup_id builtin: the fast path is tested too.
+      setReductionStyle(ctx, 'workgroup');
+      expect(norm(ctx)).toBe(canReduceWithSubgroups(ctx) ? 'rmsnorm_f32_wg256_sg' : 'rmsnorm_f32_wg256_wgmem');
+      setReductionStyle(ctx, 'serial');
+      expect(norm(ctx)).toBe('rmsnorm_rows_f32_wg64');
+    } finally {
+      setReductionStyle(fallback, undefined);
+      setReductionStyle(ctx, undefined);
+    }
+    // By default: serial on a CPU-class device under the fused plan, the workgroup reduction elsewhere.
+    expect(reductionStyle(ctx)).toBe(isCpuClassDevice(ctx) ? 'serial' : 'workgroup');
   });
   it('eps dominates an all-zero row (no NaN)', async () => {
     const ctx = await testGpu();

@@ -167,8 +167,13 @@ describe('ForwardPass with an adapter bank (logits vs TrainingReference, f32)', 
     expect(base.length).toBe(plain.dispatches(3, 1, 'mixed').length);
     const withLora = fwd.dispatches(3, 1, 'mixed', true);
     expect(withLora).not.toBe(base);
-    // 2 dispatches (shrink, expand) per module per layer
-    expect(withLora.length - base.length).toBe(2 * ALL.length * config.nLayers);
+    // A LoRA batch runs the unfused layer list (src/model/forward.ts) plus 2 dispatches (shrink,
+    // expand) per module per layer; the unfused plan's base list is the same without them.
+    const unfused = new ForwardPass(ctx, loaded.model.weights, kv, { maxTokens: 16, maxSeqs: 2, maxBlocksPerSeq: 4 }, bank, 'unfused');
+    const unfusedBase = unfused.dispatches(3, 1, 'mixed');
+    expect(unfused.dispatches(3, 1, 'mixed', true).length - unfusedBase.length).toBe(2 * ALL.length * config.nLayers);
+    if (fwd.plan === 'fused') expect(base.length).toBeLessThan(unfusedBase.length);
+    unfused.destroy();
     expect(() => plain.dispatches(3, 1, 'mixed', true)).toThrow('no adapter bank');
     s.adapterSlots![1] = 5;
     expect(() => fwd.write(s)).toThrow('token 1 names slot 5; the bank has 2');

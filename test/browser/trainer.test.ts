@@ -35,14 +35,14 @@ const pair: TokenPair = { prompt: [1, 57, 300, 12, 199], chosen: [88, 401, 7, 26
 const options: TrainerOptions = { maxTokens: 24, beta: 1, schedule: { kind: 'constant', baseLr: 1e-3, warmupSteps: 0, totalSteps: 10 } };
 const adapterConfig: AdapterConfig = { r: 4, loraAlpha: 8, useRslora: false, targetModules: [...LINEAR_MODULES], baseModelNameOrPath: 'fixture' };
 
-async function setup(arch: FixtureArch, format: WeightFormat) {
+async function setup(arch: FixtureArch, format: WeightFormat, granularity: 'matmul' | 'layer' = 'matmul') {
   const ctx = await testGpu();
   const fx = makeFixture({ arch, dtype: 'F32', seed: 11 }, await stories260KTokenizer());
   const weights = await uploadModelWeights(ctx, fx.config, fx.host, format);
   const adapter = await createAdapter(ctx, fx.config, adapterConfig, 5);
   const host = randomHostAdapter(fx.config, 4, 200, 0.3, 0.3);
   writeAdapter(ctx, adapter, host);
-  const trainer = new DpoTrainer(ctx, weights, adapter, options);
+  const trainer = new DpoTrainer(ctx, weights, adapter, { ...options, granularity });
   const reference = new TrainingReference(fx.config, roundedHost(fx.config, fx.host, format), host);
   const destroy = () => {
     trainer.destroy();
@@ -53,8 +53,37 @@ async function setup(arch: FixtureArch, format: WeightFormat) {
 }
 
 describe('DPO trainer work units', () => {
-  it('plans a step of a 2-layer model as exactly these units, built once per shape', async () => {
+  it('cuts each layer into one unit per matmul (and the attention core), in the order of the whole layer', async () => {
     const { trainer, destroy } = await setup('llama', 'f32');
+    const plan = trainer.plan(pair);
+    const shape = (u: { kind: string; seq?: string; layer?: number; part?: string }) => [u.kind, u.seq ?? '-', u.layer ?? '-', u.part ?? '-'].join(' ');
+    const parts = (kind: string, l: number, names: string) => names.split(' ').map((p) => `${kind} chosen ${l} ${p}`);
+    expect(plan.forward.filter((u) => u.seq === 'chosen').map(shape)).toEqual([
+      'embed chosen - -', ...parts('forward', 0, 'q k v attn o gate up down'), ...parts('forward', 1, 'q k v attn o gate up down'), 'head chosen - -',
+    ]);
+    expect(plan.backward.filter((u) => u.seq === 'chosen').map(shape)).toEqual([
+      'head-backward chosen - -', ...parts('backward', 1, 'down gate up o attn q k v'), ...parts('backward', 0, 'down gate up o attn q k v'),
+    ]);
+    expect(plan.backward.at(-1)!.kind).toBe('optimizer');
+    // Every unit has work and a size for the cost model: compute (mmacs > 0 for matmuls) and its memory.
+    for (const u of [...plan.forward, ...plan.backward]) {
+      expect(u.dispatches.length, shape(u)).toBeGreaterThan(0);
+      expect(u.mmacs, shape(u)).toBeGreaterThanOrEqual(0);
+      if (u.kind === 'forward') expect(u.bytes, shape(u)).toBeGreaterThan(0);
+    }
+    // The units of a layer are its whole-layer unit cut in pieces: the same dispatches, in order.
+    const coarse = await setup('llama', 'f32', 'layer');
+    const whole = coarse.trainer.forwardUnits('chosen', 16, true).find((u) => u.kind === 'forward' && u.layer === 1)!;
+    const pieces = trainer.forwardUnits('chosen', 16, true).filter((u) => u.kind === 'forward' && u.layer === 1);
+    expect(pieces.reduce((n, u) => n + u.dispatches.length, 0)).toBe(whole.dispatches.length);
+    expect(pieces.flatMap((u) => u.dispatches.map((d) => d.label))).toEqual(whole.dispatches.map((d) => d.label));
+    expect(pieces.reduce((n, u) => n + u.mmacs, 0)).toBeCloseTo(whole.mmacs, 9);
+    coarse.destroy();
+    destroy();
+  });
+
+  it('plans a step of a 2-layer model as exactly these units (whole layers), built once per shape', async () => {
+    const { trainer, destroy } = await setup('llama', 'f32', 'layer');
     const plan = trainer.plan(pair);
     const shape = (u: { kind: string; seq?: string; layer?: number; adapter?: boolean }) => [u.kind, u.seq ?? '-', u.layer ?? '-', u.adapter ?? '-'].join(' ');
     expect(plan.tokens).toEqual({ chosen: 12, rejected: 9 });

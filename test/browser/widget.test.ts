@@ -166,6 +166,7 @@ class ScriptedEngine implements ChatEngine {
           learning_rate: 1e-4,
           skipped: false,
           durationMs: 10,
+          tokens: 32,
         },
       ],
     };

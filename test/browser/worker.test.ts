@@ -1,7 +1,8 @@
 /**
  * The engine in a real Web Worker (Chromium, SwiftShader), driven through the page-side client:
  * the stories260K golden output, streaming, batching, abort, typed errors that keep the worker
- * serving, device-loss recovery, worker death, and the f16/q4 agreement with the f32 reference.
+ * serving, device-loss recovery, worker death, the f16/q4 agreement with the f32 reference, and the
+ * page's frame reports setting the engine's budget.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWorkerEngine, type WorkerEngine } from '../../src/engine/client.ts';
@@ -10,6 +11,8 @@ import type { Completion, ChatCompletionChunk } from '../../src/engine/types.ts'
 import type { LoadRequest } from '../../src/engine/worker-api.ts';
 import type { WeightFormat } from '../../src/kernels/weights.ts';
 import type { LoadProgress } from '../../src/model/loader.ts';
+import type { IterationStats } from '../../src/scheduler/stats.ts';
+import { FakeFrames } from '../node/fake-frames.ts';
 
 const BASE = '/models/stories260K/';
 
@@ -202,6 +205,48 @@ describe('engine worker on stories260K', () => {
     const stream = broken.completions.create({ prompt: 'x', stream: true });
     await expect(stream).rejects.toMatchObject({ code: 'worker-gone' });
     broken.terminate();
+  });
+});
+
+describe('the page’s frames set the engine’s budget', () => {
+  it('a page client reports its real frames by default; frames: false turns it off', () => {
+    expect(engine.frames?.started).toBe(true);
+    const off = createWorkerEngine({ frames: false });
+    expect(off.frames).toBeNull();
+    off.terminate();
+  });
+
+  it('a simulated frame stream reaches the engine: half the frame, then the hidden budget; bad reports are typed errors', async () => {
+    const clock = new FakeFrames();
+    const e = createWorkerEngine({ frames: clock });
+    try {
+      // No budgetMs: the budget comes from the frames (staleness out of the way: no timing in tests).
+      await e.load({ source: { kind: 'url', base: BASE }, format: 'f32', feedbackStore: false, learning: false, engine: { ...ENGINE, scheduler: { frames: { staleMs: 600_000 } } } });
+      const its: IterationStats[] = [];
+      e.onStats((b) => its.push(...b.records.filter((r): r is IterationStats => r.type === 'iteration')));
+      const iterationsOf = async (prompt: string) => {
+        const from = its.length;
+        const r = await e.completions.create({ prompt, temperature: 0, max_tokens: 3, ignore_eos: true });
+        await expect.poll(() => its.length - from, { timeout: 10_000 }).toBeGreaterThanOrEqual(r.usage!.completion_tokens);
+        return its.slice(from);
+      };
+
+      clock.frames(0, 250, 10); // one window of a 100 Hz display, no drops
+      const shown = await iterationsOf('Once');
+      expect(new Set(shown.map((r) => JSON.stringify([r.budgetSource, r.budgetMs, r.frameIntervalMs, r.frameDrops])))).toEqual(new Set([JSON.stringify(['frames', 5, 10, 0])]));
+
+      clock.setHidden(true);
+      const hidden = await iterationsOf('The cat');
+      expect(new Set(hidden.map((r) => JSON.stringify([r.budgetSource, r.budgetMs, r.frameIntervalMs])))).toEqual(new Set([JSON.stringify(['frames', 50, null])]));
+
+      const bad = await rejection(e.remote.reportFrames({ intervalMs: 10, frames: 3, dropped: -1, longFrames: 0, hidden: false }));
+      expect(bad.code).toBe('bad-frame-report');
+      expect(bad.fields.field).toBe('dropped');
+    } finally {
+      e.terminate();
+    }
+    expect(clock.pending).toBe(0); // the monitor stopped with the worker
+    expect(clock.listening).toBe(0);
   });
 });
 

@@ -102,7 +102,12 @@ describe('mace argument parsing', () => {
   });
 
   it('parses bench decode lists and defaults', () => {
-    expect(parseArgs(['bench', 'decode'])).toEqual({ command: 'bench-decode', model: 'stories260k', dtypes: ['f32', 'f16', 'q4'], batches: [1, 4, 8], promptTokens: 16, tokens: 32, json: false, out: undefined, runtime: 'browser' });
+    expect(parseArgs(['bench', 'decode'])).toEqual({ command: 'bench-decode', model: 'stories260k', dtypes: ['f32', 'f16', 'q4'], batches: [1, 4, 8], promptTokens: 16, tokens: 32, plans: ['fused'], json: false, out: undefined, runtime: 'browser' });
+    expect(parseArgs(['bench', 'decode', '--plan', 'fused,unfused'])).toMatchObject({ plans: ['fused', 'unfused'] });
+    expect(() => parseArgs(['bench', 'decode', '--plan', 'fast'])).toThrow(/--plan must be one of fused, unfused/);
+    expect(parseArgs(['train', '--synthetic', 'stories260k', '--plan', 'unfused,fused'])).toMatchObject({ command: 'train-step-bench', plans: ['unfused', 'fused'] });
+    expect(parseArgs(['train', '--synthetic', 'stories260k'])).toMatchObject({ plans: ['fused'] });
+    expect(() => parseArgs(['train', '--model', 'm', '--pairs', 'p', '--plan', 'fused'])).toThrow('--plan only applies with --synthetic');
     expect(parseArgs(['bench', 'decode', '--model', 'smollm2-135m', '--dtype', 'q4,f16', '--batches', '2', '--tokens', '9', '--prompt-tokens', '3', '--json', '--node'])).toMatchObject({ model: 'smollm2-135m', dtypes: ['q4', 'f16'], batches: [2], tokens: 9, promptTokens: 3, json: true, runtime: 'node' });
     expect(() => parseArgs(['bench', 'decode', '--batches', '1,,4'])).toThrow(/comma-separated list/);
     expect(() => parseArgs(['bench', 'decode', '--dtype', 'f32,f32'])).toThrow(/twice/);

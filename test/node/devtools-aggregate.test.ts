@@ -1,15 +1,16 @@
 /**
  * The panel's pure model: rings stay bounded, percentiles are exact nearest-rank values of the window,
- * GPU time splits by planned share, worker times move onto the page clock, the decode rate follows its
- * window, and the chart series / summary text read what was ingested.
+ * GPU time splits by planned share (or by kind when timestamp-timed), the cost model's predicted vs
+ * measured ms per kind and its median error follow the timing's rules, worker times move onto the page
+ * clock, the decode rate follows its window, and the chart series / summary text read what was ingested.
  */
 import { describe, expect, it } from 'vitest';
-import { StatsAggregator, splitMeasured } from '../../src/ui/devtools/aggregate.ts';
+import { StatsAggregator, predictedVsMeasured, splitMeasured } from '../../src/ui/devtools/aggregate.ts';
 import { DevtoolsOptionError } from '../../src/ui/devtools/errors.ts';
 import { percentileOfSorted, windowPercentiles } from '../../src/ui/devtools/percentile.ts';
 import { ColumnRing } from '../../src/ui/devtools/ring.ts';
-import { adapterSeries, dpoSeries, gpuSeries, kvSeries, latencySeries, queueSeries } from '../../src/ui/devtools/series.ts';
-import { describeCharts, formatSummaryLine, summarize } from '../../src/ui/devtools/summary.ts';
+import { adapterSeries, costSeries, dpoSeries, frameSeries, gpuSeries, kvSeries, latencySeries, queueSeries } from '../../src/ui/devtools/series.ts';
+import { describeCharts, formatPercent, formatSummaryLine, summarize } from '../../src/ui/devtools/summary.ts';
 import { iteration, request, session, step } from './devtools-fixtures.ts';
 
 const agg = (options = {}) => new StatsAggregator({ pageTimeOrigin: 0, ...options });
@@ -66,6 +67,36 @@ describe('GPU time split', () => {
   it('time with nothing planned belongs to no kind', () => {
     expect(splitMeasured({ plannedMs: { prefill: 0, decode: 0, finetune: 0 }, measuredMs: 3 })).toEqual({ prefill: 0, decode: 0, finetune: 0, unattributed: 3 });
   });
+
+  it('with GPU ms per kind: fine-tune is its own, the inference pass splits by prefill : decode planned', () => {
+    expect(splitMeasured({ plannedMs: { prefill: 2, decode: 6, finetune: 3 }, measuredMs: 7, gpuMs: { inference: 4, finetune: 3 } })).toEqual({ prefill: 1, decode: 3, finetune: 3, unattributed: 0 });
+    expect(splitMeasured({ plannedMs: { prefill: 0, decode: 0, finetune: 1 }, measuredMs: 2, gpuMs: { inference: null, finetune: 2 } })).toEqual({ prefill: 0, decode: 0, finetune: 2, unattributed: 0 });
+    // Inference time with no prefill or decode planned, and time outside both kinds' passes: no kind.
+    expect(splitMeasured({ plannedMs: { prefill: 0, decode: 0, finetune: 0 }, measuredMs: 2, gpuMs: { inference: 1.5, finetune: null } })).toEqual({ prefill: 0, decode: 0, finetune: 0, unattributed: 2 });
+  });
+});
+
+describe('predicted vs measured per kind', () => {
+  const pm = (r: Parameters<typeof iteration>[0]) => predictedVsMeasured(iteration(r));
+
+  it('timestamp timing: each kind’s own GPU ms, whatever else ran', () => {
+    expect(pm({ decodeRows: 4, finetuneUnits: 2, plannedMs: { prefill: 0, decode: 3, finetune: 2 }, measuredMs: 6, timing: 'timestamp', gpuMs: { inference: 4, finetune: 2 } })).toEqual({
+      inference: { predicted: 3, measured: 4 },
+      finetune: { predicted: 2, measured: 2 },
+    });
+    expect(pm({ prefillTokens: 32, decodeRows: 1, plannedMs: { prefill: 2, decode: 1, finetune: 0 }, measuredMs: 2, timing: 'timestamp', gpuMs: { inference: 2, finetune: null }, slices: 3 })).toEqual({
+      inference: { predicted: 3, measured: 2 },
+      finetune: { predicted: null, measured: null },
+    });
+  });
+
+  it('wall timing: measured only for an iteration of one kind in one submission', () => {
+    expect(pm({ decodeRows: 2, plannedMs: { prefill: 0, decode: 1, finetune: 0 }, measuredMs: 1.25 })).toEqual({ inference: { predicted: 1, measured: 1.25 }, finetune: { predicted: null, measured: null } });
+    expect(pm({ finetuneUnits: 3, plannedMs: { prefill: 0, decode: 0, finetune: 4 }, measuredMs: 5 })).toEqual({ inference: { predicted: null, measured: null }, finetune: { predicted: 4, measured: 5 } });
+    expect(pm({ decodeRows: 2, finetuneUnits: 1, plannedMs: { prefill: 0, decode: 1, finetune: 1 }, measuredMs: 3 })).toEqual({ inference: { predicted: 1, measured: null }, finetune: { predicted: 1, measured: null } });
+    expect(pm({ decodeRows: 2, plannedMs: { prefill: 0, decode: 2, finetune: 0 }, measuredMs: 8, slices: 2 })).toEqual({ inference: { predicted: 2, measured: null }, finetune: { predicted: null, measured: null } });
+    expect(pm({ measuredMs: 0.5 })).toEqual({ inference: { predicted: null, measured: null }, finetune: { predicted: null, measured: null } });
+  });
 });
 
 describe('StatsAggregator', () => {
@@ -87,6 +118,126 @@ describe('StatsAggregator', () => {
     expect(prefill).toEqual([1, 0]);
     expect(planned).toEqual([8, 4]);
     expect(budget).toEqual([16, null]); // no per-frame budget: a gap, not an infinite line
+  });
+
+  it('the cost chart with timestamp timing: predicted vs measured per kind and the median error', () => {
+    const a = agg();
+    const ts = (r: Parameters<typeof iteration>[0]) => iteration({ timing: 'timestamp', ...r });
+    a.ingest({
+      timeOrigin: 0,
+      records: [
+        ts({ t: 1000, prefillTokens: 32, plannedMs: { prefill: 2, decode: 0, finetune: 0 }, measuredMs: 2.5, gpuMs: { inference: 2.5, finetune: null } }),
+        ts({ t: 2000, decodeRows: 4, finetuneUnits: 2, plannedMs: { prefill: 0, decode: 3, finetune: 2 }, measuredMs: 6, gpuMs: { inference: 4, finetune: 2 } }),
+        ts({ t: 3000, decodeRows: 4, plannedMs: { prefill: 0, decode: 3, finetune: 0 }, measuredMs: 3, gpuMs: { inference: 3, finetune: null } }),
+        ts({ t: 4000, measuredMs: 0.5, gpuMs: { inference: null, finetune: null } }), // nothing of either kind ran
+      ],
+    });
+    expect(costSeries(a)).toEqual([
+      [1, 2, 3, 4],
+      [2, 3, 3, null], // inference predicted
+      [2.5, 4, 3, null], // inference measured
+      [null, 2, null, null], // fine-tune predicted: only where units ran
+      [null, 2, null, null], // fine-tune measured
+    ]);
+    // errors: inference 0.5/2.5, 1/4, 0 -> median 0.2; fine-tune 0.
+    expect(a.costErrors()).toEqual({ inference: { median: 0.2, samples: 3 }, finetune: { median: 0, samples: 1 }, iterations: 4, wallIterations: 0, unmeasured: 0 });
+    expect(describeCharts(a).cost).toBe('Cost model median |predicted − measured| / measured: inference 20% over 3 iterations, fine-tune 0.0% over 1 iteration (GPU ms per kind from timestamp queries).');
+    // The stacked GPU chart uses the same per-kind GPU ms: iteration 2 is 4 ms decode + 2 ms fine-tune.
+    const [, total, upToFinetune, upToDecode, prefill] = gpuSeries(a);
+    expect([total, upToFinetune, upToDecode, prefill]).toEqual([
+      [2.5, 6, 3, 0.5],
+      [2.5, 6, 3, 0],
+      [2.5, 4, 3, 0],
+      [2.5, 0, 0, 0],
+    ]);
+  });
+
+  it('the cost chart with wall timing: only iterations of one kind in one submission are measured', () => {
+    const a = agg();
+    a.ingest({
+      timeOrigin: 0,
+      records: [
+        iteration({ t: 1000, decodeRows: 2, plannedMs: { prefill: 0, decode: 1, finetune: 0 }, measuredMs: 1.25 }),
+        iteration({ t: 2000, finetuneUnits: 3, plannedMs: { prefill: 0, decode: 0, finetune: 4 }, measuredMs: 5 }),
+        iteration({ t: 3000, decodeRows: 2, finetuneUnits: 1, plannedMs: { prefill: 0, decode: 1, finetune: 1 }, measuredMs: 3 }), // mixed
+        iteration({ t: 4000, decodeRows: 2, plannedMs: { prefill: 0, decode: 2, finetune: 0 }, measuredMs: 8, slices: 2 }), // sliced
+        iteration({ t: 5000, decodeRows: 2, plannedMs: { prefill: 0, decode: 1, finetune: 0 }, measuredMs: 0 }), // 0 ms: drawn, no relative error
+        iteration({ t: 6000, decodeRows: 1, plannedMs: { prefill: 0, decode: 1.5, finetune: 0 }, measuredMs: 1 }),
+      ],
+    });
+    expect(costSeries(a)).toEqual([
+      [1, 2, 3, 4, 5, 6],
+      [1, null, 1, 2, 1, 1.5],
+      [1.25, null, null, null, 0, 1],
+      [null, 4, 1, null, null, null],
+      [null, 5, null, null, null, null],
+    ]);
+    // inference errors 0.2 and 0.5: the nearest-rank median of two is the lower.
+    expect(a.costErrors()).toEqual({ inference: { median: 0.2, samples: 2 }, finetune: { median: 0.2, samples: 1 }, iterations: 6, wallIterations: 6, unmeasured: 2 });
+    expect(describeCharts(a).cost).toBe(
+      'Cost model median |predicted − measured| / measured: inference 20% over 2 iterations, fine-tune 20% over 1 iteration (wall timing in 6 of 6 iterations: there only an iteration of one kind in one submission is measured; 2 were not).',
+    );
+  });
+
+  it('the median error is over the kept iterations and follows new ones; clear forgets it', () => {
+    const a = agg({ iterations: 2 });
+    const it = (t: number, measuredMs: number) => iteration({ t, decodeRows: 1, plannedMs: { prefill: 0, decode: 1, finetune: 0 }, measuredMs });
+    a.ingest({ timeOrigin: 0, records: [it(1, 2), it(2, 1.25)] });
+    expect(a.costErrors().inference).toEqual({ median: 0.2, samples: 2 }); // 0.5 and 0.2
+    a.ingest({ timeOrigin: 0, records: [it(3, 1)] }); // the 0.5 slides out
+    expect(a.costErrors().inference).toEqual({ median: 0, samples: 2 });
+    a.ingest({ timeOrigin: 0, records: [iteration({ t: 4, finetuneUnits: 1, plannedMs: { prefill: 0, decode: 0, finetune: 1 }, measuredMs: 1, timing: 'timestamp', gpuMs: { inference: null, finetune: 0.8 } })] });
+    const e = a.costErrors();
+    expect(e.inference).toEqual({ median: 0, samples: 1 });
+    expect(e.finetune.samples).toBe(1);
+    expect(e.finetune.median).toBeCloseTo(0.25, 12);
+    expect([e.iterations, e.wallIterations]).toEqual([2, 1]);
+    expect(describeCharts(a).cost).toBe('Cost model median |predicted − measured| / measured: inference 0.0% over 1 iteration, fine-tune 25% over 1 iteration (wall timing in 1 of 2 iterations: there only an iteration of one kind in one submission is measured; 0 were not).');
+    a.clear();
+    expect(a.costErrors()).toEqual({ inference: { median: null, samples: 0 }, finetune: { median: null, samples: 0 }, iterations: 0, wallIterations: 0, unmeasured: 0 });
+    expect(describeCharts(a).cost).toBe('No iteration yet.');
+    a.ingest({ timeOrigin: 0, records: [iteration({ t: 5 })] }); // idle: nothing of either kind
+    expect(describeCharts(a).cost).toBe('Cost model median |predicted − measured| / measured: inference — over 0 iterations, fine-tune — over 0 iterations (wall timing in 1 of 1 iterations: there only an iteration of one kind in one submission is measured; 0 were not).');
+  });
+
+  it('percentages: one decimal under 10%', () => {
+    expect([formatPercent(0.2), formatPercent(0.0512), formatPercent(1.5), formatPercent(0), formatPercent(null), formatPercent(NaN)]).toEqual(['20%', '5.1%', '150%', '0.0%', '—', '—']);
+  });
+
+  it('the frames chart: budget split by source, the frame interval and the drops', () => {
+    const a = agg();
+    a.ingest({
+      timeOrigin: 0,
+      records: [
+        iteration({ t: 1000, budgetMs: 8, budgetSource: 'constant' }),
+        iteration({ t: 2000, budgetMs: 8.5, budgetSource: 'frames', frameIntervalMs: 17, frameDrops: 0 }),
+        iteration({ t: 3000, budgetMs: 5.95, budgetSource: 'frames', frameIntervalMs: 17, frameDrops: 3 }),
+        iteration({ t: 4000, budgetMs: 50, budgetSource: 'frames', frameIntervalMs: null, frameDrops: 0 }),
+        iteration({ t: 5000, budgetMs: Infinity, budgetSource: 'constant' }),
+      ],
+    });
+    expect(frameSeries(a)).toEqual([
+      [1, 2, 3, 4, 5],
+      [null, 8.5, 5.95, 50, null],
+      [8, null, null, null, null], // Infinity (no budget): a gap
+      [null, 17, 17, null, null],
+      [0, 0, 3, 0, 0],
+    ]);
+    expect(describeCharts(a).frames).toBe('Budget none, the constant (no fresh frame report from the page); 1 of 5 iterations were planned while the page dropped frames.');
+  });
+
+  it('the frames sentence says where the latest budget came from', () => {
+    const words = (r: Parameters<typeof iteration>[0]) => {
+      const a = agg();
+      a.ingest({ timeOrigin: 0, records: [iteration(r)] });
+      return describeCharts(a).frames;
+    };
+    expect(words({ budgetMs: 5.95, budgetSource: 'frames', frameIntervalMs: 1000 / 60, frameDrops: 2 })).toBe(
+      'Budget 6.0 ms from the page’s frames (17 ms frame interval, 2 dropped in the last report); 1 of 1 iterations were planned while the page dropped frames.',
+    );
+    expect(words({ budgetMs: 50, budgetSource: 'frames', frameIntervalMs: null })).toBe('Budget 50 ms from the page’s frames (the page is hidden: nothing is drawn); 0 of 1 iterations were planned while the page dropped frames.');
+    expect(words({ budgetMs: 8, budgetSource: 'constant' })).toBe('Budget 8.0 ms, the constant (no fresh frame report from the page); 0 of 1 iterations were planned while the page dropped frames.');
+    expect(describeCharts(agg()).frames).toBe('No iteration yet.');
   });
 
   it('KV and queue series follow the iterations', () => {

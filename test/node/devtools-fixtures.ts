@@ -11,8 +11,14 @@ export function iteration(over: Partial<IterationStats> = {}): IterationStats {
     finetuneUnits: 0,
     plannedMs: { prefill: 0, decode: 0, finetune: 0 },
     budgetMs: 16,
+    budgetSource: 'constant',
+    frameDrops: 0,
+    frameIntervalMs: null,
     measuredMs: 0,
-    timing: 'timestamp',
+    wallMs: 0,
+    // Wall timing (no GPU ms per kind) unless a test gives timing: 'timestamp' with its gpuMs.
+    timing: 'wall',
+    gpuMs: null,
     slices: 1,
     schedulerMs: 0.05,
     kvBlocksUsed: 0,
@@ -44,6 +50,7 @@ export function step(over: Partial<FinetuneStats> = {}): FinetuneStats {
     learning_rate: 5e-5,
     skipped: false,
     durationMs: 40,
+    tokens: 64,
     ...over,
   };
 }

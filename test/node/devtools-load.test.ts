@@ -64,6 +64,14 @@ describe('StatsLoad', () => {
     for (let t = 1000; t <= 20_000; t += 1000) a.ingest(load.advance(t));
     expect(a.iterations.length).toBe(600);
     expect(a.totals.iterations).toBeGreaterThan(600);
+    // Each kind's simulated GPU ms is its prediction times a factor in [0.85, 1.2): a relative error ≤ 0.18.
+    const e = a.costErrors();
+    expect(e.wallIterations).toBe(0);
+    expect(e.unmeasured).toBe(0);
+    expect(e.inference.samples).toBeGreaterThan(0);
+    expect(e.finetune.samples).toBeGreaterThan(0);
+    expect(e.inference.median!).toBeLessThan(0.18);
+    expect(e.finetune.median!).toBeLessThan(0.18);
   });
 
   it('refuses a rate that is not positive, naming the option', () => {

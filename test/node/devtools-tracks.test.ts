@@ -27,7 +27,8 @@ const mixed: StatsBatch = {
   timeOrigin: 1000,
   records: [
     session(),
-    iteration({ iteration: 7, t: 100, prefillTokens: 64, decodeRows: 3, plannedMs: { prefill: 2, decode: 6, finetune: 0 }, measuredMs: 4, kvBlocksUsed: 9, kvBlocksTotal: 64 }),
+    // Timestamp-timed: the inference pass's 4 GPU ms split between prefill and decode by plan (1 : 3).
+    iteration({ iteration: 7, t: 100, prefillTokens: 64, decodeRows: 3, plannedMs: { prefill: 2, decode: 6, finetune: 0 }, measuredMs: 4, timing: 'timestamp', gpuMs: { inference: 4, finetune: null }, kvBlocksUsed: 9, kvBlocksTotal: 64 }),
     request({ t: 105 }),
     iteration({ iteration: 8, t: 110, decodeRows: 3, finetuneUnits: 2, plannedMs: { prefill: 0, decode: 1, finetune: 3 }, measuredMs: 20, budgetMs: 16 }),
     step({ t: 140, step: 5, durationMs: 30, adapterVersion: 4, loss: 0.25 }),

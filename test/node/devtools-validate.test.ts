@@ -18,7 +18,18 @@ const one = (r: unknown) => ({ timeOrigin: 0, records: [r] });
 
 describe('validateStatsBatch', () => {
   it('accepts every well-formed record kind, including an unbounded budget and a skipped step’s NaN', () => {
-    const batch = { timeOrigin: 1.5e12, records: [session({ budgetMs: Infinity }), iteration({ budgetMs: Infinity }), request({ ttftMs: null }), step({ loss: NaN, grad_norm: Infinity, skipped: true })] };
+    const batch = {
+      timeOrigin: 1.5e12,
+      records: [
+        session({ budgetMs: Infinity }),
+        iteration({ budgetMs: Infinity }),
+        iteration({ budgetSource: 'frames', frameDrops: 2, frameIntervalMs: 16.7 }),
+        iteration({ timing: 'timestamp', gpuMs: { inference: 3.2, finetune: null }, measuredMs: 3.2, wallMs: 4.1 }),
+        iteration({ timing: 'timestamp', gpuMs: { inference: null, finetune: 0 } }),
+        request({ ttftMs: null }),
+        step({ loss: NaN, grad_norm: Infinity, skipped: true }),
+      ],
+    };
     expect(validateStatsBatch(batch)).toBe(batch);
   });
 
@@ -39,6 +50,19 @@ describe('validateStatsBatch', () => {
     expect(fieldOf(one({ ...iteration(), plannedMs: null }))).toBe('records[0].plannedMs');
     expect(fieldOf(one({ ...iteration(), timing: 'gpu' }))).toBe('records[0].timing');
     expect(fieldOf(one({ ...iteration(), budgetMs: NaN }))).toBe('records[0].budgetMs');
+    expect(fieldOf(one({ ...iteration(), budgetSource: 'vsync' }))).toBe('records[0].budgetSource');
+    expect(fieldOf(one({ ...iteration(), frameDrops: -1 }))).toBe('records[0].frameDrops');
+    expect(fieldOf(one({ ...iteration(), frameIntervalMs: NaN }))).toBe('records[0].frameIntervalMs');
+    expect(fieldOf(one({ ...iteration(), frameIntervalMs: undefined }))).toBe('records[0].frameIntervalMs');
+    expect(fieldOf(one({ ...iteration(), wallMs: undefined }))).toBe('records[0].wallMs');
+    expect(fieldOf(one({ ...iteration(), wallMs: -0.5 }))).toBe('records[0].wallMs');
+    expect(fieldOf(one({ ...iteration(), gpuMs: undefined }))).toBe('records[0].gpuMs');
+    expect(fieldOf(one({ ...iteration(), gpuMs: { inference: 1, finetune: null } }))).toBe('records[0].gpuMs'); // wall timing has none
+    expect(fieldOf(one({ ...iteration(), timing: 'timestamp', gpuMs: null }))).toBe('records[0].gpuMs');
+    expect(fieldOf(one({ ...iteration(), timing: 'timestamp', gpuMs: [1, 2] }))).toBe('records[0].gpuMs');
+    expect(fieldOf(one({ ...iteration(), timing: 'timestamp', gpuMs: { inference: NaN, finetune: null } }))).toBe('records[0].gpuMs.inference');
+    expect(fieldOf(one({ ...iteration(), timing: 'timestamp', gpuMs: { inference: 1, finetune: -1 } }))).toBe('records[0].gpuMs.finetune');
+    expect(fieldOf(one({ ...iteration(), timing: 'timestamp', gpuMs: { inference: 1 } }))).toBe('records[0].gpuMs.finetune');
     expect(fieldOf(one({ ...request(), tbtMs: [1, 2, -3] }))).toBe('records[0].tbtMs[2]');
     expect(fieldOf(one({ ...request(), tbtMs: 'fast' }))).toBe('records[0].tbtMs');
     expect(fieldOf(one({ ...request(), ttftMs: undefined }))).toBe('records[0].ttftMs');
@@ -52,5 +76,8 @@ describe('validateStatsBatch', () => {
 
   it('the message says what was wrong', () => {
     expect(() => validateStatsBatch(one({ ...iteration(), kvBlocksUsed: -2 }))).toThrow('stats batch: records[0].kvBlocksUsed must be ≥ 0, got -2');
+    expect(() => validateStatsBatch(one({ ...iteration(), gpuMs: { inference: 1, finetune: null } }))).toThrow('stats batch: records[0].gpuMs must be null with wall timing, got an object');
+    expect(() => validateStatsBatch(one({ ...iteration(), timing: 'timestamp' }))).toThrow('stats batch: records[0].gpuMs must be an object { inference, finetune } with timestamp timing, got null');
+    expect(() => validateStatsBatch(one({ ...iteration(), timing: 'timestamp', gpuMs: { inference: Infinity, finetune: null } }))).toThrow('stats batch: records[0].gpuMs.inference must be finite, got Infinity');
   });
 });

@@ -7,12 +7,12 @@ import { defaultSchedulerConfig, type RequestView, type SchedulerState } from '.
 
 // The token-budget and KV-block rules of the MACE planner, with no time budget and no fine-tuning:
 // what continuous batching alone does (the planner's time and fine-tune rules: scheduler-plan.test.ts).
-type QueueState = Omit<SchedulerState, 'now' | 'finetune' | 'finetuneAllowed'>;
+type QueueState = Omit<SchedulerState, 'now' | 'finetune' | 'finetuneAllowed' | 'finetuneArenaBytes'>;
 const s = (id: number, length: number, computed = 0, blocks = 0): RequestView => ({ id, length, computed, blocks, arrivedAt: id });
 const q = (over: Partial<QueueState>): QueueState => ({ running: [], waiting: [], freeBlocks: 100, maxTokens: 64, maxSeqs: 8, ...over });
 
 function planIteration(state: QueueState): Pick<FullPlan, 'preempted' | 'admitted'> & { entries: { id: number; count: number; sample: boolean }[] } {
-  const p = plan({ ...state, now: 1000, finetune: [], finetuneAllowed: false }, defaultSchedulerConfig('mace', Infinity), new CostModel());
+  const p = plan({ ...state, now: 1000, finetune: [], finetuneAllowed: false, finetuneArenaBytes: 0 }, defaultSchedulerConfig('mace', Infinity), new CostModel());
   return { entries: p.entries.map(({ id, count, sample }) => ({ id, count, sample })), preempted: p.preempted, admitted: p.admitted };
 }
 

@@ -5,17 +5,18 @@ import { mulberry32 } from '../../src/util/prng.ts';
 
 describe('CostModel (online RLS)', () => {
   it('learns the true per-feature costs from mixed iterations it only sees the totals of', () => {
-    const truth = { intercept: 2, tokens: 0.05, rows: 0.3, attn: 0.02, ftForward: 0.04, ftBackward: 0.09, ftHead: 0.15, ftOptimizer: 1.5, ftUnits: 0.2 };
+    const truth = { intercept: 2, tokens: 0.05, rows: 0.3, attn: 0.02, mixedTokens: 0.03, ftForward: 0.04, ftBackward: 0.09, ftHead: 0.15, ftOptimizer: 1.5, ftDispatches: 0.2 };
     const rnd = mulberry32(3);
     const m = new CostModel({ forgetting: 1 });
     const trueMs = (f: WorkFeatures) => truth.intercept + (Object.keys(f) as (keyof WorkFeatures)[]).reduce((s, k) => s + truth[k] * f[k], 0);
-    for (let i = 0; i < 400; i++) {
+    for (let i = 0; i < 800; i++) {
       const f = zeroFeatures();
       f.tokens = Math.floor(rnd() * 64);
       f.rows = Math.floor(rnd() * 8);
       f.attn = (f.tokens * rnd() * 300) / 1000;
+      f.mixedTokens = rnd() < 0.4 ? f.tokens : 0;
       if (rnd() < 0.5) {
-        f.ftUnits = 1 + Math.floor(rnd() * 4);
+        f.ftDispatches = 1 + Math.floor(rnd() * 4);
         f.ftForward = 16 * Math.floor(rnd() * 3);
         f.ftBackward = 16 * Math.floor(rnd() * 3);
         f.ftHead = rnd() < 0.3 ? 32 : 0;
@@ -26,7 +27,7 @@ describe('CostModel (online RLS)', () => {
     const w = m.snapshot();
     // Inference weights from the inference-only iterations; fine-tune weights from what they leave of mixed ones.
     for (const [k, v] of Object.entries(truth)) expect(Math.abs(w[k as keyof typeof w] - v), k).toBeLessThan(0.02 * Math.max(v, 0.25)); // within 2%
-    expect(m.samples).toBe(400);
+    expect(m.samples).toBe(800);
   });
 
   it('tracks a change in speed (forgetting) and ignores non-finite measurements', () => {
@@ -42,9 +43,9 @@ describe('CostModel (online RLS)', () => {
   });
 
   it('never predicts negative time and rejects a wrong seed', () => {
-    const m = new CostModel({ initial: [-5, -1, 0, 0, 0, 0, 0, 0, 0] });
+    const m = new CostModel({ initial: [-5, -1, 0, 0, 0, 0, 0, 0, 0, 0] });
     expect(m.predictMs({ ...zeroFeatures(), tokens: 3 })).toBe(0);
-    expect(() => new CostModel({ initial: [1, 2] })).toThrow(/9 numbers/);
+    expect(() => new CostModel({ initial: [1, 2] })).toThrow(/10 numbers/);
   });
 });
 
@@ -83,12 +84,42 @@ describe('CostModel split', () => {
   it('fine-tune-only iterations (one unit, one submission) do not inflate the cost of a decode', () => {
     const m = new CostModel();
     const decode = { ...zeroFeatures(), tokens: 1, rows: 1 };
-    const unit = { ...zeroFeatures(), ftUnits: 1, ftForward: 48 };
+    const unit = { ...zeroFeatures(), ftDispatches: 1, ftForward: 48 };
     for (let i = 0; i < 200; i++) {
       m.observe(decode, 12);
       m.observe(unit, 150 + (i % 3)); // a slow unit, always alone
     }
     expect(m.predictMs(decode)).toBeCloseTo(12, 0);
     expect(m.predictMs(unit)).toBeGreaterThan(140);
+  });
+});
+
+describe('CostModel fed per kind (GPU timestamps)', () => {
+  it('learns each kind from its own measured time, mixed iterations included', () => {
+    const truth = { intercept: 1.5, tokens: 0.05, rows: 0.3, attn: 0.02, mixedTokens: 0.03, ftForward: 0.04, ftBackward: 0.09, ftHead: 0.15, ftOptimizer: 1.5, ftDispatches: 0.12 };
+    const rnd = mulberry32(9);
+    const m = new CostModel({ forgetting: 1 });
+    const inf = (f: WorkFeatures) => truth.intercept + truth.tokens * f.tokens + truth.rows * f.rows + truth.attn * f.attn + truth.mixedTokens * f.mixedTokens;
+    const ft = (f: WorkFeatures) => truth.ftForward * f.ftForward + truth.ftBackward * f.ftBackward + truth.ftHead * f.ftHead + truth.ftOptimizer * f.ftOptimizer + truth.ftDispatches * f.ftDispatches;
+    for (let i = 0; i < 300; i++) {
+      const fi = { ...zeroFeatures(), tokens: 1 + Math.floor(rnd() * 64), rows: 1 + Math.floor(rnd() * 8) };
+      fi.attn = (fi.tokens * rnd() * 300) / 1000;
+      fi.mixedTokens = rnd() < 0.4 ? fi.tokens : 0;
+      const ff = { ...zeroFeatures(), ftForward: 20 * rnd(), ftBackward: 30 * rnd(), ftHead: rnd() < 0.3 ? 8 : 0, ftOptimizer: rnd() < 0.2 ? 1 : 0, ftDispatches: 1 + Math.floor(rnd() * 12) };
+      const mixed = rnd() < 0.7;
+      m.observeByKind(mixed || rnd() < 0.5 ? { f: fi, ms: inf(fi) } : null, mixed || rnd() < 0.5 ? { f: ff, ms: ft(ff) } : { f: zeroFeatures(), ms: 0 });
+    }
+    const w = m.snapshot();
+    for (const [k, v] of Object.entries(truth)) expect(Math.abs(w[k as keyof typeof w] - v), k).toBeLessThan(0.02 * Math.max(v, 0.25));
+    expect(m.finetuneSamples).toBeGreaterThan(150);
+  });
+
+  it('ignores non-finite or negative times and kinds without work', () => {
+    const m = new CostModel();
+    const f = { ...zeroFeatures(), tokens: 1, rows: 1 };
+    m.observeByKind({ f, ms: Number.NaN }, null);
+    m.observeByKind({ f, ms: -1 }, { f: zeroFeatures(), ms: 3 }); // no fine-tune dispatches: not a fine-tune sample
+    expect(m.samples).toBe(0);
+    expect(m.finetuneSamples).toBe(0);
   });
 });

@@ -9,16 +9,18 @@ import { mulberry32 } from '../../src/util/prng.ts';
 // ft backward 0.1/token; ft head 0.2/token; optimizer 1; per unit 0.1.
 // So a chunk of n tokens costs 0.1n + 0.5, a decode 0.6; units at 16 tokens: embed 0.1,
 // forward 0.9, backward 1.7, head 3.3, optimizer 1.1.
-const cost = () => new CostModel({ initial: [1, 0.1, 0.5, 0, 0.05, 0.1, 0.2, 1, 0.1] });
-const fwd: UnitView = { kind: 'forward', tokens: 16 };
-const embed: UnitView = { kind: 'embed', tokens: 16 };
-const head: UnitView = { kind: 'head', tokens: 16 };
+const cost = () => new CostModel({ initial: [1, 0.1, 0.5, 0, 0, 0.05, 0.1, 0.2, 1, 0.1] });
+// A unit's compute is its tokens (mmacs = tokens) and it is one dispatch, so the costs above hold.
+const unit = (kind: UnitView['kind'], tokens: number, o: Partial<UnitView> = {}): UnitView => ({ kind, tokens, mmacs: kind === 'optimizer' ? 1 : tokens, dispatches: 1, bytes: 0, ...o });
+const fwd = unit('forward', 16);
+const embed = unit('embed', 16);
+const head = unit('head', 16);
 
 const req = (id: number, length: number, computed: number, blocks: number, arrivedAt = 0): RequestView => ({ id, length, computed, blocks, arrivedAt });
 const job = (id: number, ready: UnitView[], o: Partial<FinetuneJobView> = {}): FinetuneJobView => ({ id, queuedAt: 0, lastLoss: null, ready, started: false, ...o });
 
 function state(o: Partial<SchedulerState>): SchedulerState {
-  return { now: 1000, running: [], waiting: [], finetune: [], freeBlocks: 10, maxTokens: 64, maxSeqs: 4, finetuneAllowed: true, ...o };
+  return { now: 1000, running: [], waiting: [], finetune: [], freeBlocks: 10, maxTokens: 64, maxSeqs: 4, finetuneAllowed: true, finetuneArenaBytes: 0, ...o };
 }
 
 // minPrefillTokens 0 unless a test is about it: the packing rules alone.
@@ -105,7 +107,7 @@ describe('planIteration (mace)', () => {
         return req(i + 1, len, computed, Math.ceil(computed / 16));
       });
       const waiting = Array.from({ length: int(4) }, (_, i) => req(10 + i, 1 + int(120), 0, 0, int(1000)));
-      const kinds: UnitView[] = [embed, fwd, head, { kind: 'backward', tokens: 32 }, { kind: 'optimizer', tokens: 0 }];
+      const kinds: UnitView[] = [embed, fwd, head, unit('backward', 32), unit('optimizer', 0)];
       const finetune = rnd() < 0.6 ? [job(50, Array.from({ length: 1 + int(8) }, () => kinds[int(kinds.length)]), { lastLoss: rnd() })] : [];
       const budgetMs = 1 + rnd() * 10;
       const p = plan({ running, waiting, finetune, freeBlocks: int(20) }, { budgetMs });
@@ -135,7 +137,7 @@ describe('planIteration (mace)', () => {
     expect(plan(s, { minFinetuneSamples: 3 }).finetune).toBeNull(); // no fine-tune measurement yet
     expect(plan({ finetune: s.finetune }, { minFinetuneSamples: 3 }).finetune).toEqual({ job: 7, units: 2 }); // alone it runs
     const measured = cost();
-    for (let i = 0; i < 3; i++) measured.observe({ ...zeroFeatures(), ftUnits: 1, ftForward: 16 }, 0.1 + 0.8 + 1);
+    for (let i = 0; i < 3; i++) measured.observe({ ...zeroFeatures(), ftDispatches: 1, ftForward: 16 }, 0.1 + 0.8 + 1);
     expect(measured.finetuneSamples).toBe(3);
     const p = planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0 }, measured);
     expect(p.finetune).toEqual({ job: 7, units: 2 });
@@ -169,6 +171,55 @@ describe('planIteration (mace)', () => {
     expect(p.entries).toEqual([]); // its 40-token chunk needs 3 blocks; 4 waits behind 3
     const q = plan({ running: [req(1, 20, 19, 2)], waiting: [req(3, 4, 0, 0)], maxSeqs: 1 }, { budgetMs: Infinity });
     expect(q.admitted).toEqual([]);
+  });
+});
+
+describe('planIteration: a batch in mixed mode', () => {
+  it('prices the decode rows a prefill chunk switches into the prefill kernels (mixedTokens)', () => {
+    // As `cost` above, plus 0.1 ms per token of a batch in mixed mode.
+    const mixedCost = new CostModel({ initial: [1, 0.1, 0.5, 0, 0.1, 0.05, 0.1, 0.2, 1, 0.1] });
+    const s = state({ running: [req(1, 20, 19, 2), req(2, 9, 8, 1)], waiting: [req(3, 10, 0, 0)] });
+    const p = planIteration(s, { ...defaultSchedulerConfig('mace', Infinity), minPrefillTokens: 0 }, mixedCost);
+    expect(p.entries.map((e) => [e.id, e.count])).toEqual([[1, 1], [2, 1], [3, 10]]);
+    expect(p.predictedMs.decode).toBeCloseTo(2.2, 10); // 1 + 2 × 0.6
+    expect(p.predictedMs.prefill).toBeCloseTo(0.1 * 10 + 0.5 + 0.1 * (10 + 2), 10); // the chunk brings the 2 decode rows along
+    // One-token rows only (here two decodes) keep the batch in decode mode: no switch.
+    const last = planIteration(state({ running: [req(1, 20, 19, 2), req(4, 12, 11, 1)] }), { ...defaultSchedulerConfig('mace', Infinity), minPrefillTokens: 0 }, mixedCost);
+    expect(last.predictedMs.decode + last.predictedMs.prefill).toBeCloseTo(1 + 2 * 0.6, 10);
+  });
+});
+
+describe('planIteration with sub-layer fine-tune units', () => {
+  // One layer's forward cut per matmul: [part, mmacs, dispatches]; costs 0.05 ms/mmac + 0.1 ms/dispatch.
+  const layer: [string, number, number][] = [['q', 4, 3], ['k', 2, 3], ['v', 2, 3], ['attn', 1, 2], ['o', 4, 4], ['gate', 8, 4], ['up', 8, 3], ['down', 8, 5]];
+  const units = layer.map(([, mmacs, dispatches]) => unit('forward', 16, { mmacs, dispatches, bytes: 1024 }));
+  const whole = unit('forward', 16, { mmacs: layer.reduce((a, l) => a + l[1], 0), dispatches: layer.reduce((a, l) => a + l[2], 0), bytes: 8 * 1024 });
+  const decodes = [req(1, 20, 19, 2), req(2, 9, 8, 1)]; // 1 + 2 × 0.6 = 2.2 ms
+
+  it('packs as many of a layer\'s matmul units beside the decodes as the budget leaves', () => {
+    const p = plan({ running: decodes, finetune: [job(7, units, { started: true })] }, { budgetMs: 5 });
+    expect(p.entries.map((e) => [e.id, e.kind])).toEqual([[1, 'decode'], [2, 'decode']]);
+    // 2.8 ms left: q 0.5 + k 0.4 + v 0.4 + attn 0.25 + o 0.6 = 2.15; + gate 0.8 = 2.95 > 2.8
+    expect(p.finetune).toEqual({ job: 7, units: 5 });
+    expect(p.predictedMs.finetune).toBeCloseTo(2.15, 10);
+    expect(p.slices).toBe(1);
+    // The same layer as one unit (5.05 ms) never fits beside the decodes.
+    expect(plan({ running: decodes, finetune: [job(7, [whole], { started: true })] }, { budgetMs: 5 }).finetune).toBeNull();
+  });
+
+  it('the memory term: fine-tune units that fill the training arena win a close call with a prompt', () => {
+    // Prefill priority 10 (no wait); the pair's 2 · 4.85 = 9.7. Budget 4 ms: 3 ms after the intercept.
+    // Prompt of 20 tokens: 2.5 ms, memory fit max(2/10 blocks, 20/64 tokens) = 0.3125 → 10 + 0.5·0.3125 + 0.5·2.5/3 = 10.57.
+    // Three 0.9 ms units of 1000 bytes each over a 3000-byte arena: 9.7 + 0.5·1 + 0.5·2.7/3 = 10.65 → first;
+    // without the memory term 9.7 + 0.45 = 10.15 → the prompt goes first and no unit fits after it.
+    const ft = [job(7, [fwd, fwd, fwd].map((u) => ({ ...u, bytes: 1000 })), { lastLoss: 4.85, queuedAt: 1000 })];
+    const s = { waiting: [req(3, 20, 0, 0, 1000)], finetune: ft };
+    const withMemory = plan({ ...s, finetuneArenaBytes: 3000 }, { budgetMs: 4 });
+    expect(withMemory.finetune).toEqual({ job: 7, units: 3 });
+    expect(withMemory.entries).toEqual([]);
+    const without = plan({ ...s, finetuneArenaBytes: 0 }, { budgetMs: 4 });
+    expect(without.entries).toEqual([{ id: 3, count: 20, sample: true, kind: 'prefill' }]);
+    expect(without.finetune).toBeNull();
   });
 });
 

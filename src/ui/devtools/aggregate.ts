@@ -1,7 +1,9 @@
 /**
  * StatsAggregator: the panel's model, with no DOM. It folds the stats stream (src/scheduler/stats.ts)
  * into fixed-size rings that the charts and the summary read:
- *   - per iteration: GPU time split by task kind, budget, KV blocks, queue depths;
+ *   - per iteration: GPU time split by task kind, budget and where it came from (the page's frames:
+ *     their interval and drops), KV blocks, queue depths, and the cost model's predicted against
+ *     measured GPU ms per kind (inference, fine-tune) with its median relative error;
  *   - per finished request: exact TTFT / TBT percentiles over a sliding window of samples;
  *   - per DPO step: loss, rewards, accuracy, adapter version.
  * Every time is moved onto the page's clock when it arrives (pageTime = t + batch.timeOrigin -
@@ -9,7 +11,7 @@
  */
 import type { FinetuneStats, IterationStats, RequestStats, SessionStats, StatsBatch } from '../../scheduler/stats.ts';
 import { DevtoolsOptionError } from './errors.ts';
-import { windowPercentiles, type Percentiles } from './percentile.ts';
+import { percentileOfSorted, windowPercentiles, type Percentiles } from './percentile.ts';
 import { ColumnRing, NumberRing } from './ring.ts';
 import { validateStatsBatch } from './validate.ts';
 
@@ -35,6 +37,8 @@ export const ITERATION_COLUMNS = [
   'gpuPrefill', 'gpuDecode', 'gpuFinetune', 'gpuUnattributed', 'budgetMs',
   'kvUsed', 'kvTotal', 'waiting', 'running', 'pendingPairs',
   'prefillTokens', 'decodeRows', 'finetuneUnits', 'slices', 'schedulerMs',
+  'budgetFromFrames', 'frameDrops', 'frameIntervalMs',
+  'predictedInference', 'measuredInference', 'predictedFinetune', 'measuredFinetune', 'timestampTiming',
 ] as const;
 export type IterationColumn = (typeof ITERATION_COLUMNS)[number];
 
@@ -64,14 +68,85 @@ function positive(option: string, v: number): number {
   return v;
 }
 
-/** How one iteration's measured GPU time divides among the kinds: each kind's planned share of it. */
-export function splitMeasured(it: Pick<IterationStats, 'plannedMs' | 'measuredMs'>): { prefill: number; decode: number; finetune: number; unattributed: number } {
+/**
+ * How one iteration's measured GPU time divides among the kinds. With GPU ms per kind (timestamp
+ * queries) fine-tune is its own measured time and the inference pass's time is split between prefill
+ * and decode by their planned share (they run as one forward pass); without (wall timing) the whole
+ * measured time is split by each kind's planned share.
+ */
+export function splitMeasured(it: Pick<IterationStats, 'plannedMs' | 'measuredMs'> & Partial<Pick<IterationStats, 'gpuMs'>>): { prefill: number; decode: number; finetune: number; unattributed: number } {
   const { prefill, decode, finetune } = it.plannedMs;
+  if (it.gpuMs) {
+    const inference = it.gpuMs.inference ?? 0;
+    const ft = it.gpuMs.finetune ?? 0;
+    const rest = Math.max(0, it.measuredMs - inference - ft);
+    const pd = prefill + decode;
+    // Inference time with no prefill or decode planned belongs to no kind, like untimed time.
+    if (pd === 0) return { prefill: 0, decode: 0, finetune: ft, unattributed: inference + rest };
+    return { prefill: (inference * prefill) / pd, decode: (inference * decode) / pd, finetune: ft, unattributed: rest };
+  }
   const planned = prefill + decode + finetune;
   // No planned work but time measured (e.g. a submission of bookkeeping only): it belongs to no kind.
   if (planned === 0) return { prefill: 0, decode: 0, finetune: 0, unattributed: it.measuredMs };
   const scale = it.measuredMs / planned;
   return { prefill: prefill * scale, decode: decode * scale, finetune: finetune * scale, unattributed: 0 };
+}
+
+/** The two kinds the cost model predicts and timestamp queries time apart: the forward pass (prefill + decode) and fine-tuning. */
+export type CostKind = 'inference' | 'finetune';
+
+/** One kind in one iteration: the cost model's predicted GPU ms and the measured ms (null: the kind did not run / was not measured). */
+export interface KindCost {
+  predicted: number | null;
+  measured: number | null;
+}
+
+/**
+ * The cost model's prediction against the measurement for each kind of one iteration. A kind ran when
+ * the iteration held its work (prefill tokens or decode rows; fine-tune units); its prediction is the
+ * plan's (plannedMs.prefill + plannedMs.decode, plannedMs.finetune). Measured: with timestamp timing
+ * each kind's own GPU ms (gpuMs); with wall timing only an iteration that held one kind and ran as one
+ * submission is measured (its measuredMs, the wall time, is that kind's), as the cost model itself
+ * learns; a mixed or sliced wall-timed iteration has a prediction and no measurement.
+ */
+export function predictedVsMeasured(
+  it: Pick<IterationStats, 'plannedMs' | 'measuredMs' | 'gpuMs' | 'slices' | 'prefillTokens' | 'decodeRows' | 'finetuneUnits'>,
+): Record<CostKind, KindCost> {
+  const ranInference = it.prefillTokens + it.decodeRows > 0;
+  const ranFinetune = it.finetuneUnits > 0;
+  const p = it.plannedMs;
+  let inference: number | null = null;
+  let finetune: number | null = null;
+  if (it.gpuMs) {
+    inference = ranInference ? it.gpuMs.inference : null;
+    finetune = ranFinetune ? it.gpuMs.finetune : null;
+  } else if (it.slices === 1 && ranInference !== ranFinetune) {
+    if (ranInference) inference = it.measuredMs;
+    else finetune = it.measuredMs;
+  }
+  return {
+    inference: { predicted: ranInference ? p.prefill + p.decode : null, measured: inference },
+    finetune: { predicted: ranFinetune ? p.finetune : null, measured: finetune },
+  };
+}
+
+/** Median relative error |predicted − measured| / measured of one kind over the kept iterations. */
+export interface CostError {
+  /** Nearest-rank median; null when no iteration of that kind was measured (above 0 ms). */
+  median: number | null;
+  /** Iterations it is the median of. */
+  samples: number;
+}
+
+export interface CostErrors {
+  inference: CostError;
+  finetune: CostError;
+  /** Iterations kept (the window the errors are over). */
+  iterations: number;
+  /** Of those, timed by wall clock (no GPU ms per kind). */
+  wallIterations: number;
+  /** Of those, iterations where a kind ran but was not measured (wall timing: mixed or sliced). */
+  unmeasured: number;
 }
 
 export class StatsAggregator {
@@ -93,6 +168,8 @@ export class StatsAggregator {
   private readonly adapterVersions = new Map<string, AdapterVersion>();
   /** Percentiles of the windows as of the last request batch (the windows change only then). */
   private current: { ttft: Percentiles | null; tbt: Percentiles | null } = { ttft: null, tbt: null };
+  /** costErrors() as of the last iteration (null: not computed since the rings changed). */
+  private costCache: CostErrors | null = null;
 
   constructor(options: AggregatorOptions = {}) {
     this.iterations = new ColumnRing(ITERATION_COLUMNS, options.iterations ?? 600, 'iterations');
@@ -132,6 +209,7 @@ export class StatsAggregator {
 
   private addIteration(r: IterationStats, t: number): void {
     const gpu = splitMeasured(r);
+    const cost = predictedVsMeasured(r);
     this.iterations.push({
       t,
       iteration: r.iteration,
@@ -154,7 +232,18 @@ export class StatsAggregator {
       finetuneUnits: r.finetuneUnits,
       slices: r.slices,
       schedulerMs: r.schedulerMs,
+      // 1: the budget came from the page's frames, 0: the constant. A missing interval is NaN (a gap).
+      budgetFromFrames: r.budgetSource === 'frames' ? 1 : 0,
+      frameDrops: r.frameDrops,
+      frameIntervalMs: r.frameIntervalMs ?? NaN,
+      // NaN: the kind did not run (no prediction) or was not measured.
+      predictedInference: cost.inference.predicted ?? NaN,
+      measuredInference: cost.inference.measured ?? NaN,
+      predictedFinetune: cost.finetune.predicted ?? NaN,
+      measuredFinetune: cost.finetune.measured ?? NaN,
+      timestampTiming: r.timing === 'timestamp' ? 1 : 0,
     });
+    this.costCache = null;
     this.timing = r.timing;
     if (this.firstIterationT === null) this.firstIterationT = t;
     this.totals.iterations++;
@@ -240,6 +329,35 @@ export class StatsAggregator {
     return elapsed > 0 ? (tokens * 1000) / elapsed : null;
   }
 
+  /**
+   * The cost model's median relative error per kind over the kept iterations (the window the charts
+   * show), with the rules of predictedVsMeasured; an iteration measured at 0 ms has no relative
+   * error and is left out. Computed on demand, at most once per new iteration.
+   */
+  costErrors(): CostErrors {
+    if (this.costCache) return { ...this.costCache, inference: { ...this.costCache.inference }, finetune: { ...this.costCache.finetune } };
+    const it = this.iterations;
+    const n = it.length;
+    const errs: Record<CostKind, number[]> = { inference: [], finetune: [] };
+    let wallIterations = 0;
+    let unmeasured = 0;
+    for (let i = 0; i < n; i++) {
+      if (it.get('timestampTiming', i) === 0) wallIterations++;
+      let missing = false;
+      for (const [kind, pc, mc] of [['inference', 'predictedInference', 'measuredInference'], ['finetune', 'predictedFinetune', 'measuredFinetune']] as const) {
+        const p = it.get(pc, i);
+        if (Number.isNaN(p)) continue;
+        const m = it.get(mc, i);
+        if (Number.isNaN(m)) missing = true;
+        else if (m > 0) errs[kind].push(Math.abs(p - m) / m);
+      }
+      if (missing) unmeasured++;
+    }
+    const of = (xs: number[]): CostError => ({ median: xs.length ? percentileOfSorted(Float64Array.from(xs).sort(), 50) : null, samples: xs.length });
+    this.costCache = { inference: of(errs.inference), finetune: of(errs.finetune), iterations: n, wallIterations, unmeasured };
+    return this.costErrors();
+  }
+
   /** Latest version of every adapter seen (least recently updated first). */
   adapters(): AdapterVersion[] {
     return [...this.adapterVersions.values()].map((a) => ({ ...a }));
@@ -263,6 +381,7 @@ export class StatsAggregator {
     this.session = null;
     this.current = { ttft: null, tbt: null };
     this.timing = null;
+    this.costCache = null;
     this.firstIterationT = null;
     Object.assign(this.totals, { batches: 0, iterations: 0, requests: 0, steps: 0, completionTokens: 0, finish: { stop: 0, length: 0, abort: 0, error: 0 } });
   }

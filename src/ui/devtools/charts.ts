@@ -1,13 +1,13 @@
 /**
- * The panel's seven charts as uPlot definitions: which series builder feeds each (series.ts), its
+ * The panel's nine charts as uPlot definitions: which series builder feeds each (series.ts), its
  * accessible name, and its uPlot options for a given width and palette. The element (element.ts)
  * creates them lazily, the first time the panel is expanded.
  */
 import uPlot from 'uplot';
 import type { StatsAggregator } from './aggregate.ts';
-import { adapterSeries, dpoSeries, gpuSeries, kvSeries, latencySeries, queueSeries, type ChartData } from './series.ts';
+import { adapterSeries, costSeries, dpoSeries, frameSeries, gpuSeries, kvSeries, latencySeries, queueSeries, type ChartData } from './series.ts';
 
-export type ChartId = 'gpu' | 'ttft' | 'tbt' | 'kv' | 'queues' | 'dpo' | 'adapter';
+export type ChartId = 'gpu' | 'cost' | 'frames' | 'ttft' | 'tbt' | 'kv' | 'queues' | 'dpo' | 'adapter';
 
 /** Colours read from the host's CSS custom properties (canvas strokes cannot use var()). */
 export interface Palette {
@@ -18,7 +18,13 @@ export interface Palette {
   finetune: string;
   other: string;
   planned: string;
+  /** Inference (prefill + decode) in the cost model's chart; fine-tune there uses `finetune`. */
+  inference: string;
   budget: string;
+  /** The constant budget (no frame reports), the page's frame interval, its dropped frames. */
+  budgetConstant: string;
+  interval: string;
+  drops: string;
   p50: string;
   p95: string;
   p99: string;
@@ -42,7 +48,11 @@ export const DEFAULT_PALETTE: Palette = {
   finetune: '#d29922',
   other: '#8b949e',
   planned: '#f0f6fc',
+  inference: '#39c5cf',
   budget: '#f85149',
+  budgetConstant: '#8b949e',
+  interval: '#4e9af1',
+  drops: '#d29922',
   p50: '#3fb950',
   p95: '#d29922',
   p99: '#db61a2',
@@ -128,6 +138,50 @@ export const CHARTS: readonly ChartSpec[] = [
         [valueAxis(p, 'ms')],
         { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       ),
+  },
+  {
+    id: 'cost',
+    title: 'Cost model: predicted vs measured GPU time (ms) per kind',
+    ariaLabel:
+      'Chart: per iteration, the cost model’s predicted GPU time (dashed) and the measured GPU time (solid) of inference (prefill and decode) and of fine-tune work; with wall timing only iterations of one kind are measured',
+    data: costSeries,
+    options: (w, h, p) =>
+      base(
+        w,
+        h,
+        p,
+        [
+          // spanGaps: each line joins the iterations where its kind ran (and, for measured, was measured).
+          line('inference predicted', p.inference, { dash: [4, 3], width: 1, spanGaps: true, value: fmt(2, ' ms') }),
+          line('inference measured', p.inference, { spanGaps: true, value: fmt(2, ' ms') }),
+          line('fine-tune predicted', p.finetune, { dash: [4, 3], width: 1, spanGaps: true, value: fmt(2, ' ms') }),
+          line('fine-tune measured', p.finetune, { spanGaps: true, value: fmt(2, ' ms') }),
+        ],
+        [valueAxis(p, 'ms')],
+        { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      ),
+  },
+  {
+    id: 'frames',
+    title: 'Budget per submission (ms) from the page’s frames, and frames dropped',
+    ariaLabel: 'Chart: the GPU budget each iteration was planned under, from the page’s frames or the constant fallback, with the frame interval (left axis, ms) and the frames the page dropped (right axis)',
+    data: frameSeries,
+    options: (w, h, p) => {
+      const stepped = uPlot.paths.stepped!({ align: 1 });
+      return base(
+        w,
+        h,
+        p,
+        [
+          line('budget (frames)', p.budget, { paths: stepped, value: fmt(2, ' ms') }),
+          line('budget (constant)', p.budgetConstant, { paths: stepped, dash: [4, 3], value: fmt(2, ' ms') }),
+          line('frame interval', p.interval, { width: 1, value: fmt(1, ' ms') }),
+          line('dropped', p.drops, { scale: 'drops', paths: uPlot.paths.bars!({ size: [0.6, 8] }), fill: p.drops, value: fmt(0) }),
+        ],
+        [valueAxis(p, 'ms'), valueAxis(p, 'dropped', 'drops', 1)],
+        { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] }, drops: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
+      );
+    },
   },
   ...(['ttft', 'tbt'] as const).map(
     (which): ChartSpec => ({

@@ -1,7 +1,7 @@
 /**
  * <mace-devtools>: the in-page performance panel. Feed it with `engine = client` (anything with
  * onStats) or `push(batch)`. Collapsed (the default) it shows one line: tok/s, TTFT p95, KV use,
- * adapter version; expanded, seven uPlot charts with a sentence each.
+ * adapter version; expanded, nine uPlot charts with a sentence each.
  *
  * Cost discipline: a batch only updates the aggregator's rings (and emits Performance-panel measures,
  * unless performance-tracks="off"); drawing happens in at most one animation frame per frame, only
@@ -40,7 +40,7 @@ export interface DevtoolsErrorDetail {
 const CHART_HEIGHT = 140;
 /**
  * Charts redraw at most this often (the summary line every frame): a 10-second window gains nothing
- * from 60 redraws a second, and seven canvases per frame are the panel's largest cost.
+ * from 60 redraws a second, and nine canvases per frame are the panel's largest cost.
  */
 const CHART_INTERVAL_MS = 100;
 
@@ -67,7 +67,11 @@ export class MaceDevtoolsElement extends HTMLElement {
   private chartsDirty = true;
   private chartsDrawnAt = -Infinity;
   private chartTimer: ReturnType<typeof setTimeout> | null = null;
-  private onScreen = true;
+  /**
+   * What the IntersectionObserver last reported; null before its first report (it arrives a frame
+   * after connecting, and a panel connected off screen must not draw in that frame).
+   */
+  private onScreen: boolean | null = null;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
   private intersection: IntersectionObserver | null = null;
   private resize: ResizeObserver | null = null;
@@ -208,6 +212,7 @@ export class MaceDevtoolsElement extends HTMLElement {
     this.intersection?.disconnect();
     this.resize?.disconnect();
     this.intersection = this.resize = null;
+    this.onScreen = null; // unknown until the next connection's first report
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
@@ -248,13 +253,13 @@ export class MaceDevtoolsElement extends HTMLElement {
   }
 
   private schedule(): void {
-    if (this.frame || !this.dirty || !this.isConnected || !this.onScreen) return;
+    if (this.frame || !this.dirty || !this.isConnected || this.onScreen === false) return;
     this.frame = requestAnimationFrame(() => this.render());
   }
 
   private render(): void {
     this.frame = 0;
-    if (!this.dirty || !this.onScreen) return;
+    if (!this.dirty || !this.visible()) return;
     const t0 = performance.now();
     this.dirty = false;
     this.summaryLine.textContent = formatSummaryLine(summarize(this.aggregator, t0));
@@ -275,6 +280,13 @@ export class MaceDevtoolsElement extends HTMLElement {
     }
     this.cost.renders++;
     this.cost.renderMs += performance.now() - t0;
+  }
+
+  /** On screen: the observer's report, or before its first one, the panel's box against the viewport. */
+  private visible(): boolean {
+    if (this.onScreen !== null) return this.onScreen;
+    const r = this.getBoundingClientRect(); // inside a frame callback: the layout the frame needs anyway
+    return (r.width > 0 || r.height > 0) && r.bottom > 0 && r.right > 0 && r.top < innerHeight && r.left < innerWidth;
   }
 
   private renderCharts(): void {

@@ -10,13 +10,26 @@
 import { defineMaceDevtools } from './element.ts';
 
 export { MaceDevtoolsElement, defineMaceDevtools, type StatsSource, type PanelCost, type DevtoolsErrorDetail } from './element.ts';
-export { StatsAggregator, splitMeasured, ITERATION_COLUMNS, LATENCY_COLUMNS, STEP_COLUMNS, type AggregatorOptions, type AdapterVersion } from './aggregate.ts';
+export {
+  StatsAggregator,
+  splitMeasured,
+  predictedVsMeasured,
+  ITERATION_COLUMNS,
+  LATENCY_COLUMNS,
+  STEP_COLUMNS,
+  type AggregatorOptions,
+  type AdapterVersion,
+  type CostKind,
+  type KindCost,
+  type CostError,
+  type CostErrors,
+} from './aggregate.ts';
 export { ColumnRing, NumberRing } from './ring.ts';
 export { percentileOfSorted, windowPercentiles, type Percentiles } from './percentile.ts';
 export { validateStatsBatch } from './validate.ts';
 export { StatsInputError, DevtoolsOptionError } from './errors.ts';
-export { gpuSeries, latencySeries, kvSeries, queueSeries, dpoSeries, adapterSeries, type ChartData, type Series } from './series.ts';
-export { summarize, formatSummaryLine, formatMs, formatRate, describeCharts, type PanelSummary } from './summary.ts';
+export { gpuSeries, costSeries, frameSeries, latencySeries, kvSeries, queueSeries, dpoSeries, adapterSeries, type ChartData, type Series } from './series.ts';
+export { summarize, formatSummaryLine, formatMs, formatRate, formatPercent, describeCharts, type PanelSummary } from './summary.ts';
 export {
   emitPerformanceTracks,
   planTrackEntries,

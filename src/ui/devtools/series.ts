@@ -41,6 +41,42 @@ export function gpuSeries(agg: StatsAggregator): ChartData {
   return [seconds(it.read('t')), total, upToFinetune, upToDecode, prefill, planned, budget];
 }
 
+/**
+ * The budget each plan was packed under and the page's frames behind it:
+ * [x, budget from frames, budget when constant, frame interval, frames dropped]. The budget is split
+ * by source (a gap where the other one applied), so the chart shows when the page drove it.
+ */
+export function frameSeries(agg: StatsAggregator): ChartData {
+  const it = agg.iterations;
+  const n = it.length;
+  const fromFrames: Series = new Array(n);
+  const constant: Series = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const b = gap(it.get('budgetMs', i));
+    const frames = it.get('budgetFromFrames', i) === 1;
+    fromFrames[i] = frames ? b : null;
+    constant[i] = frames ? null : b;
+  }
+  return [seconds(it.read('t')), fromFrames, constant, it.read('frameIntervalMs').map(gap), it.read('frameDrops')];
+}
+
+/**
+ * The cost model's predicted against the measured GPU ms per kind (aggregate.ts predictedVsMeasured):
+ * [x, inference predicted, inference measured, fine-tune predicted, fine-tune measured]. A gap where
+ * the kind did not run, and a measured gap where it ran unmeasured (wall timing: a mixed or sliced
+ * iteration).
+ */
+export function costSeries(agg: StatsAggregator): ChartData {
+  const it = agg.iterations;
+  return [
+    seconds(it.read('t')),
+    it.read('predictedInference').map(gap),
+    it.read('measuredInference').map(gap),
+    it.read('predictedFinetune').map(gap),
+    it.read('measuredFinetune').map(gap),
+  ];
+}
+
 /** Percentiles of one latency over time against its SLO: [x, p50, p95, p99, slo]. */
 export function latencySeries(agg: StatsAggregator, which: 'ttft' | 'tbt'): ChartData {
   const l = agg.latency;

@@ -3,7 +3,7 @@
  * (the charts' text alternative for screen readers, and what a test can read). Pure functions of the
  * aggregator and the current page time.
  */
-import type { AdapterVersion, StatsAggregator } from './aggregate.ts';
+import type { AdapterVersion, CostError, StatsAggregator } from './aggregate.ts';
 
 export interface PanelSummary {
   /** Decoded tokens per second over the aggregator's rate window; null before any iteration. */
@@ -55,10 +55,17 @@ export function formatSummaryLine(s: PanelSummary): string {
   return `${formatRate(s.tokensPerSecond)} tok/s · TTFT p95 ${formatMs(s.ttftP95Ms)} · ${kv} · ${adapter}`;
 }
 
+/** A ratio as a percentage: one decimal under 10%, whole numbers above; a dash for none. */
+export function formatPercent(ratio: number | null): string {
+  if (ratio === null || !Number.isFinite(ratio)) return '—';
+  const pct = ratio * 100;
+  return pct < 10 ? `${pct.toFixed(1)}%` : `${Math.round(pct)}%`;
+}
+
 const fixed = (v: number, digits: number) => (Number.isFinite(v) ? v.toFixed(digits) : String(v));
 
 /** One sentence per chart, keyed like the charts (see charts.ts). */
-export function describeCharts(agg: StatsAggregator): Record<'gpu' | 'ttft' | 'tbt' | 'kv' | 'queues' | 'dpo' | 'adapter', string> {
+export function describeCharts(agg: StatsAggregator): Record<'gpu' | 'cost' | 'frames' | 'ttft' | 'tbt' | 'kv' | 'queues' | 'dpo' | 'adapter', string> {
   const it = agg.iterations;
   const n = it.length;
   const { ttft, tbt } = agg.percentiles();
@@ -76,6 +83,29 @@ export function describeCharts(agg: StatsAggregator): Record<'gpu' | 'ttft' | 't
       ` (prefill ${formatMs(it.get('gpuPrefill', n - 1))}, decode ${formatMs(it.get('gpuDecode', n - 1))}, fine-tune ${formatMs(it.get('gpuFinetune', n - 1))}); ` +
       `${over} of ${n} over budget.`;
   }
+  let cost = 'No iteration yet.';
+  if (n) {
+    const e = agg.costErrors();
+    const kind = (name: string, c: CostError) => `${name} ${formatPercent(c.median)} over ${c.samples} iteration${c.samples === 1 ? '' : 's'}`;
+    const how =
+      e.wallIterations === 0
+        ? 'GPU ms per kind from timestamp queries'
+        : `wall timing in ${e.wallIterations} of ${n} iterations: there only an iteration of one kind in one submission is measured; ${e.unmeasured} ${e.unmeasured === 1 ? 'was' : 'were'} not`;
+    cost = `Cost model median |predicted − measured| / measured: ${kind('inference', e.inference)}, ${kind('fine-tune', e.finetune)} (${how}).`;
+  }
+  let frames = 'No iteration yet.';
+  if (n) {
+    const budget = it.get('budgetMs', n - 1);
+    const b = Number.isFinite(budget) ? formatMs(budget) : 'none';
+    const interval = it.get('frameIntervalMs', n - 1);
+    const withDrops = it.read('frameDrops').filter((d) => d > 0).length;
+    const from = !it.get('budgetFromFrames', n - 1)
+      ? `Budget ${b}, the constant (no fresh frame report from the page)`
+      : Number.isFinite(interval)
+        ? `Budget ${formatMs(budget)} from the page’s frames (${formatMs(interval)} frame interval, ${it.get('frameDrops', n - 1)} dropped in the last report)`
+        : `Budget ${b} from the page’s frames (the page is hidden: nothing is drawn)`;
+    frames = `${from}; ${withDrops} of ${n} iterations were planned while the page dropped frames.`;
+  }
   const lat = (name: string, p: typeof ttft, sloMs: number | undefined) =>
     p
       ? `${name} p50 ${formatMs(p.p50)}, p95 ${formatMs(p.p95)}, p99 ${formatMs(p.p99)}${sloMs !== undefined ? ` against a ${formatMs(sloMs)} SLO` : ''}.`
@@ -89,5 +119,5 @@ export function describeCharts(agg: StatsAggregator): Record<'gpu' | 'ttft' | 't
     : 'No fine-tune step yet.';
   const adapters = agg.adapters();
   const adapter = adapters.length ? `Adapter versions: ${adapters.map((a) => `${a.name} v${a.version}`).join(', ')}.` : 'No adapter trained yet.';
-  return { gpu, ttft: lat('TTFT', ttft, slo?.ttftMs), tbt: lat('TBT', tbt, slo?.tbtMs), kv, queues, dpo, adapter };
+  return { gpu, cost, frames, ttft: lat('TTFT', ttft, slo?.ttftMs), tbt: lat('TBT', tbt, slo?.tbtMs), kv, queues, dpo, adapter };
 }

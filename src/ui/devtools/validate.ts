@@ -50,11 +50,23 @@ const COUNT = { min: 0 };
 function iteration(r: Obj, p: string): void {
   num(r, 'iteration', p, COUNT);
   num(r, 't', p);
-  for (const k of ['prefillTokens', 'decodeRows', 'finetuneUnits', 'measuredMs', 'slices', 'schedulerMs', 'kvBlocksUsed', 'kvBlocksTotal', 'waitingRequests', 'runningRequests', 'pendingPairs']) num(r, k, p, COUNT);
+  for (const k of ['prefillTokens', 'decodeRows', 'finetuneUnits', 'measuredMs', 'wallMs', 'slices', 'schedulerMs', 'kvBlocksUsed', 'kvBlocksTotal', 'waitingRequests', 'runningRequests', 'pendingPairs']) num(r, k, p, COUNT);
   const planned = obj(r, 'plannedMs', p);
   for (const k of ['prefill', 'decode', 'finetune']) num(planned, k, `${p}.plannedMs`, COUNT);
   num(r, 'budgetMs', p, { min: 0, infinity: true });
+  oneOf(r, 'budgetSource', p, ['frames', 'constant']);
+  num(r, 'frameDrops', p, COUNT);
+  if (r.frameIntervalMs !== null) num(r, 'frameIntervalMs', p, COUNT);
   oneOf(r, 'timing', p, ['timestamp', 'wall']);
+  // GPU ms per kind: an object exactly when the iteration was timed with timestamp queries, each kind
+  // a finite ms ≥ 0 or null (that kind did not run); null with wall timing.
+  if (r.timing === 'wall') {
+    if (r.gpuMs !== null) throw new StatsInputError(`${p}.gpuMs`, `must be null with wall timing, got ${isObj(r.gpuMs) ? 'an object' : typeof r.gpuMs}`);
+  } else {
+    if (!isObj(r.gpuMs)) throw new StatsInputError(`${p}.gpuMs`, `must be an object { inference, finetune } with timestamp timing, got ${r.gpuMs === null ? 'null' : typeof r.gpuMs}`);
+    const gpu = r.gpuMs;
+    for (const k of ['inference', 'finetune']) if (gpu[k] !== null) num(gpu, k, `${p}.gpuMs`, COUNT);
+  }
 }
 
 function request(r: Obj, p: string): void {

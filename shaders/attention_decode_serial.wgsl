@@ -1,0 +1,52 @@
+// Paged attention, decode, serial variant (CPU-class devices, src/kernels/plan.ts): one
+// invocation per (sequence, query head), no workgroup memory and no barrier. It walks positions
+// 0..len-1 with an online softmax in registers (running max m, denominator l, the output as HD/4
+// vec4 accumulators rescaled only when the max grows). Needs HD % 4 == 0 (rows read as vec4).
+// GQA: query head h reads KV head h / (nHeads / nKvHeads).
+{{PARAMS}}
+
+const HD4: u32 = {{HD4}}u;     // head dim / 4
+const BLOCK: u32 = {{BLOCK_SIZE}}u;
+const NEG_BIG: f32 = -1.0e30;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<vec4f>;              // [nSeqs, nHeads, HD]
+@group(0) @binding(2) var<storage, read> kCache: array<vec4f>;         // [nBlocks, BLOCK, nKvHeads, HD]
+@group(0) @binding(3) var<storage, read> vCache: array<vec4f>;         // [nBlocks, BLOCK, nKvHeads, HD]
+@group(0) @binding(4) var<storage, read> blockTable: array<u32>;       // [nSeqs, maxBlocksPerSeq]
+@group(0) @binding(5) var<storage, read> seqLens: array<u32>;          // [nSeqs], current token included
+@group(0) @binding(6) var<storage, read_write> out: array<vec4f>;      // [nSeqs, nHeads, HD]
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let item = (wid.x + wid.y * nwg.x) * {{WG}}u + lid;
+  if (item >= p.nSeqs * p.nHeads) { return; }
+  let seq = item / p.nHeads;
+  let head = item % p.nHeads;
+  let kvHead = head / (p.nHeads / p.nKvHeads);
+  let len = min(seqLens[seq], p.maxBlocksPerSeq * BLOCK);
+  let qBase = item * HD4;
+  var qv: array<vec4f, HD4>;
+  var acc: array<vec4f, HD4>;
+  for (var i = 0u; i < HD4; i++) { qv[i] = q[qBase + i]; }
+  var m = NEG_BIG;
+  var l = 0.0;
+  for (var pos = 0u; pos < len; pos++) {
+    let block = blockTable[seq * p.maxBlocksPerSeq + pos / BLOCK];
+    let base = ((block * BLOCK + pos % BLOCK) * p.nKvHeads + kvHead) * HD4;
+    var d4 = vec4f(0.0);
+    for (var i = 0u; i < HD4; i++) { d4 += qv[i] * kCache[base + i]; }
+    let s = (d4.x + d4.y + d4.z + d4.w) * p.scale;
+    if (s > m) {
+      let alpha = exp(m - s);
+      l *= alpha;
+      for (var i = 0u; i < HD4; i++) { acc[i] *= alpha; }
+      m = s;
+    }
+    let e = exp(s - m);
+    l += e;
+    for (var i = 0u; i < HD4; i++) { acc[i] += e * vCache[base + i]; }
+  }
+  let inv = select(0.0, 1.0 / l, l > 0.0); // len 0: zeros rather than NaN
+  for (var i = 0u; i < HD4; i++) { out[qBase + i] = acc[i] * inv; }
+}
