@@ -103,6 +103,8 @@ Options of \`bench serve\`:
   --rank R           LoRA rank of the learnt adapter (default 8).
   --max-seqs N       Most chats decoding at once (default 8).
   --records FILE     Also write every run's raw iteration, request and fine-tune records (JSON).
+  --unloaded T,B     Use this unloaded TTFT,TBT (ms) instead of calibrating: one policy per process
+                     then runs with exactly the SLOs and budget of another run (its JSON's unloaded).
   --ablate LIST      Also run mace with one mechanism off per item, each its own row:
                      no-loss-priority (γ = 0), no-best-fit (first fit by priority), no-aging,
                      layer-units (fine-tune units of a whole layer instead of one matmul).
@@ -127,13 +129,16 @@ Options of \`bench drift\`:
   --model M          The served model (default public/models/stories260K: the rules are about its stories).
   --policy P         mace, inference-only, periodic, sync, or a comma list (default all four).
   --quick            A short run (72 s of trace per policy, fewer eval samples): under 10 minutes here.
-  --duration S       Seconds of trace per policy (default 480); the preference drifts at S/2
+  --duration S       Seconds of trace per policy (default 360); the preference drifts at S/2
                      (--return: at S/3 and back to the first rule at 2S/3).
   --load R           Requests per second, Poisson (default 1).  --answer-tokens N (default 24).
   --feedback-rate F  Share of answers the simulated user rates (default 0.6); --noise F: share of
                      ratings flipped (default 0.05); --regenerations N: Regenerate presses after a
                      thumbs-down (default 2); --anchor-every N: one formed pair in N is held back
-                     as an anchor for the rollback guard (default 5; 0: no guard).
+                     as an anchor for the rollback guard (default 5; 0: no guard); --anchors N:
+                     most anchors one decision checks (default 16, the latest of the phase);
+                     --pairs-per-rating N: pairs one rating adds to the learner, those with the
+                     most recent opposite answers of its context (default 2).
   --eval-every S     Seconds between adapter snapshots (default 20); --seeds N: samples per held-out
                      prompt for the win rate (default 8); --pair-samples N: base samples per held-out
                      prompt to build each rule's held-out pairs (default 16).
@@ -181,10 +186,10 @@ export const SYNTHETIC_MODELS = ['stories260k', 'smollm2-135m'];
 const VALUE_OPTIONS = {
   'bench kernels': ['out'],
   'bench all': ['out'],
-  'bench drift': ['model', 'policy', 'duration', 'load', 'answer-tokens', 'eval-every', 'feedback-rate', 'noise', 'regenerations', 'anchor-every', 'seeds', 'pair-samples', 'budget-multiple', 'max-seqs', 'rank', 'lr', 'beta', 'epochs', 'seed', 'plot', 'out'],
+  'bench drift': ['model', 'policy', 'duration', 'load', 'answer-tokens', 'eval-every', 'feedback-rate', 'noise', 'regenerations', 'anchor-every', 'pairs-per-rating', 'anchors', 'seeds', 'pair-samples', 'budget-multiple', 'max-seqs', 'rank', 'lr', 'beta', 'epochs', 'seed', 'plot', 'out'],
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
   'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out', 'plan'],
-  'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon', 'ablate', 'max-seqs', 'records'],
+  'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon', 'ablate', 'max-seqs', 'records', 'unloaded'],
   train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens', 'plan'],
 };
 const FLAG_OPTIONS = {
@@ -350,6 +355,11 @@ function parseBenchServe(flags, values) {
     }), []),
     maxSeqs: opt('max-seqs', (v) => intValue('max-seqs', v, 1, 64), 8),
     records: values.get('records'),
+    unloaded: opt('unloaded', (v) => {
+      const m = /^([0-9.]+),([0-9.]+)$/.exec(v);
+      if (!m || !(+m[1] > 0) || !(+m[2] > 0)) throw new UsageError(`--unloaded takes TTFT,TBT in ms (two numbers > 0, e.g. 33.7,6.9), got '${v}'`);
+      return { ttftMs: +m[1], tbtMs: +m[2] };
+    }, undefined),
     json: flags.has('json'),
     out: values.get('out'),
     runtime: runtime(flags),
@@ -358,7 +368,7 @@ function parseBenchServe(flags, values) {
 
 /** `bench drift` presets (bench/drift/run.ts DRIFT_PRESETS; kept equal by a test). */
 export const DRIFT_PRESETS = {
-  full: { durationS: 480, evalEveryS: 20, ratePerS: 1, seedsPerPrompt: 8, pairSamplesPerPrompt: 16 },
+  full: { durationS: 360, evalEveryS: 20, ratePerS: 1, seedsPerPrompt: 8, pairSamplesPerPrompt: 16 },
   quick: { durationS: 72, evalEveryS: 12, ratePerS: 1, seedsPerPrompt: 2, pairSamplesPerPrompt: 8 },
 };
 
@@ -382,6 +392,8 @@ function parseBenchDrift(flags, values) {
       noise: opt('noise', (v) => numValue('noise', v, 0, 0.5), 0.05),
       maxRegenerations: opt('regenerations', (v) => intValue('regenerations', v, 0, 16), 2),
       anchorEvery: opt('anchor-every', (v) => intValue('anchor-every', v, 0, 1000), 5),
+      pairsPerRating: opt('pairs-per-rating', (v) => intValue('pairs-per-rating', v, 1, 1000), 2),
+      maxAnchors: opt('anchors', (v) => intValue('anchors', v, 8, 4096), 16),
       returnToFirst: flags.has('return'),
       seedsPerPrompt: opt('seeds', (v) => intValue('seeds', v, 1, 256), preset.seedsPerPrompt),
       pairSamplesPerPrompt: opt('pair-samples', (v) => intValue('pair-samples', v, 2, 1024), preset.pairSamplesPerPrompt),

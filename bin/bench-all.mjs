@@ -20,12 +20,16 @@ export function benchAllPlan(quick) {
   for (const model of decodeModels) {
     const dtypes = ['f32', 'f16', 'q4'];
     const batches = [1, 4, 8];
-    parts.push({ name: `decode-${model}`, kind: 'decode', args: { model, formats: dtypes, batches, promptTokens: 16, tokens: quick ? 8 : 32 }, command: `mace bench decode --model ${model} --dtype ${dtypes.join(',')} --batches ${batches.join(',')} --tokens ${quick ? 8 : 32} --json` });
+    // Both kernel plans in one run: the fused plan against the plan before issue 11 on this device.
+    const plans = ['fused', 'unfused'];
+    parts.push({ name: `decode-${model}`, kind: 'decode', args: { model, formats: dtypes, batches, promptTokens: 16, tokens: quick ? 8 : 32, plans }, command: `mace bench decode --model ${model} --dtype ${dtypes.join(',')} --batches ${batches.join(',')} --tokens ${quick ? 8 : 32} --plan ${plans.join(',')} --json` });
   }
   const trainModels = quick ? [['stories260k', 'f32']] : [['stories260k', 'f32'], ['smollm2-135m', 'f32'], ['smollm2-135m', 'q4']];
   for (const [model, dtype] of trainModels) {
     parts.push({ name: `train-step-${model}-${dtype}`, kind: 'train-step', args: { model, dtype, steps: 2, rank: 8, seed: 1, promptTokens: 48, responseTokens: 48 }, command: `mace train --synthetic ${model} --dtype ${dtype} --steps 2 --json` });
   }
+  // The DPO step with the plan before issue 11, for the speed-up on this device.
+  parts.push({ name: 'train-step-stories260k-f32-unfused', kind: 'train-step', args: { model: 'stories260k', dtype: 'f32', steps: 2, rank: 8, seed: 1, promptTokens: 48, responseTokens: 48, plan: 'unfused' }, command: 'mace train --synthetic stories260k --dtype f32 --steps 2 --plan unfused --json' });
   const serveModel = quick ? 'stories260k' : 'smollm2-135m';
   const duration = quick ? 10 : 20;
   parts.push({

@@ -93,7 +93,7 @@ async function benchServe(opts) {
   const benchOpts = {
     model: opts.model, format: opts.dtype, policies: opts.policies, rates: opts.rates, trace,
     traceParams: { seed: opts.seed, durationS: opts.duration, ratePerS: opts.load, promptTokens: opts.promptTokens, answerTokens: opts.answerTokens },
-    budgetTbtMultiple: opts.budgetMultiple, rank: opts.rank, horizonFactor: opts.horizon, ablations: opts.ablations, maxSeqs: opts.maxSeqs, keepRecords: opts.records !== undefined,
+    budgetTbtMultiple: opts.budgetMultiple, rank: opts.rank, horizonFactor: opts.horizon, ablations: opts.ablations, maxSeqs: opts.maxSeqs, keepRecords: opts.records !== undefined, unloaded: opts.unloaded,
   };
   const result = await runServeBench(opts.runtime, benchOpts, log);
   if (opts.records) {

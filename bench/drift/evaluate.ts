@@ -61,6 +61,8 @@ export class DriftEvaluator {
   private baseAnswers: string[] = [];
   private readonly pairs = new Map<string, RulePairs>();
   private readonly cache = new Map<string, EvalPoint>();
+  /** The base model's log-probs of anchor pairs (they never change), by the pair's token ids. */
+  private readonly baseByPair = new Map<string, PairLogprobs>();
 
   constructor(
     private readonly ctx: GpuContext,
@@ -129,7 +131,14 @@ export class DriftEvaluator {
     const adapted: PairLogprobs[] = [];
     for (const p of pairs) adapted.push(await trainer.logprobs(p, true));
     const ref: PairLogprobs[] = base ? [...base] : [];
-    if (!base) for (const p of pairs) ref.push(await trainer.logprobs(p, false));
+    if (!base) {
+      for (const p of pairs) {
+        const key = `${p.prompt.join(',')}|${p.chosen.join(',')}|${p.rejected.join(',')}`;
+        let b = this.baseByPair.get(key);
+        if (!b) this.baseByPair.set(key, (b = await trainer.logprobs(p, false)));
+        ref.push(b);
+      }
+    }
     return adapted.map((a, i) => ({ adapterChosen: a.chosen, adapterRejected: a.rejected, baseChosen: ref[i].chosen, baseRejected: ref[i].rejected }));
   }
 

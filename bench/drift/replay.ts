@@ -41,6 +41,10 @@ export interface DriftReplayOptions {
   maxRegenerations: number;
   /** One formed pair in `anchorEvery` is held back from training as an anchor (0: none). */
   anchorEvery: number;
+  /** Pairs one rating may add to the learner (those with the most recent opposite answers). */
+  pairsPerRating: number;
+  /** Anchors checked per decision: the current phase's latest, in whole blocks of the guard's minAnchors. */
+  maxAnchors: number;
   seed: number;
   log?: (m: string) => void;
 }
@@ -80,6 +84,8 @@ export interface DriftReplayResult {
   steps: FinetuneStats[];
   snapshots: DriftSnapshot[];
   pairsFormed: number;
+  /** Pairs the feedback log formed beyond pairsPerRating per rating (not trained). */
+  pairsDropped: number;
   anchorsHeld: number;
   /** performance.now() at the run's start (records' times are on that clock). */
   startMs: number;
@@ -109,6 +115,7 @@ export async function replayDrift(engine: Engine, user: SimulatedUser, guard: An
   const anchors: Anchor[] = [];
   let anchorSet: { id: string; pairs: PreferencePair[] } | null = null;
   let pairsFormed = 0;
+  let pairsDropped = 0;
   let servedVersion = 0;
   /** The last version the guard decided on (a rolled-back version is not decided again). */
   let lastDecided = 0;
@@ -137,7 +144,15 @@ export async function replayDrift(engine: Engine, user: SimulatedUser, guard: An
       answers.push({ t, phase: phase.name, prompt, text, rating, regeneration, adapterVersion: servedVersion });
       if (rating === null) return;
       const fb = await engine.feedback({ completionId: r.id, rating });
-      for (const p of fb.added) {
+      // The feedback log pairs the new rating with EVERY opposite-rated answer of its context, and
+      // the trace asks its 24 prompts again and again: pairs would grow with the square of the
+      // ratings (and pair this phase's answers with the last phase's). The learner keeps the pairs
+      // with the most recent opposite answers (pairsPerRating), the rest are not trained.
+      const added = fb.added;
+      const kept = added.slice(Math.max(0, added.length - o.pairsPerRating));
+      for (const p of added) if (!kept.includes(p)) engine.core.forgetPair(p.id);
+      pairsDropped += added.length - kept.length;
+      for (const p of kept) {
         pairsFormed++;
         // Every anchorEvery-th pair is held back: it checks versions instead of training them.
         if (trains && o.anchorEvery > 0 && pairsFormed % o.anchorEvery === 0) {
@@ -149,16 +164,23 @@ export async function replayDrift(engine: Engine, user: SimulatedUser, guard: An
     }
   }
 
-  /** The current phase's anchors in whole blocks of the guard's minAnchors; a new block rebases the guard. */
+  /**
+   * The current phase's latest anchors in whole blocks of the guard's minAnchors, at most
+   * maxAnchors (the check costs two forward passes per anchor, on the serving GPU); when the window
+   * moves by a block, the guard is rebased on it.
+   */
   async function currentAnchors(phase: string): Promise<{ id: string; pairs: PreferencePair[] } | null> {
     if (!guard) return null;
     const mine = anchors.filter((a) => a.phase === phase).map((a) => a.pair);
-    const size = Math.floor(mine.length / guard.minAnchors) * guard.minAnchors;
-    if (size === 0) return null;
-    const id = `${phase}:${size}`;
+    const block = guard.minAnchors;
+    const blocks = Math.floor(mine.length / block);
+    const take = Math.min(blocks, Math.max(1, Math.floor(o.maxAnchors / block)));
+    if (take === 0) return null;
+    const start = (blocks - take) * block;
+    const id = `${phase}:${start}-${start + take * block}`;
     if (anchorSet?.id !== id) {
-      anchorSet = { id, pairs: mine.slice(0, size) };
-      if (served) guard.rebase(await evalAnchors(served, anchorSet.pairs), { pairs: size, set: id });
+      anchorSet = { id, pairs: mine.slice(start, start + take * block) };
+      if (served) guard.rebase(await evalAnchors(served, anchorSet.pairs), { pairs: anchorSet.pairs.length, set: id });
     }
     return anchorSet;
   }
@@ -206,6 +228,6 @@ export async function replayDrift(engine: Engine, user: SimulatedUser, guard: An
   if (nowS() < o.schedule.durationS) await sleep(startMs + o.schedule.durationS * 1000 - performance.now());
   unsubscribe();
   const coloc = colocation(iterations);
-  o.log?.(`  ${o.policy}: ${answers.length} answers, ${answers.filter((a) => a.rating).length} rated, ${pairsFormed} pairs (${anchors.length} anchors), ${steps.length} steps, served version ${servedVersion}; decode iterations with fine-tune units ${coloc.mixedIterations}/${coloc.decodeIterations}`);
-  return { policy: o.policy, answers, requests, steps, snapshots, pairsFormed, anchorsHeld: anchors.length, startMs, colocation: coloc, wallS: nowS() };
+  o.log?.(`  ${o.policy}: ${answers.length} answers, ${answers.filter((a) => a.rating).length} rated, ${pairsFormed} pairs kept (${pairsDropped} more formed, not trained; ${anchors.length} anchors), ${steps.length} steps, served version ${servedVersion}; decode iterations with fine-tune units ${coloc.mixedIterations}/${coloc.decodeIterations}`);
+  return { policy: o.policy, answers, requests, steps, snapshots, pairsFormed, pairsDropped, anchorsHeld: anchors.length, startMs, colocation: coloc, wallS: nowS() };
 }

@@ -43,6 +43,10 @@ export interface DriftBenchOptions {
   noise: number;
   maxRegenerations: number;
   anchorEvery: number;
+  /** Pairs one rating may add to the learner (default 2; see replay.ts). */
+  pairsPerRating: number;
+  /** Most anchors one guard decision checks (default 16). */
+  maxAnchors: number;
   returnToFirst: boolean;
   seedsPerPrompt: number;
   pairSamplesPerPrompt: number;
@@ -86,6 +90,7 @@ export interface DriftPolicyResult {
   answers: number;
   rated: number;
   pairsFormed: number;
+  pairsDropped: number;
   anchors: number;
   finetuneSteps: number;
   /** Seconds (since the run started) at which each fine-tune step finished. */
@@ -178,7 +183,7 @@ export async function runDriftBench(ctx: GpuContext, source: ModelSource, o: Dri
         const guard = new AnchorGuard({});
         const anchorEval = (host: Parameters<typeof evaluator.anchorAccuracy>[0], anchors: readonly { prompt?: string | undefined; chosen: string; rejected: string }[]) =>
           evaluator.anchorAccuracy(host, anchors.map(toTokens).filter((p): p is TokenPair => p !== null));
-        live = await replayDrift(engine, user, policy === 'inference-only' ? null : guard, anchorEval, { policy, schedule, prompts: trainPrompts, ratePerS: o.ratePerS, answerTokens: o.answerTokens, evalEveryS: o.evalEveryS, maxRegenerations: o.maxRegenerations, anchorEvery: o.anchorEvery, seed: o.seed, log });
+        live = await replayDrift(engine, user, policy === 'inference-only' ? null : guard, anchorEval, { policy, schedule, prompts: trainPrompts, ratePerS: o.ratePerS, answerTokens: o.answerTokens, evalEveryS: o.evalEveryS, maxRegenerations: o.maxRegenerations, anchorEvery: o.anchorEvery, pairsPerRating: o.pairsPerRating, maxAnchors: o.maxAnchors, seed: o.seed, log });
       } finally {
         engine.destroy();
       }
@@ -229,6 +234,7 @@ async function summarizePolicy(live: DriftReplayResult, schedule: DriftSchedule,
     answers: live.answers.length,
     rated: live.answers.filter((a) => a.rating !== null).length,
     pairsFormed: live.pairsFormed,
+    pairsDropped: live.pairsDropped,
     anchors: live.anchorsHeld,
     finetuneSteps: live.steps.length,
     stepTimesS: live.steps.map((st) => (st.t - live.startMs) / 1000),

@@ -5,7 +5,7 @@
  */
 import { describeGpu, type GpuContext } from '../../src/gpu/device.ts';
 import type { WeightFormat } from '../../src/kernels/weights.ts';
-import type { PolicyName } from '../../src/scheduler/stats.ts';
+import type { PolicyName, SloTargets } from '../../src/scheduler/stats.ts';
 import { syntheticConfig, syntheticEngineModel, SYNTHETIC_MODEL_NAMES, type SyntheticModelId } from '../synthetic-model.ts';
 import { DEFAULT_SLO_MULTIPLES, type ServeMetrics, type SloMultiples } from './metrics.ts';
 import type { Ablation } from './ablation.ts';
@@ -36,6 +36,11 @@ export interface ServeBenchOptions {
   maxSeqs?: number;
   /** Keep every run's raw records (ServeRun.records). */
   keepRecords?: boolean;
+  /**
+   * The unloaded latency to use instead of calibrating (the SLOs' unit and the budget's): runs of
+   * one policy per process then get exactly the budget and SLOs of another run.
+   */
+  unloaded?: SloTargets;
   onProgress?: (message: string) => void;
 }
 
@@ -66,8 +71,8 @@ export async function runServeBench(ctx: GpuContext, o: ServeBenchOptions): Prom
   try {
     // One calibration for the whole benchmark: every policy and rate gets the same SLOs and budget.
     const base = { policy: 'mace' as PolicyName, ablation: null, retrainRate: 0, budgetTbtMultiple: o.budgetTbtMultiple, slo: o.slo ?? DEFAULT_SLO_MULTIPLES, rank: o.rank, kvBudgetBytes: 64 * 2 ** 20, maxSeqs: o.maxSeqs ?? 8, horizonFactor: o.horizonFactor ?? 2, keepRecords: o.keepRecords ?? false };
-    const unloaded = await calibrate(ctx, model, traces[0].trace, base);
-    o.onProgress?.(`calibration: unloaded TTFT ${unloaded.ttftMs.toFixed(1)} ms, TBT ${unloaded.tbtMs.toFixed(1)} ms`);
+    const unloaded = o.unloaded ?? (await calibrate(ctx, model, traces[0].trace, base));
+    o.onProgress?.(`${o.unloaded ? 'given' : 'calibration'}: unloaded TTFT ${unloaded.ttftMs.toFixed(1)} ms, TBT ${unloaded.tbtMs.toFixed(1)} ms`);
     for (const { retrainRate, trace } of traces) {
       const s = summarizeTrace(trace);
       o.onProgress?.(`trace @ ${Math.round(retrainRate * 100)}%: ${s.requests} requests, ${s.pairs} pairs over ${trace.durationS} s`);

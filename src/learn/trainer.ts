@@ -37,8 +37,12 @@ import { embedDispatches, headBackwardDispatches, headDispatches, layerBackwardS
 
 /** Sequences run at a multiple of this many tokens (exact padding, fewer dispatch lists). */
 export const TOKEN_BUCKET = 16;
-/** Dispatch lists kept per direction (least recently used dropped). */
-const MAX_PLANS = 16;
+/**
+ * Dispatch lists kept per direction (least recently used dropped): enough for every (sequence,
+ * adapter on/off, length bucket) of pairs up to 256 tokens, so the learner's unit views (made at
+ * enqueue from these lists) and the steps themselves never rebuild a list in steady state.
+ */
+const MAX_PLANS = 64;
 
 export type SeqName = 'chosen' | 'rejected';
 export const SEQS: readonly SeqName[] = ['chosen', 'rejected'];

@@ -19,6 +19,8 @@ const tiny: DriftBenchOptions = {
   noise: 0,
   maxRegenerations: 2,
   anchorEvery: 5,
+  pairsPerRating: 2,
+  maxAnchors: 16,
   returnToFirst: false,
   seedsPerPrompt: 1,
   pairSamplesPerPrompt: 4,

@@ -12,10 +12,12 @@ describe('mace bench all', () => {
 
   it('runs kernels, decode, training-step and serving benchmarks on real-model shapes, each with its equivalent command', () => {
     const full = benchAllPlan(false);
-    expect(full.map((p) => p.name)).toEqual(['kernels', 'decode-stories260k', 'decode-smollm2-135m', 'train-step-stories260k-f32', 'train-step-smollm2-135m-f32', 'train-step-smollm2-135m-q4', 'serve-smollm2-135m']);
+    expect(full.map((p) => p.name)).toEqual(['kernels', 'decode-stories260k', 'decode-smollm2-135m', 'train-step-stories260k-f32', 'train-step-smollm2-135m-f32', 'train-step-smollm2-135m-q4', 'train-step-stories260k-f32-unfused', 'serve-smollm2-135m']);
+    // Every part's command parses as a real `mace` command line with the same settings.
+    for (const p of full) expect(() => parseArgs(p.command.split(' ').slice(1)), p.command).not.toThrow();
     expect(full.every((p) => p.command.startsWith('mace '))).toBe(true);
     const quick = benchAllPlan(true);
-    expect(quick.map((p) => p.kind)).toEqual(['kernels', 'decode', 'train-step', 'serve']);
+    expect(quick.map((p) => p.kind)).toEqual(['kernels', 'decode', 'train-step', 'train-step', 'serve']);
   });
 });
 
@@ -39,7 +41,7 @@ describe('mace bench drift arguments', () => {
     const full = parseArgs(['bench', 'drift']) as unknown as { command: string; model: string | null; options: Record<string, unknown>; plot?: string };
     expect(full.command).toBe('bench-drift');
     expect(full.model).toBeNull();
-    expect(full.options).toMatchObject({ policies: ['mace', 'inference-only', 'periodic', 'sync'], durationS: 480, evalEveryS: 20, feedbackRate: 0.6, noise: 0.05, maxRegenerations: 2, anchorEvery: 5, returnToFirst: false });
+    expect(full.options).toMatchObject({ policies: ['mace', 'inference-only', 'periodic', 'sync'], durationS: 360, evalEveryS: 20, feedbackRate: 0.6, noise: 0.05, maxRegenerations: 2, anchorEvery: 5, returnToFirst: false });
     const quick = parseArgs(['bench', 'drift', '--quick', '--return', '--policy', 'mace,sync', '--plot', 'charts']) as unknown as typeof full;
     expect(quick.options).toMatchObject({ durationS: 72, evalEveryS: 12, policies: ['mace', 'sync'], returnToFirst: true });
     expect(quick.plot).toBe('charts');
@@ -49,5 +51,21 @@ describe('mace bench drift arguments', () => {
     expect(() => parseArgs(['bench', 'drift', '--noise', '0.9'])).toThrow(/--noise/);
     expect(() => parseArgs(['bench', 'drift', '--policy', 'fifo'])).toThrow(/--policy takes mace/);
     expect(() => parseArgs(['bench', 'drift', '--feedback-rate', 'x'])).toThrow(/--feedback-rate/);
+  });
+});
+
+describe('mace bench serve --unloaded and --records', () => {
+  it('takes a given unloaded latency (same SLOs and budget in every process) and a records file', () => {
+    expect(parseArgs(['bench', 'serve', '--unloaded', '33.7,6.9', '--records', 'r.json'])).toMatchObject({ unloaded: { ttftMs: 33.7, tbtMs: 6.9 }, records: 'r.json' });
+    expect(() => parseArgs(['bench', 'serve', '--unloaded', '33.7'])).toThrow(/--unloaded takes TTFT,TBT/);
+    expect(() => parseArgs(['bench', 'serve', '--unloaded', '0,5'])).toThrow(/--unloaded/);
+  });
+});
+
+describe('docs/CLI.md', () => {
+  it('holds the help text verbatim (the reference cannot drift from the command)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { USAGE } = await import('../../bin/args.mjs');
+    expect(readFileSync(new URL('../../docs/CLI.md', import.meta.url), 'utf8')).toContain(USAGE);
   });
 });

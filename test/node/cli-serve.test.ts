@@ -5,7 +5,7 @@ describe('mace bench serve arguments', () => {
   it('the bare command is a complete benchmark: every policy, a 30% retrain trace, the default model', () => {
     expect(parseArgs(['bench', 'serve'])).toEqual({
       command: 'bench-serve', policies: ['mace', 'inference-only', 'periodic', 'sync'], trace: undefined, rates: [0.3], model: 'stories260k', dtype: 'f32',
-      duration: 60, load: 0.3, promptTokens: { min: 8, max: 24 }, answerTokens: { min: 8, max: 24 }, horizon: 2, seed: 1, budgetMultiple: 1.5, rank: 8, ablations: [], maxSeqs: 8, records: undefined, json: false, out: undefined, runtime: 'browser',
+      duration: 60, load: 0.3, promptTokens: { min: 8, max: 24 }, answerTokens: { min: 8, max: 24 }, horizon: 2, seed: 1, budgetMultiple: 1.5, rank: 8, ablations: [], maxSeqs: 8, records: undefined, unloaded: undefined, json: false, out: undefined, runtime: 'browser',
     });
   });
 
