@@ -12,7 +12,6 @@
  */
 import type { EngineModel } from '../../src/engine/engine.ts';
 import { createEngine, type Engine } from '../../src/engine/openai.ts';
-import { normalizeParams } from '../../src/engine/params.ts';
 import { describeGpu, type GpuContext } from '../../src/gpu/device.ts';
 import type { AdapterConfig } from '../../src/learn/adapter.ts';
 import { tokenizePair, truncatePair } from '../../src/learn/pair-tokens.ts';
@@ -23,6 +22,7 @@ import type { ModelSource } from '../../src/model/source.ts';
 import { LINEAR_MODULES } from '../../src/model/tensors.ts';
 import type { PolicyName, SloTargets } from '../../src/scheduler/stats.ts';
 import { DEFAULT_SLO_MULTIPLES, meetsSlo, sloFromUnloaded, summarize, type Summary } from '../serve/metrics.ts';
+import { unloadedLatency } from '../serve/replay.ts';
 import { STORY_PROMPTS } from '../train.ts';
 import { DriftEvaluator, type EvalPoint } from './evaluate.ts';
 import { AnchorGuard } from './guard.ts';
@@ -119,14 +119,6 @@ export interface DriftBenchResult {
   wallS: number;
 }
 
-async function unloadedLatency(engine: Engine, prompt: string, tokens: number): Promise<SloTargets> {
-  const ids = engine.core.model.tokenizer.encode(prompt);
-  const req = engine.core.submit(ids, normalizeParams({ temperature: 0, max_tokens: tokens, ignore_eos: true, seed: 0 }, null, engine.core.limits));
-  for await (const ev of req.events) if (ev.kind === 'done') break;
-  const t = req.tokenTimes;
-  return { ttftMs: t[0] - req.createdAt, tbtMs: (t[t.length - 1] - t[0]) / Math.max(1, t.length - 1) };
-}
-
 function learnerConfig(model: EngineModel, rank: number): AdapterConfig {
   return { r: rank, loraAlpha: 2 * rank, useRslora: false, targetModules: [...LINEAR_MODULES], baseModelNameOrPath: model.config.architecture };
 }
@@ -164,8 +156,9 @@ export async function runDriftBench(ctx: GpuContext, source: ModelSource, o: Dri
     log(`drift: ${schedule.phases.map((p) => `${p.name} from ${p.startS} s (${p.rule.name})`).join(', ')}; ${trainPrompts.length} trace prompts, ${heldOutPrompts.length} held-out`);
     await evaluator.prepare(schedule, log);
     const probe = createEngine(ctx, model, { maxSeqs: o.maxSeqs, kvBudgetBytes: 16 * 2 ** 20, scheduler: { budgetMs: 0 } });
-    await unloadedLatency(probe, trainPrompts[0], 4);
-    const unloaded = await unloadedLatency(probe, trainPrompts[0], o.answerTokens);
+    const probeIds = model.tokenizer.encode(trainPrompts[0]);
+    await unloadedLatency(probe, probeIds, 4);
+    const unloaded = await unloadedLatency(probe, probeIds, o.answerTokens);
     probe.destroy();
     const slo = sloFromUnloaded(unloaded, DEFAULT_SLO_MULTIPLES);
     const budgetMs = o.budgetTbtMultiple * unloaded.tbtMs;

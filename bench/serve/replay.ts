@@ -62,8 +62,8 @@ function forced(engine: Engine, n: number) {
   return normalizeParams({ temperature: 0, max_tokens: n, ignore_eos: true, seed: 0 }, null, engine.core.limits);
 }
 
-/** Run one request alone; its TTFT and mean TBT (ms). */
-async function unloadedLatency(engine: Engine, prompt: number[], tokens: number): Promise<SloTargets> {
+/** Run one request alone (greedy, exactly `tokens` tokens); its TTFT and mean TBT (ms). Also the drift benchmark's calibration. */
+export async function unloadedLatency(engine: Engine, prompt: number[], tokens: number): Promise<SloTargets> {
   const req = engine.core.submit(prompt, forced(engine, tokens));
   for await (const ev of req.events) if (ev.kind === 'done') break;
   const t = req.tokenTimes;

@@ -6,43 +6,17 @@
  * format; a dropped shard or a wrong element costs 0.01-1.
  */
 import { describe, expect, it } from 'vitest';
-import { matmulInputGrad, matmulInputGradRef, matmulInputGradVariant, matmulInputGradVariantFor } from '../../src/kernels/matmul-bwd.ts';
+import { matmulInputGrad, matmulInputGradRef, matmulInputGradVariantFor } from '../../src/kernels/matmul-bwd.ts';
 import { uploadWeight } from '../../src/kernels/quantize.ts';
-import { dequantizeRef, packF16Ref, quantizeQ4Ref, rowScaleWords, rowWords, WEIGHT_FORMATS, type GpuWeight, type WeightFormat, type WeightShard } from '../../src/kernels/weights.ts';
+import { dequantizeRef, packF16Ref, quantizeQ4Ref, WEIGHT_FORMATS } from '../../src/kernels/weights.ts';
 import type { GpuContext } from '../../src/gpu/device.ts';
 import { ShapeError } from '../../src/gpu/errors.ts';
 import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
+import { makeWeight, type TestWeight } from './weight-helpers.ts';
 
 const TOL = { atol: 5e-5, rtol: 1e-5 };
 const SENTINEL = 12345;
 const TAIL = 5; // elements past [M, K] that must keep the sentinel
-
-interface TestWeight {
-  weight: GpuWeight;
-  dequantized: Float32Array; // [N, K]
-}
-
-/** Pack on the CPU and upload as shards of `split` rows. */
-function makeWeight(ctx: GpuContext, format: WeightFormat, N: number, K: number, seed: number, split: number[] = [N]): TestWeight {
-  const w = randomF32(N * K, seed);
-  let data: Float32Array | Uint32Array = w;
-  let scales: Uint32Array | undefined;
-  if (format === 'f16') data = packF16Ref(w, N, K);
-  if (format === 'q4') ({ data, scales } = quantizeQ4Ref(w, N, K));
-  const dw = rowWords(format, K), sw = rowScaleWords(format, K);
-  const shards: WeightShard[] = [];
-  let rowStart = 0;
-  for (const rows of split) {
-    shards.push({
-      rowStart,
-      rows,
-      data: upload(ctx, data.subarray(rowStart * dw, (rowStart + rows) * dw), `w@${rowStart}`),
-      scales: scales && upload(ctx, scales.subarray(rowStart * sw, (rowStart + rows) * sw), `scales@${rowStart}`),
-    });
-    rowStart += rows;
-  }
-  return { weight: { label: `test-${format}`, format, N, K, shards }, dequantized: dequantizeRef(format, N, K, data, scales) };
-}
 
 async function check(ctx: GpuContext, tw: TestWeight, M: number, seed: number): Promise<void> {
   const { N, K } = tw.weight;

@@ -2,39 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { GEMV_MAX_M } from '../../src/kernels/gemv.ts';
 import { chooseMatmul, matmul } from '../../src/kernels/matmul.ts';
 import { gemm, GEMM_TILES, gemmVariant, chooseGemmTile, type GemmTile } from '../../src/kernels/gemm.ts';
-import { dequantizeRef, matmulRef, packF16Ref, quantizeQ4Ref, rowScaleWords, rowWords, WEIGHT_FORMATS, type GpuWeight, type WeightFormat, type WeightShard } from '../../src/kernels/weights.ts';
+import { matmulRef, WEIGHT_FORMATS } from '../../src/kernels/weights.ts';
 import type { GpuContext } from '../../src/gpu/device.ts';
 import { isCpuClassDevice, setKernelPlan } from '../../src/kernels/plan.ts';
 import { LimitsTooSmallError, ShapeError } from '../../src/gpu/errors.ts';
 import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
+import { makeWeight, type TestWeight } from './weight-helpers.ts';
 
 /** A weight packed on the CPU, uploaded as shards of `split` rows, and what the GPU should multiply by. */
-interface TestWeight {
-  weight: GpuWeight;
-  dequantized: Float32Array; // [N, K] f32, exactly the values the kernel stages in workgroup memory
-}
-
-function makeWeight(ctx: GpuContext, format: WeightFormat, N: number, K: number, seed: number, split: number[] = [N]): TestWeight {
-  const w = randomF32(N * K, seed);
-  let data: Float32Array | Uint32Array = w;
-  let scales: Uint32Array | undefined;
-  if (format === 'f16') data = packF16Ref(w, N, K);
-  if (format === 'q4') ({ data, scales } = quantizeQ4Ref(w, N, K));
-  const dw = rowWords(format, K), sw = rowScaleWords(format, K);
-  const shards: WeightShard[] = [];
-  let rowStart = 0;
-  for (const rows of split) {
-    shards.push({
-      rowStart,
-      rows,
-      data: upload(ctx, data.subarray(rowStart * dw, (rowStart + rows) * dw), `w@${rowStart}`),
-      scales: scales && upload(ctx, scales.subarray(rowStart * sw, (rowStart + rows) * sw), `scales@${rowStart}`),
-    });
-    rowStart += rows;
-  }
-  return { weight: { label: `test-${format}`, format, N, K, shards }, dequantized: dequantizeRef(format, N, K, data, scales) };
-}
-
 const SENTINEL = 12345; // y starts filled with it: an element the kernel forgets to write fails the check
 const TAIL = 7; // extra elements past [M, N] that must keep the sentinel
 

@@ -7,34 +7,9 @@ import { describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/device.ts';
 import { LimitsTooSmallError, ShapeError } from '../../src/gpu/errors.ts';
 import { linear, linearRef, linearRowBlock, splitColumnsRef, type LinearArgs } from '../../src/kernels/linear.ts';
-import { dequantizeRef, packF16Ref, quantizeQ4Ref, rowScaleWords, rowWords, WEIGHT_FORMATS, type GpuWeight, type WeightFormat, type WeightShard } from '../../src/kernels/weights.ts';
+import { WEIGHT_FORMATS, type WeightFormat } from '../../src/kernels/weights.ts';
 import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
-
-interface TestWeight {
-  weight: GpuWeight;
-  dequantized: Float32Array; // [N, K]: exactly the values the kernel multiplies by
-}
-
-function makeWeight(ctx: GpuContext, format: WeightFormat, N: number, K: number, seed: number, split: number[] = [N]): TestWeight {
-  const w = randomF32(N * K, seed);
-  let data: Float32Array | Uint32Array = w;
-  let scales: Uint32Array | undefined;
-  if (format === 'f16') data = packF16Ref(w, N, K);
-  if (format === 'q4') ({ data, scales } = quantizeQ4Ref(w, N, K));
-  const dw = rowWords(format, K), sw = rowScaleWords(format, K);
-  const shards: WeightShard[] = [];
-  let rowStart = 0;
-  for (const rows of split) {
-    shards.push({
-      rowStart,
-      rows,
-      data: upload(ctx, data.subarray(rowStart * dw, (rowStart + rows) * dw), `w@${rowStart}`),
-      scales: scales && upload(ctx, scales.subarray(rowStart * sw, (rowStart + rows) * sw), `scales@${rowStart}`),
-    });
-    rowStart += rows;
-  }
-  return { weight: { label: `test-${format}`, format, N, K, shards }, dequantized: dequantizeRef(format, N, K, data, scales) };
-}
+import { makeWeight } from './weight-helpers.ts';
 
 /**
  * f32 sums of K products in another order than the f64 reference (plus, with the norm, the
