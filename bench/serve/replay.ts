@@ -4,7 +4,7 @@
  * learner and adapter) serves the same weights:
  *   1. calibration, unloaded, once per benchmark (calibrate(): one request alone, its TTFT and TBT
  *      are the SLOs' unit and the budget's), then a warm-up on the run's engine (batches of decodes,
- *      prompts, and two DPO steps per pair length when the policy trains) so shaders are compiled
+ *      every prompt length alone and beside decodes, and two DPO steps per pair length when the policy trains) so shaders are compiled
  *      and the cost model is seeded before the clock starts (no offline profiling);
  *   2. the replay: each request is submitted at its time with exactly its answer length (EOS
  *      ignored, greedy), each pair queued for training at its time;
@@ -75,6 +75,27 @@ async function drainRequest(engine: Engine, prompt: number[], tokens: number): P
   for await (const ev of req.events) if (ev.kind === 'done') break;
 }
 
+/**
+ * Every batch shape the trace can make, once: a prompt of each length 1..maxPrompt (one token
+ * generated) alone and beside 1..maxSeqs-1 running decodes, so each (tokens, sequences) shape's
+ * dispatch lists are built and its pipelines compiled before the clock starts (a compile on this
+ * device stalls an iteration by 0.3-0.5 s). The same for every policy.
+ */
+async function warmBatchShapes(engine: Engine, trace: Trace, vocab: TokenVocab, maxSeqs: number): Promise<void> {
+  const maxPrompt = Math.max(...trace.requests.map((r) => r.promptTokens));
+  const ids = requestPrompt(trace, 0, vocab);
+  const longest = [...ids];
+  for (let i = 1; longest.length < maxPrompt; i++) longest.push(...requestPrompt(trace, i % trace.requests.length, vocab));
+  for (let running = 0; running < maxSeqs; running++) {
+    const stop = new AbortController();
+    const background = Array.from({ length: running }, (_, i) => engine.core.submit(ids.slice(0, 2 + i), forced(engine, engine.core.limits.maxContext - 4 - i), stop.signal));
+    await until(() => background.every((r) => r.tokenTimes.length > 0)); // all decoding
+    for (let len = 1; len <= maxPrompt; len++) await drainRequest(engine, longest.slice(0, len), 1);
+    stop.abort();
+    for (const r of background) for await (const ev of r.events) if (ev.kind === 'done') break;
+  }
+}
+
 async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await sleep(5);
 }
@@ -120,12 +141,13 @@ export async function replayTrace(ctx: GpuContext, model: EngineModel, trace: Tr
 
   const engine = engineFor(ctx, model, trace, o, budgetMs);
   await engine.learning.enable({ rank: o.rank, epochs: 1, maxTokens: Math.max(32, Math.ceil((maxLen.pair + 1) / 16) * 16), unitGranularity: ablationSettings(o.ablation).unitGranularity });
-  // Warm-up, the same for every policy: batches of 1..maxSeqs decodes and several prompt lengths,
-  // and two training steps per pair length of the trace, so shaders are compiled, dispatch lists
+  // Warm-up, the same for every policy: batches of 1..maxSeqs decodes, every prompt length alone
+  // and beside running decodes, and two training steps per pair length of the trace, so shaders are compiled, dispatch lists
   // built and the cost model has clean samples (an iteration that built a list is not one) before
   // the clock starts.
   await Promise.all(trace.requests.slice(0, o.maxSeqs).map((_, i) => drainRequest(engine, requestPrompt(trace, i, vocab), 6 + i)));
   await drainRequest(engine, prompt0, 8);
+  await warmBatchShapes(engine, trace, vocab, o.maxSeqs);
   const buckets = new Map<number, number>();
   trace.feedback.forEach((p, i) => {
     const req = trace.requests.find((r) => r.id === p.requestId)!;

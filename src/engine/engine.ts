@@ -495,6 +495,8 @@ export class EngineCore {
     this.reapFinished();
     const L = this.limits;
     const t0 = this.now();
+    const builtBefore = this.plansBuilt();
+    const pipelinesBefore = this.ctx.pipelines.size;
     const learner = this.learner;
     const jobs: FinetuneJobView[] = learner ? learner.views() : [];
     const allowed = learner !== null && this.gate.allowed(t0, learner.pendingSteps, learner.stepsDone);
@@ -507,7 +509,6 @@ export class EngineCore {
       this.cost,
     );
     const schedulerMs = this.now() - t0;
-    const builtBefore = this.plansBuilt();
     const views = new Map([...running, ...waiting].map((v) => [v.id, v]));
     this.applyPlan(plan);
     if (plan.entries.length === 0 && !plan.finetune) return plan.preempted.length > 0; // preemptions only: plan again
@@ -539,7 +540,7 @@ export class EngineCore {
     if (this.plansBuilt() === builtBefore) this.observeCost(features, measured);
     if (measured.slices > 1) this.sliced++;
     this.reapFinished(); // finished and aborted requests leave the batch now
-    this.emitIteration(plan, t0, measured, schedulerMs, budget);
+    this.emitIteration(plan, t0, measured, schedulerMs, budget, { plans: this.plansBuilt() - builtBefore, pipelines: this.ctx.pipelines.size - pipelinesBefore });
     if (fin) this.emit(fin satisfies FinetuneStats);
     return true;
   }
@@ -632,14 +633,14 @@ export class EngineCore {
     });
   }
 
-  private emitIteration(plan: IterationPlan, t: number, m: Measured, schedulerMs: number, budget: BudgetNow): void {
+  private emitIteration(plan: IterationPlan, t: number, m: Measured, schedulerMs: number, budget: BudgetNow, built: { plans: number; pipelines: number }): void {
     if (this.statsListeners.size === 0) return;
     const rec: IterationStats = {
       type: 'iteration', iteration: this.iterations, t,
       prefillTokens: plan.entries.filter((e) => e.kind === 'prefill').reduce((a, e) => a + e.count, 0),
       decodeRows: plan.entries.filter((e) => e.kind === 'decode').length,
       finetuneUnits: plan.finetune?.units ?? 0,
-      plannedMs: { ...plan.predictedMs }, budgetMs: budget.budgetMs, budgetSource: budget.source, frameDrops: budget.frameDrops, frameIntervalMs: budget.frameIntervalMs, measuredMs: m.gpu ? m.gpu.inference + m.gpu.finetune : m.measuredMs, wallMs: m.measuredMs, timing: m.gpu ? 'timestamp' : 'wall', slices: m.slices, schedulerMs,
+      plannedMs: { ...plan.predictedMs }, budgetMs: budget.budgetMs, budgetSource: budget.source, frameDrops: budget.frameDrops, frameIntervalMs: budget.frameIntervalMs, measuredMs: m.gpu ? m.gpu.inference + m.gpu.finetune : m.measuredMs, wallMs: m.measuredMs, timing: m.gpu ? 'timestamp' : 'wall', slices: m.slices, schedulerMs, plansBuilt: built.plans, pipelinesCreated: built.pipelines,
       gpuMs: m.gpu ? { inference: plan.entries.length > 0 ? m.gpu.inference : null, finetune: plan.finetune ? m.gpu.finetune : null } : null,
       kvBlocksUsed: this.kv.pool.numBlocks - this.kv.pool.numFree, kvBlocksTotal: this.kv.pool.numBlocks,
       waitingRequests: this.waiting.length, runningRequests: this.running.length, pendingPairs: this.learner?.pendingPairs ?? 0,

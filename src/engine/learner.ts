@@ -79,8 +79,12 @@ interface Job {
   id: number;
   key: string;
   pair: TokenPair;
-  /** Its units as the planner sees them, per phase (the reference pass is the forward without LoRA). */
-  unitViews: Record<Phase, readonly UnitView[]>;
+  /**
+   * Its units as the planner sees them, per phase (the reference pass is the forward without LoRA);
+   * made when the planner first asks (building a new length's unit lists takes time: never for a
+   * policy that does not train).
+   */
+  unitViews: Record<Phase, readonly UnitView[]> | null;
   ref: PairLogprobs | null;
   lastLoss: number | null;
   steps: number;
@@ -177,8 +181,7 @@ export class Learner {
     if (this.jobs.some((j) => j.key === key) || this.trained.has(key)) return true;
     if (pair.prompt.length === 0 || pair.chosen.length === 0 || pair.rejected.length === 0) return false;
     if (Math.max(pair.chosen.length, pair.rejected.length) + pair.prompt.length > this.maxTokens) return false;
-    const unitViews = { ref: this.phaseViews(pair, 'ref'), forward: this.phaseViews(pair, 'forward'), backward: this.phaseViews(pair, 'backward') };
-    this.jobs.push({ id: this.nextJobId++, key, pair, unitViews, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
+    this.jobs.push({ id: this.nextJobId++, key, pair, unitViews: null, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
     this.pairsSeen++;
     return true;
   }
@@ -229,14 +232,21 @@ export class Learner {
     return this.trainer.arena.bytes;
   }
 
-  /** The queue as the planner sees it. */
+  private unitViewsOf(j: Job): Record<Phase, readonly UnitView[]> {
+    j.unitViews ??= { ref: this.phaseViews(j.pair, 'ref'), forward: this.phaseViews(j.pair, 'forward'), backward: this.phaseViews(j.pair, 'backward') };
+    return j.unitViews;
+  }
+
+  /** The queue as the planner sees it (empty for 'inference-only': pairs are kept, never trained). */
   views(): FinetuneJobView[] {
+    if (this.policy === 'inference-only') return [];
     return this.jobs.map((j) => {
       const a = this.active?.job === j ? this.active : null;
+      const unitViews = this.unitViewsOf(j);
       let ready: readonly UnitView[];
-      if (!a) ready = j.unitViews[j.ref ? 'forward' : 'ref']; // its next phase
+      if (!a) ready = unitViews[j.ref ? 'forward' : 'ref']; // its next phase
       else if (a.next >= a.units.length) ready = []; // read-back pending
-      else ready = j.unitViews[a.phase].slice(a.next);
+      else ready = unitViews[a.phase].slice(a.next);
       return { id: j.id, queuedAt: j.queuedAt, lastLoss: j.lastLoss, ready, started: a !== null };
     });
   }

@@ -7,6 +7,7 @@
  * Binding convention for every shader: binding 0 is the uniform struct `p` when the kernel has
  * one, then the storage buffers at 1, 2, ... in the order the kernel file lists them.
  */
+import { isRange, type Binding } from './binding.ts';
 import { uploadUniform } from './buffers.ts';
 import type { GpuContext } from './device.ts';
 import type { GpuProfiler } from './profiler.ts';
@@ -20,7 +21,7 @@ export interface KernelDispatch {
 }
 
 /** A storage binding: a whole buffer, or a byte range of one (offset aligned to minStorageBufferOffsetAlignment). */
-export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+export type { Binding } from './binding.ts';
 
 export interface DispatchSpec {
   variant: string;
@@ -45,10 +46,6 @@ export function makeDispatch(ctx: GpuContext, spec: DispatchSpec): KernelDispatc
   return { label: spec.variant, pipeline, bindGroup, workgroups: spec.workgroups };
 }
 
-function isRange(b: Binding): b is { buffer: GPUBuffer; offset?: number; size?: number } {
-  // A GPUBuffer has mapState; a range object does not.
-  return !('mapState' in b);
-}
 
 /**
  * Split a 1-D count of workgroups into an x*y grid that respects maxComputeWorkgroupsPerDimension.

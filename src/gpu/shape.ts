@@ -2,6 +2,7 @@
  * Small guard helpers shared by kernel families. Each throws a ShapeError naming the kernel, the
  * argument and the offending shape, so a bad call never reaches `dispatchWorkgroups`.
  */
+import { bindingBytes, isRange, type Binding } from './binding.ts';
 import { ShapeError } from './errors.ts';
 
 export function fmtShape(shape: readonly number[]): string {
@@ -25,11 +26,12 @@ export function requireElements(kernel: string, argument: string, have: number, 
 }
 
 /** A GPU buffer is large enough for `shape` of 4-byte elements starting at `byteOffset`. */
-export function requireBufferFits(kernel: string, argument: string, buffer: GPUBuffer, shape: readonly number[], byteOffset = 0): void {
+export function requireBufferFits(kernel: string, argument: string, buffer: Binding, shape: readonly number[], byteOffset = 0): void {
   const elems = shape.reduce((a, b) => a * b, 1);
   const need = byteOffset + elems * 4;
-  if (buffer.size < need) {
-    throw new ShapeError(kernel, argument, `buffer of ${buffer.size} bytes is too small for shape ${fmtShape(shape)} at offset ${byteOffset} (${need} bytes)`);
+  const have = bindingBytes(buffer);
+  if (have < need) {
+    throw new ShapeError(kernel, argument, `${isRange(buffer) ? 'range' : 'buffer'} of ${have} bytes is too small for shape ${fmtShape(shape)} at offset ${byteOffset} (${need} bytes)`);
   }
 }
 

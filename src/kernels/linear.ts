@@ -24,6 +24,7 @@
  * exactly what the unfused plan computes.
  */
 import type { GpuContext } from '../gpu/device.ts';
+import { bufferOf } from '../gpu/binding.ts';
 import { grid1d, makeDispatch, type Binding, type KernelDispatch } from '../gpu/dispatch.ts';
 import { LimitsTooSmallError, ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims, requireElements } from '../gpu/shape.ts';
@@ -55,9 +56,9 @@ const NB = 4;
 const MAX_WG = 64;
 
 export interface LinearArgs {
-  x: GPUBuffer; // [M, K] f32 (or [xRows, K] with `rows`)
+  x: Binding; // [M, K] f32 (or [xRows, K] with `rows`): a buffer or a range of rows
   w: GpuWeight; // [N, K], any format
-  y: GPUBuffer; // [M, N] f32 output (overwritten, or added to with `residual`)
+  y: Binding; // [M, N] f32 output (overwritten, or added to with `residual`)
   M: number;
   /** Gather prologue: row m of x is x[rows.index[m]]; x holds rows.xRows rows. */
   rows?: { index: GPUBuffer; xRows: number }; // index [M] u32
@@ -305,10 +306,10 @@ export function linear(ctx: GpuContext, a: LinearArgs): KernelDispatch[] {
     requireBufferFits(K, 'y', a.y, [M, c0]);
     requireBufferFits(K, 'split.y1', a.split.y1, [M, c1]);
     requireBufferFits(K, 'split.y2', a.split.y2, [M, c2]);
-    const outs = [a.y, a.split.y1, a.split.y2];
-    if (new Set(outs).size !== 3 || outs.includes(a.x)) throw new ShapeError(K, 'split', 'y, y1, y2 and x must be four different buffers');
+    const outs = [bufferOf(a.y), a.split.y1, a.split.y2];
+    if (new Set(outs).size !== 3 || outs.includes(bufferOf(a.x))) throw new ShapeError(K, 'split', 'y, y1, y2 and x must be four different buffers');
   } else requireBufferFits(K, 'y', a.y, [M, w.N]);
-  if (a.x === a.y) throw new ShapeError(K, 'y', 'must not alias x');
+  if (bufferOf(a.x) === bufferOf(a.y)) throw new ShapeError(K, 'y', 'must not alias x');
   if (a.norm) {
     requireBufferFits(K, 'norm.weight', a.norm.weight, [w.K]);
     if (!(a.norm.eps >= 0 && Number.isFinite(a.norm.eps))) throw new ShapeError(K, 'norm.eps', `= ${a.norm.eps}; it must be a finite number >= 0`);
@@ -325,9 +326,9 @@ export function linear(ctx: GpuContext, a: LinearArgs): KernelDispatch[] {
   if (a.base) {
     if (a.residual) throw new ShapeError(K, 'base', 'cannot be combined with residual (y += result)');
     requireBufferFits(K, 'base', a.base, [M, w.N]);
-    if (a.base === a.y) throw new ShapeError(K, 'base', 'must not alias y (use residual: true)');
+    if (a.base === bufferOf(a.y)) throw new ShapeError(K, 'base', 'must not alias y (use residual: true)');
   }
-  const written = [a.y, ...(a.split ? [a.split.y1, a.split.y2] : [])];
+  const written = [bufferOf(a.y), ...(a.split ? [a.split.y1, a.split.y2] : [])];
   for (const [name, b] of [['rows.index', a.rows?.index], ['norm.weight', a.norm?.weight], ['bias', a.bias]] as const) {
     if (b && written.includes(b)) throw new ShapeError(K, 'y', `must not alias ${name}`);
   }

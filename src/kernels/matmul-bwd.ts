@@ -21,6 +21,7 @@ import f32Wgsl from '../../shaders/matmul_input_grad_w_f32.wgsl?raw';
 import f16Wgsl from '../../shaders/matmul_input_grad_w_f16.wgsl?raw';
 import q4Wgsl from '../../shaders/matmul_input_grad_w_q4.wgsl?raw';
 import type { GpuContext } from '../gpu/device.ts';
+import { bufferOf } from '../gpu/binding.ts';
 import { grid1d, makeDispatch, type Binding, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims, requireElements } from '../gpu/shape.ts';
@@ -141,9 +142,9 @@ export function smallInputGrad(ctx: GpuContext, w: GpuWeight): boolean {
 }
 
 export interface MatmulInputGradArgs {
-  dy: GPUBuffer; // [M, N] f32 gradient of the matmul's output
+  dy: Binding; // [M, N] f32 gradient of the matmul's output (a buffer or a range of rows, like dx)
   w: GpuWeight; // [N, K] frozen weight, any format, possibly row-sharded
-  dx: GPUBuffer; // [M, K] f32 gradient of the input (overwritten, or added to with accumulate)
+  dx: Binding; // [M, K] f32 gradient of the input (overwritten, or added to with accumulate)
   M: number;
   /** Add into dx instead of overwriting it (e.g. the q, k and v projections share one input). */
   accumulate?: boolean;
@@ -156,7 +157,7 @@ export function matmulInputGrad(ctx: GpuContext, a: MatmulInputGradArgs): Kernel
   requireDims(kernel, 'shape', { M, N: w.N, K: w.K });
   requireBufferFits(kernel, 'dy', a.dy, [M, w.N]);
   requireBufferFits(kernel, 'dx', a.dx, [M, w.K]);
-  if (a.dx === a.dy) throw new ShapeError(kernel, 'dx', 'must not alias dy');
+  if (bufferOf(a.dx) === bufferOf(a.dy)) throw new ShapeError(kernel, 'dx', 'must not alias dy');
   checkWeightShards(kernel, `w '${w.label}'`, w);
   if (smallInputGrad(ctx, w)) {
     const MB = linearRowBlock(M);

@@ -8,6 +8,7 @@
  */
 import rmsnormBwdWgsl from '../../shaders/rmsnorm_bwd.wgsl?raw';
 import rmsnormBwdRowsWgsl from '../../shaders/rmsnorm_bwd_rows.wgsl?raw';
+import { bufferOf, type Binding } from '../gpu/binding.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ShapeError } from '../gpu/errors.ts';
@@ -42,10 +43,10 @@ export const RmsNormBwdParams = defineUniforms('Params', { T: 'u32', dim: 'u32',
 const WG = 256;
 
 export interface RmsNormBackwardArgs {
-  x: GPUBuffer; // [T, dim] f32, the forward's input
+  x: Binding; // [T, dim] f32, the forward's input (a buffer or a range of rows, like dy and dx)
   weight: GPUBuffer; // [dim] f32 (frozen)
-  dy: GPUBuffer; // [T, dim] f32, gradient of the forward's output
-  dx: GPUBuffer; // [T, dim] f32 output; must not alias x, weight or dy
+  dy: Binding; // [T, dim] f32, gradient of the forward's output
+  dx: Binding; // [T, dim] f32 output; must not alias x, weight or dy
   T: number;
   dim: number;
   eps: number;
@@ -61,7 +62,7 @@ export function rmsNormBackward(ctx: GpuContext, a: RmsNormBackwardArgs): Kernel
   requireBufferFits(kernel, 'weight', a.weight, [a.dim]);
   requireBufferFits(kernel, 'dy', a.dy, [a.T, a.dim]);
   requireBufferFits(kernel, 'dx', a.dx, [a.T, a.dim]);
-  if ([a.x, a.weight, a.dy].includes(a.dx)) throw new ShapeError(kernel, 'dx', 'must not alias x, weight or dy');
+  if ([bufferOf(a.x), a.weight, bufferOf(a.dy)].includes(bufferOf(a.dx))) throw new ShapeError(kernel, 'dx', 'must not alias x, weight or dy');
   const uniforms = RmsNormBwdParams.pack({ T: a.T, dim: a.dim, eps: a.eps, accumulate: a.accumulate ? 1 : 0 });
   if (reductionStyle(ctx) === 'serial') {
     const variant = `rmsnorm_bwd_rows_f32_wg${ROWS_WG}`;

@@ -9,6 +9,7 @@ import rmsnormWgsl from '../../shaders/rmsnorm.wgsl?raw';
 import rmsnormRowsWgsl from '../../shaders/rmsnorm_rows.wgsl?raw';
 import reduceSubgroupWgsl from '../../shaders/reduce_sum_subgroup.wgsl?raw';
 import reduceWorkgroupWgsl from '../../shaders/reduce_sum_workgroup.wgsl?raw';
+import { bufferOf, type Binding } from '../gpu/binding.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ShapeError } from '../gpu/errors.ts';
@@ -53,9 +54,9 @@ export function reduceSumSnippet(ctx: GpuContext, wg: number): { ENABLE: string;
 }
 
 export interface RmsNormArgs {
-  x: GPUBuffer; // [T, dim] f32
+  x: Binding; // [T, dim] f32 (a buffer or a range of rows)
   weight: GPUBuffer; // [dim] f32
-  y: GPUBuffer; // [T, dim] f32 output, must not alias x (WebGPU forbids read + read_write views of one buffer)
+  y: Binding; // [T, dim] f32 output, must not alias x (WebGPU forbids read + read_write views of one buffer)
   T: number;
   dim: number;
   eps: number; // rms_norm_eps from the config
@@ -67,7 +68,7 @@ export function rmsNorm(ctx: GpuContext, a: RmsNormArgs): KernelDispatch {
   requireBufferFits('rmsNorm', 'x', a.x, [a.T, a.dim]);
   requireBufferFits('rmsNorm', 'weight', a.weight, [a.dim]);
   requireBufferFits('rmsNorm', 'y', a.y, [a.T, a.dim]);
-  if (a.y === a.x) throw new ShapeError('rmsNorm', 'y', 'must not alias x');
+  if (bufferOf(a.y) === bufferOf(a.x)) throw new ShapeError('rmsNorm', 'y', 'must not alias x');
   if (reductionStyle(ctx) === 'serial') {
     // CPU-class device: one invocation per row, no barriers (src/kernels/plan.ts).
     const variant = `rmsnorm_rows_f32_wg${ROWS_WG}`;

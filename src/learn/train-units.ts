@@ -5,6 +5,7 @@
  * gradients. Each builder mirrors the matching part of TrainingReference (src/learn/reference.ts),
  * which is the spec; the buffers are the arena's (src/learn/train-arena.ts).
  */
+import { rowChunksAligned, rowRange } from '../gpu/binding.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import type { KernelDispatch } from '../gpu/dispatch.ts';
 import { causalAttentionBackward, causalAttentionForwardTrain } from '../kernels/attention-train.ts';
@@ -34,23 +35,27 @@ export interface UnitDeps {
   negInvFreq: GPUBuffer; // [headDim/2] f32 from uploadRopeBackwardInvFreq
 }
 
+/** The dispatches of one Linear: the frozen matmul (+ bias) and, when trained, its LoRA path (two small matmuls). */
+interface LinearParts {
+  base: KernelDispatch[];
+  lora: KernelDispatch[];
+}
+
 /** y = x·Wᵀ (+ bias) (+ LoRA delta when `withAdapter` and the module is a target). */
-function linear(d: UnitDeps, l: number, m: LinearModule, x: GPUBuffer, y: GPUBuffer, T: number, withAdapter: boolean): KernelDispatch[] {
+function linear(d: UnitDeps, l: number, m: LinearModule, x: GPUBuffer, y: GPUBuffer, T: number, withAdapter: boolean): LinearParts {
   const { ctx, weights, adapter, arena } = d;
   const w = weights.layers[l];
-  const out = matmul(ctx, { x, w: w.linear[m], y, M: T });
+  const base = matmul(ctx, { x, w: w.linear[m], y, M: T });
   const bias = m === 'q_proj' || m === 'k_proj' || m === 'v_proj' ? w.bias[m] : undefined;
-  if (bias) out.push(biasAdd(ctx, { y, bias, T, N: w.linear[m].N }));
+  if (bias) base.push(biasAdd(ctx, { y, bias, T, N: w.linear[m].N }));
   const s = withAdapter ? adapter.slice(l, m) : undefined;
-  if (s) {
-    out.push(
-      ...loraForward(ctx, {
+  const lora = s
+    ? loraForward(ctx, {
         x, y, h: arena.loraH, A: adapter.params, B: adapter.params, scales: adapter.scales, ids: arena.loraIds,
         M: T, inDim: s.inDim, outDim: s.outDim, r: adapter.layout.r, nSlots: 1, aOffset: s.aOffset, bOffset: s.bOffset,
-      }),
-    );
-  }
-  return out;
+      })
+    : [];
+  return { base, lora };
 }
 
 /**
@@ -58,19 +63,17 @@ function linear(d: UnitDeps, l: number, m: LinearModule, x: GPUBuffer, y: GPUBuf
  * dA/dB accumulated into the adapter's grads. dx = null: the input needs no gradient (layer 0's
  * q/k/v: the embedding is frozen), so the base matmul is skipped and only dA/dB are computed.
  */
-function linearBackward(d: UnitDeps, l: number, m: LinearModule, x: GPUBuffer, dy: GPUBuffer, dx: GPUBuffer | null, T: number, accumulate: boolean): KernelDispatch[] {
+function linearBackward(d: UnitDeps, l: number, m: LinearModule, x: GPUBuffer, dy: GPUBuffer, dx: GPUBuffer | null, T: number, accumulate: boolean): LinearParts {
   const { ctx, weights, adapter, arena } = d;
-  const out = dx ? matmulInputGrad(ctx, { dy, w: weights.layers[l].linear[m], dx, M: T, accumulate }) : [];
+  const base = dx ? matmulInputGrad(ctx, { dy, w: weights.layers[l].linear[m], dx, M: T, accumulate }) : [];
   const s = adapter.slice(l, m);
-  if (s) {
-    out.push(
-      ...loraBackward(ctx, {
+  const lora = s
+    ? loraBackward(ctx, {
         x, dy, dx: dx ?? undefined, params: adapter.params, grads: adapter.grads, hg: arena.grad.hg,
         M: T, inDim: s.inDim, outDim: s.outDim, r: adapter.layout.r, scale: adapter.scale, aOffset: s.aOffset, bOffset: s.bOffset,
-      }),
-    );
-  }
-  return out;
+      })
+    : [];
+  return { base, lora };
 }
 
 /** tokens → the first layer's input. */
@@ -94,11 +97,33 @@ export interface UnitSegment {
   bytes: number;
 }
 
-/** Multiply-accumulates (millions) of y = x·Wᵀ for T rows (+ the LoRA's shrink and expand). */
-function linearMmacs(d: UnitDeps, l: number, m: LinearModule, T: number, withAdapter: boolean): number {
+/** Multiply-accumulates (millions) of y = x·Wᵀ for T rows, and of the LoRA's shrink and expand. */
+function linearMmacs(d: UnitDeps, l: number, m: LinearModule, T: number, withAdapter: boolean): Sizes {
   const w = d.weights.layers[l].linear[m];
   const lora = withAdapter && d.adapter.slice(l, m) ? T * d.adapter.layout.r * (w.K + w.N) : 0;
-  return (T * w.N * w.K + lora) / 1e6;
+  return { base: (T * w.N * w.K) / 1e6, lora: lora / 1e6 };
+}
+
+/** A number per part of a Linear: its frozen matmul and its LoRA path. */
+interface Sizes {
+  base: number;
+  lora: number;
+}
+
+/**
+ * One Linear and the elementwise ops around it as segments: `part` (`before`, the frozen matmul)
+ * and `part.lora` (its LoRA path), `after` joining the last of them. Each is about one decode
+ * step's matmuls of work, so the scheduler can put one beside a decode; empty segments are dropped
+ * (layer 0's backward has no frozen dx matmul, an untrained module no LoRA path).
+ */
+function linearSegments(part: string, p: LinearParts, mmacs: Sizes, bytes: Sizes, before: KernelDispatch[] = [], after: KernelDispatch[] = []): UnitSegment[] {
+  const out: UnitSegment[] = [
+    { part, dispatches: [...before, ...p.base], mmacs: mmacs.base, bytes: bytes.base },
+    { part: `${part}.lora`, dispatches: [...p.lora], mmacs: mmacs.lora, bytes: bytes.lora },
+  ].filter((g) => g.dispatches.length > 0);
+  if (out.length === 0) return after.length > 0 ? [{ part, dispatches: [...after], mmacs: 0, bytes: bytes.base }] : [];
+  out[out.length - 1].dispatches.push(...after);
+  return out;
 }
 
 /** Causal attention's multiply-accumulates (millions): QKᵀ and PV over the lower triangle. */
@@ -116,13 +141,15 @@ export function layerForwardSegments(d: UnitDeps, seq: SequenceArena, l: number,
   const next = l + 1 < c.nLayers ? seq.layers[l + 1].x : seq.xFinal;
   const eps = c.rmsNormEps;
   const H = c.hiddenSize, I = c.intermediateSize, Q = c.nHeads * c.headDim, KV = c.nKvHeads * c.headDim;
-  const lin = (m: LinearModule, x: GPUBuffer, y: GPUBuffer) => linear(d, l, m, x, y, T, withAdapter);
-  const mm = (m: LinearModule) => linearMmacs(d, l, m, T, withAdapter);
   const f32 = (n: number) => 4 * T * n;
+  const r = d.adapter.layout.r;
+  // The module's segments; `out` is the bytes its frozen matmul (and `before`) write.
+  const lin = (part: string, m: LinearModule, x: GPUBuffer, y: GPUBuffer, out: number, before: KernelDispatch[] = [], after: KernelDispatch[] = []) =>
+    linearSegments(part, linear(d, l, m, x, y, T, withAdapter), linearMmacs(d, l, m, T, withAdapter), { base: out, lora: f32(r) }, before, after);
   return [
-    { part: 'q', dispatches: [rmsNorm(ctx, { x: a.x, weight: w.inputNorm, y: a.h1, T, dim: H, eps }), ...lin('q_proj', a.h1, a.q)], mmacs: mm('q_proj'), bytes: f32(H + Q) },
-    { part: 'k', dispatches: lin('k_proj', a.h1, a.k), mmacs: mm('k_proj'), bytes: f32(KV) },
-    { part: 'v', dispatches: lin('v_proj', a.h1, a.v), mmacs: mm('v_proj'), bytes: f32(KV) },
+    ...lin('q', 'q_proj', a.h1, a.q, f32(H + Q), [rmsNorm(ctx, { x: a.x, weight: w.inputNorm, y: a.h1, T, dim: H, eps })]),
+    ...lin('k', 'k_proj', a.h1, a.k, f32(KV)),
+    ...lin('v', 'v_proj', a.h1, a.v, f32(KV)),
     {
       part: 'attn',
       dispatches: [
@@ -132,44 +159,71 @@ export function layerForwardSegments(d: UnitDeps, seq: SequenceArena, l: number,
       mmacs: attentionMmacs(d, T),
       bytes: f32(Q + c.nHeads),
     },
-    { part: 'o', dispatches: [...lin('o_proj', a.att, a.xMid), residualAdd(ctx, { h: a.xMid, delta: a.x, n: T * H })], mmacs: mm('o_proj'), bytes: f32(H) },
-    { part: 'gate', dispatches: [rmsNorm(ctx, { x: a.xMid, weight: w.postNorm, y: a.h2, T, dim: H, eps }), ...lin('gate_proj', a.h2, a.gate)], mmacs: mm('gate_proj'), bytes: f32(H + I) },
-    { part: 'up', dispatches: lin('up_proj', a.h2, a.up), mmacs: mm('up_proj'), bytes: f32(I) },
-    {
-      part: 'down',
-      dispatches: [siluGate(ctx, { gate: a.gate, up: a.up, out: a.act, n: T * I }), ...lin('down_proj', a.act, next), residualAdd(ctx, { h: next, delta: a.xMid, n: T * H })],
-      mmacs: mm('down_proj'),
-      bytes: f32(I + H),
-    },
+    ...lin('o', 'o_proj', a.att, a.xMid, f32(H), [], [residualAdd(ctx, { h: a.xMid, delta: a.x, n: T * H })]),
+    ...lin('gate', 'gate_proj', a.h2, a.gate, f32(H + I), [rmsNorm(ctx, { x: a.xMid, weight: w.postNorm, y: a.h2, T, dim: H, eps })]),
+    ...lin('up', 'up_proj', a.h2, a.up, f32(I)),
+    ...lin('down', 'down_proj', a.act, next, f32(I + H), [siluGate(ctx, { gate: a.gate, up: a.up, out: a.act, n: T * I })], [residualAdd(ctx, { h: next, delta: a.xMid, n: T * H })]),
   ];
 }
 
-/** Layer l's whole forward as one dispatch list (the segments in order). */
-export function layerForwardDispatches(d: UnitDeps, seq: SequenceArena, l: number, T: number, withAdapter: boolean): KernelDispatch[] {
-  return layerForwardSegments(d, seq, l, T, withAdapter).flatMap((s) => s.dispatches);
+/**
+ * Rows per chunk of the LM head's units: the head is the largest matmul of a step (T·vocab·hidden),
+ * so it runs in chunks of rows, each about one decode step's matmuls of work. 16 = one token bucket.
+ */
+export const HEAD_CHUNK_ROWS = 16;
+
+/**
+ * [first, count] row chunks of T rows for buffers with rows of the given byte sizes: chunks of
+ * HEAD_CHUNK_ROWS when every chunk offset is aligned for binding, else one chunk of all T rows.
+ */
+function headChunks(d: UnitDeps, T: number, rowBytes: readonly number[]): [number, number][] {
+  const align = d.ctx.device.limits.minStorageBufferOffsetAlignment;
+  if (!rowBytes.every((b) => rowChunksAligned(b, HEAD_CHUNK_ROWS, align))) return [[0, T]];
+  const out: [number, number][] = [];
+  for (let first = 0; first < T; first += HEAD_CHUNK_ROWS) out.push([first, Math.min(HEAD_CHUNK_ROWS, T - first)]);
+  return out;
 }
 
-/** Final norm, LM head over all T rows, log p(targets[t]) per row. */
-export function headDispatches(d: UnitDeps, seq: SequenceArena, T: number): KernelDispatch[] {
+/** Final norm and LM head per row chunk, then log p(targets[t]) of all T rows. */
+export function headSegments(d: UnitDeps, seq: SequenceArena, T: number): UnitSegment[] {
   const { ctx, weights } = d;
   const c = weights.config;
-  return [
-    rmsNorm(ctx, { x: seq.xFinal, weight: weights.finalNorm, y: seq.xn, T, dim: c.hiddenSize, eps: c.rmsNormEps }),
-    ...matmul(ctx, { x: seq.xn, w: weights.lmHead, y: seq.logits, M: T }),
-    tokenLogprobs(ctx, { logits: seq.logits, targets: seq.targets, logp: seq.logp, T, V: c.vocabSize }),
-  ];
+  const H = c.hiddenSize, V = c.vocabSize;
+  const align = ctx.device.limits.minStorageBufferOffsetAlignment;
+  const rows = (b: GPUBuffer, width: number, first: number, n: number) => rowRange('head', b.label, b, 4 * width, first, n, align);
+  const chunks = headChunks(d, T, [4 * H, 4 * V]).map(([first, n]): UnitSegment => ({
+    part: `head@${first}`,
+    dispatches: [
+      rmsNorm(ctx, { x: rows(seq.xFinal, H, first, n), weight: weights.finalNorm, y: rows(seq.xn, H, first, n), T: n, dim: H, eps: c.rmsNormEps }),
+      ...matmul(ctx, { x: rows(seq.xn, H, first, n), w: weights.lmHead, y: rows(seq.logits, V, first, n), M: n }),
+    ],
+    mmacs: (n * V * H) / 1e6,
+    bytes: 4 * n * (H + V),
+  }));
+  // The log-softmax reads each row's V logits once: priced like a matmul of width 1.
+  const logprobs: UnitSegment = { part: 'logprobs', dispatches: [tokenLogprobs(ctx, { logits: seq.logits, targets: seq.targets, logp: seq.logp, T, V })], mmacs: (T * V) / 1e6, bytes: 4 * T };
+  return [...chunks, logprobs];
 }
 
-/** dlogits from the per-position weights (dlogp), through the LM head and the final norm into grad.dx. */
-export function headBackwardDispatches(d: UnitDeps, seq: SequenceArena, T: number): KernelDispatch[] {
+/** dlogits of all T rows from the per-position weights (dlogp), then per row chunk through the LM head and the final norm into grad.dx. */
+export function headBackwardSegments(d: UnitDeps, seq: SequenceArena, T: number): UnitSegment[] {
   const { ctx, weights } = d;
   const c = weights.config;
   const g = d.arena.grad;
-  return [
-    tokenLogprobsBackward(ctx, { logits: seq.logits, targets: seq.targets, dlogp: seq.dlogp, dlogits: g.dlogits, T, V: c.vocabSize }),
-    ...matmulInputGrad(ctx, { dy: g.dlogits, w: weights.lmHead, dx: g.dxn, M: T }),
-    rmsNormBackward(ctx, { x: seq.xFinal, weight: weights.finalNorm, dy: g.dxn, dx: g.dx, T, dim: c.hiddenSize, eps: c.rmsNormEps }),
-  ];
+  const H = c.hiddenSize, V = c.vocabSize;
+  const align = ctx.device.limits.minStorageBufferOffsetAlignment;
+  const rows = (b: GPUBuffer, width: number, first: number, n: number) => rowRange('headBackward', b.label, b, 4 * width, first, n, align);
+  const dlogits: UnitSegment = { part: 'logprobs', dispatches: [tokenLogprobsBackward(ctx, { logits: seq.logits, targets: seq.targets, dlogp: seq.dlogp, dlogits: g.dlogits, T, V })], mmacs: (T * V) / 1e6, bytes: 4 * T * V };
+  const chunks = headChunks(d, T, [4 * H, 4 * V]).map(([first, n]): UnitSegment => ({
+    part: `head@${first}`,
+    dispatches: [
+      ...matmulInputGrad(ctx, { dy: rows(g.dlogits, V, first, n), w: weights.lmHead, dx: rows(g.dxn, H, first, n), M: n }),
+      rmsNormBackward(ctx, { x: rows(seq.xFinal, H, first, n), weight: weights.finalNorm, dy: rows(g.dxn, H, first, n), dx: rows(g.dx, H, first, n), T: n, dim: H, eps: c.rmsNormEps }),
+    ],
+    mmacs: (n * V * H) / 1e6,
+    bytes: 4 * n * 2 * H,
+  }));
+  return [dlogits, ...chunks];
 }
 
 /**
@@ -185,36 +239,26 @@ export function layerBackwardSegments(d: UnitDeps, seq: SequenceArena, l: number
   const eps = c.rmsNormEps;
   const H = c.hiddenSize, I = c.intermediateSize, Q = c.nHeads * c.headDim, KV = c.nKvHeads * c.headDim;
   const below = l > 0 ? g.dh : null; // does the layer input need a gradient?
-  const lb = (m: LinearModule, x: GPUBuffer, dy: GPUBuffer, dx: GPUBuffer | null, acc: boolean) => linearBackward(d, l, m, x, dy, dx, T, acc);
+  const f32 = (n: number) => 4 * T * n;
   // dx (when needed) costs one matmul, dA/dB about two LoRA products.
-  const mm = (m: LinearModule, withDx: boolean) => {
+  const mm = (m: LinearModule, withDx: boolean): Sizes => {
     const wm = weights.layers[l].linear[m];
     const lora = d.adapter.slice(l, m) ? 2 * T * d.adapter.layout.r * (wm.K + wm.N) : 0;
-    return ((withDx ? T * wm.N * wm.K : 0) + lora) / 1e6;
+    return { base: (withDx ? T * wm.N * wm.K : 0) / 1e6, lora: lora / 1e6 };
   };
-  const f32 = (n: number) => 4 * T * n;
-  const v: UnitSegment = { part: 'v', dispatches: lb('v_proj', a.h1, g.dv, below, true), mmacs: mm('v_proj', below !== null), bytes: below ? f32(H) : 0 };
-  if (below) {
-    v.dispatches.push(rmsNormBackward(ctx, { x: a.x, weight: w.inputNorm, dy: g.dh, dx: g.dx, T, dim: H, eps, accumulate: true })); // dx = ∂/∂x
-    v.bytes += f32(H);
-  }
+  // The module's segments; `out` is the bytes its dx matmul (and `before`, `after`) write.
+  const lb = (part: string, m: LinearModule, x: GPUBuffer, dy: GPUBuffer, dx: GPUBuffer | null, acc: boolean, out: number, before: KernelDispatch[] = [], after: KernelDispatch[] = []) =>
+    linearSegments(part, linearBackward(d, l, m, x, dy, dx, T, acc), mm(m, dx !== null), { base: out, lora: f32(d.adapter.layout.r) }, before, after);
+  // dx = ∂/∂x: the input norm's backward, once q, k and v have added their input gradients.
+  const inputNormBwd = below ? [rmsNormBackward(ctx, { x: a.x, weight: w.inputNorm, dy: g.dh, dx: g.dx, T, dim: H, eps, accumulate: true })] : [];
   return [
     // MLP: out = xMid + down(silu(gate(h2)) · up(h2)), h2 = norm(xMid)
-    { part: 'down', dispatches: lb('down_proj', a.act, g.dx, g.dAct, false), mmacs: mm('down_proj', true), bytes: f32(I) },
-    {
-      part: 'gate',
-      dispatches: [siluGateBackward(ctx, { gate: a.gate, up: a.up, dout: g.dAct, dgate: g.dgate, dup: g.dup, n: T * I }), ...lb('gate_proj', a.h2, g.dgate, g.dh, false)],
-      mmacs: mm('gate_proj', true),
-      bytes: f32(2 * I + H),
-    },
-    {
-      part: 'up',
-      dispatches: [...lb('up_proj', a.h2, g.dup, g.dh, true), rmsNormBackward(ctx, { x: a.xMid, weight: w.postNorm, dy: g.dh, dx: g.dx, T, dim: H, eps, accumulate: true })], // dx = ∂/∂xMid
-      mmacs: mm('up_proj', true),
-      bytes: f32(2 * H),
-    },
+    ...lb('down', 'down_proj', a.act, g.dx, g.dAct, false, f32(I)),
+    ...lb('gate', 'gate_proj', a.h2, g.dgate, g.dh, false, f32(2 * I + H), [siluGateBackward(ctx, { gate: a.gate, up: a.up, dout: g.dAct, dgate: g.dgate, dup: g.dup, n: T * I })]),
+    // dx = ∂/∂xMid after up's input gradient
+    ...lb('up', 'up_proj', a.h2, g.dup, g.dh, true, f32(2 * H), [], [rmsNormBackward(ctx, { x: a.xMid, weight: w.postNorm, dy: g.dh, dx: g.dx, T, dim: H, eps, accumulate: true })]),
     // Attention: xMid = x + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = norm(x)
-    { part: 'o', dispatches: lb('o_proj', a.att, g.dx, g.dAtt, false), mmacs: mm('o_proj', true), bytes: f32(Q) },
+    ...lb('o', 'o_proj', a.att, g.dx, g.dAtt, false, f32(Q)),
     {
       part: 'attn',
       dispatches: [
@@ -224,13 +268,8 @@ export function layerBackwardSegments(d: UnitDeps, seq: SequenceArena, l: number
       mmacs: 2.5 * attentionMmacs(d, T),
       bytes: f32(Q + 2 * KV + c.nHeads),
     },
-    { part: 'q', dispatches: lb('q_proj', a.h1, g.dq, below, false), mmacs: mm('q_proj', below !== null), bytes: below ? f32(H) : 0 },
-    { part: 'k', dispatches: lb('k_proj', a.h1, g.dk, below, true), mmacs: mm('k_proj', below !== null), bytes: 0 },
-    v,
+    ...lb('q', 'q_proj', a.h1, g.dq, below, false, below ? f32(H) : 0),
+    ...lb('k', 'k_proj', a.h1, g.dk, below, true, 0),
+    ...lb('v', 'v_proj', a.h1, g.dv, below, true, below ? f32(2 * H) : 0, [], inputNormBwd),
   ];
-}
-
-/** Layer l's whole backward as one dispatch list (the segments in order). */
-export function layerBackwardDispatches(d: UnitDeps, seq: SequenceArena, l: number, T: number): KernelDispatch[] {
-  return layerBackwardSegments(d, seq, l, T).flatMap((s) => s.dispatches);
 }

@@ -33,7 +33,7 @@ import { LearnError } from './errors.ts';
 import type { TokenPair } from './reference.ts';
 import { lrAt, validateSchedule, type LrSchedule } from './schedule.ts';
 import { createTrainArena, type SequenceArena, type TrainArena } from './train-arena.ts';
-import { embedDispatches, headBackwardDispatches, headDispatches, layerBackwardSegments, layerForwardSegments, type UnitDeps, type UnitSegment } from './train-units.ts';
+import { embedDispatches, headBackwardSegments, headSegments, layerBackwardSegments, layerForwardSegments, type UnitDeps, type UnitSegment } from './train-units.ts';
 
 /** Sequences run at a multiple of this many tokens (exact padding, fewer dispatch lists). */
 export const TOKEN_BUCKET = 16;
@@ -68,10 +68,11 @@ export interface WorkUnit {
 }
 
 /**
- * How finely a layer's forward and backward are cut into units: 'matmul' = one unit per matmul of
- * the layer (with its LoRA and neighbouring elementwise ops) or attention core, so the smallest unit
- * costs about as much as one matmul of a decode step and fits beside it; 'layer' = one unit per
- * layer (the coarser cut, kept for the scheduler's ablation).
+ * How finely the step is cut into units: 'matmul' = one unit per frozen matmul of a layer (with its
+ * neighbouring elementwise ops), per LoRA path (its shrink and expand), the attention core, and the
+ * LM head per 16-row chunk, so the largest unit costs about as much as one decode step's matmuls
+ * and fits beside it; 'layer' = one unit per layer and one per head (the coarser cut, kept for the
+ * scheduler's ablation). Both run the same dispatches in the same order.
  */
 export type UnitGranularity = 'matmul' | 'layer';
 export const UNIT_GRANULARITIES: readonly UnitGranularity[] = ['matmul', 'layer'];
@@ -251,18 +252,12 @@ export class DpoTrainer {
     return lengths;
   }
 
-  /** A layer's segments as units: one per segment, or one for the whole layer. */
-  private layerUnits(kind: 'forward' | 'backward', seq: SeqName, layer: number, segments: UnitSegment[], adapter?: boolean): WorkUnit[] {
-    const base = { kind, seq, layer, ...(adapter === undefined ? {} : { adapter }) };
+  /** A layer's (or the head's) segments as units: one per segment, or one for all of them. */
+  private segmentUnits(kind: UnitKind, seq: SeqName, layer: number | undefined, segments: UnitSegment[], adapter?: boolean): WorkUnit[] {
+    const base = { kind, seq, ...(layer === undefined ? {} : { layer }), ...(adapter === undefined ? {} : { adapter }) };
     if (this.granularity === 'matmul') return segments.map((g): WorkUnit => ({ ...base, part: g.part, dispatches: g.dispatches, mmacs: g.mmacs, bytes: g.bytes }));
     const sum = (k: 'mmacs' | 'bytes') => segments.reduce((a, g) => a + g[k], 0);
     return [{ ...base, dispatches: segments.flatMap((g) => g.dispatches), mmacs: sum('mmacs'), bytes: sum('bytes') }];
-  }
-
-  /** Head units' size: the LM head over Tb rows. */
-  private headMmacs(Tb: number): number {
-    const c = this.weights.config;
-    return (Tb * c.vocabSize * c.hiddenSize) / 1e6;
   }
 
   /** Units of one sequence's forward at bucketed length Tb: embed, layers, head (built once per shape). */
@@ -273,8 +268,8 @@ export class DpoTrainer {
       const c = this.weights.config;
       return [
         { kind: 'embed', seq, adapter, dispatches: embedDispatches(this.deps, a, Tb), mmacs: 0, bytes: 4 * Tb * c.hiddenSize },
-        ...this.weights.layers.flatMap((_, layer) => this.layerUnits('forward', seq, layer, layerForwardSegments(this.deps, a, layer, Tb, withAdapter), adapter)),
-        { kind: 'head', seq, adapter, dispatches: headDispatches(this.deps, a, Tb), mmacs: this.headMmacs(Tb), bytes: 4 * Tb * (c.hiddenSize + c.vocabSize + 1) },
+        ...this.weights.layers.flatMap((_, layer) => this.segmentUnits('forward', seq, layer, layerForwardSegments(this.deps, a, layer, Tb, withAdapter), adapter)),
+        ...this.segmentUnits('head', seq, undefined, headSegments(this.deps, a, Tb), adapter),
       ];
     });
   }
@@ -284,9 +279,8 @@ export class DpoTrainer {
     return cached(this.bwdPlans, `${seq}:${Tb}`, this.countBuild, () => {
       const a = this.arena.seqs[seq];
       const c = this.weights.config;
-      const layers = this.weights.layers.map((_, layer) => this.layerUnits('backward', seq, layer, layerBackwardSegments(this.deps, a, layer, Tb)));
-      const head: WorkUnit = { kind: 'head-backward', seq, dispatches: headBackwardDispatches(this.deps, a, Tb), mmacs: this.headMmacs(Tb), bytes: 4 * Tb * (c.vocabSize + 2 * c.hiddenSize) };
-      return [head, ...layers.reverse().flat()];
+      const layers = this.weights.layers.map((_, layer) => this.segmentUnits('backward', seq, layer, layerBackwardSegments(this.deps, a, layer, Tb)));
+      return [...this.segmentUnits('head-backward', seq, undefined, headBackwardSegments(this.deps, a, Tb)), ...layers.reverse().flat()];
     });
   }
 

@@ -50,6 +50,12 @@ export interface IterationStats {
   slices: number;
   /** Scheduler CPU time spent planning this iteration. */
   schedulerMs: number;
+  /**
+   * Dispatch lists built and pipelines created by this iteration (a new batch shape or unit length):
+   * such an iteration also paid set-up and maybe shader compiles, so its time is not a steady cost.
+   */
+  plansBuilt: number;
+  pipelinesCreated: number;
   kvBlocksUsed: number;
   kvBlocksTotal: number;
   /** Queue depths after planning. */

@@ -129,7 +129,11 @@ describe('engine learning', () => {
     }
     // Sub-layer units: no fine-tune unit list is a whole layer, so one iteration can hold a few.
     const units = engine.core.learnerState!.trainer.forwardUnits('chosen', 16, true);
-    expect(units.filter((u) => u.kind === 'forward').length).toBe(8 * loaded.model.config.nLayers);
+    const fwd = units.filter((u) => u.kind === 'forward');
+    const targets = engine.core.learnerState!.adapter.config.targetModules.length;
+    expect(fwd.filter((u) => !u.part!.endsWith('.lora')).length).toBe(8 * loaded.model.config.nLayers); // 7 frozen matmuls + attention
+    expect(fwd.filter((u) => u.part!.endsWith('.lora')).length).toBe(targets * loaded.model.config.nLayers); // a LoRA path per target
+    expect(units.filter((u) => u.kind === 'head').map((u) => u.part)).toEqual(['head@0', 'logprobs']);
     engine.destroy();
   });
 

@@ -53,17 +53,24 @@ async function setup(arch: FixtureArch, format: WeightFormat, granularity: 'matm
 }
 
 describe('DPO trainer work units', () => {
-  it('cuts each layer into one unit per matmul (and the attention core), in the order of the whole layer', async () => {
+  it('cuts each layer into one unit per matmul (frozen or LoRA) and the attention core, the head into row chunks, in the order of the whole', async () => {
     const { trainer, destroy } = await setup('llama', 'f32');
     const plan = trainer.plan(pair);
     const shape = (u: { kind: string; seq?: string; layer?: number; part?: string }) => [u.kind, u.seq ?? '-', u.layer ?? '-', u.part ?? '-'].join(' ');
     const parts = (kind: string, l: number, names: string) => names.split(' ').map((p) => `${kind} chosen ${l} ${p}`);
+    const fwdLayer = 'q q.lora k k.lora v v.lora attn o o.lora gate gate.lora up up.lora down down.lora';
     expect(plan.forward.filter((u) => u.seq === 'chosen').map(shape)).toEqual([
-      'embed chosen - -', ...parts('forward', 0, 'q k v attn o gate up down'), ...parts('forward', 1, 'q k v attn o gate up down'), 'head chosen - -',
+      'embed chosen - -', ...parts('forward', 0, fwdLayer), ...parts('forward', 1, fwdLayer), 'head chosen - head@0', 'head chosen - logprobs',
     ]);
+    // Layer 0 has no input gradient: its q, k and v keep only their LoRA paths.
     expect(plan.backward.filter((u) => u.seq === 'chosen').map(shape)).toEqual([
-      'head-backward chosen - -', ...parts('backward', 1, 'down gate up o attn q k v'), ...parts('backward', 0, 'down gate up o attn q k v'),
+      'head-backward chosen - logprobs', 'head-backward chosen - head@0',
+      ...parts('backward', 1, 'down down.lora gate gate.lora up up.lora o o.lora attn q q.lora k k.lora v v.lora'),
+      ...parts('backward', 0, 'down down.lora gate gate.lora up up.lora o o.lora attn q.lora k.lora v.lora'),
     ]);
+    // A sequence past one chunk runs the LM head in 16-row chunks (24 rows: 16 + 8).
+    expect(trainer.forwardUnits('rejected', 24, true).filter((u) => u.kind === 'head').map((u) => u.part)).toEqual(['head@0', 'head@16', 'logprobs']);
+    expect(trainer.backwardUnits('rejected', 24).filter((u) => u.kind === 'head-backward').map((u) => u.part)).toEqual(['logprobs', 'head@0', 'head@16']);
     expect(plan.backward.at(-1)!.kind).toBe('optimizer');
     // Every unit has work and a size for the cost model: compute (mmacs > 0 for matmuls) and its memory.
     for (const u of [...plan.forward, ...plan.backward]) {
@@ -78,6 +85,10 @@ describe('DPO trainer work units', () => {
     expect(pieces.reduce((n, u) => n + u.dispatches.length, 0)).toBe(whole.dispatches.length);
     expect(pieces.flatMap((u) => u.dispatches.map((d) => d.label))).toEqual(whole.dispatches.map((d) => d.label));
     expect(pieces.reduce((n, u) => n + u.mmacs, 0)).toBeCloseTo(whole.mmacs, 9);
+    const wholeHead = coarse.trainer.backwardUnits('chosen', 24).filter((u) => u.kind === 'head-backward');
+    const headPieces = trainer.backwardUnits('chosen', 24).filter((u) => u.kind === 'head-backward');
+    expect(wholeHead).toHaveLength(1);
+    expect(headPieces.flatMap((u) => u.dispatches.map((d) => d.label))).toEqual(wholeHead[0].dispatches.map((d) => d.label));
     coarse.destroy();
     destroy();
   });
@@ -161,6 +172,24 @@ describe('DPO gradients on the GPU vs TrainingReference', () => {
       });
     }
   }
+});
+
+describe('DPO gradients past one LM-head chunk', () => {
+  it('a pair of 21 and 19 tokens (24 rows: head chunks of 16 + 8) matches TrainingReference (llama fixture, f32)', async () => {
+    const { ctx, adapter, trainer, reference, destroy } = await setup('llama', 'f32');
+    const long: TokenPair = { prompt: [1, 57, 300, 12, 199, 7], chosen: [88, 401, 7, 260, 31, 45, 9, 77, 140, 3, 99, 18, 260, 5, 2], rejected: [89, 33, 500, 41, 6, 210, 300, 17, 72, 8, 11, 64, 2] };
+    const P = long.prompt.length;
+    const ref = { chosen: reference.responseLogprob(reference.forward([...long.prompt, ...long.chosen]), P), rejected: reference.responseLogprob(reference.forward([...long.prompt, ...long.rejected]), P) };
+    const want = reference.dpo(long, ref, options.beta);
+    const plan = trainer.plan(long);
+    expect(plan.forward.filter((u) => u.kind === 'head').map((u) => u.part)).toEqual(['head@0', 'head@16', 'logprobs', 'head@0', 'head@16', 'logprobs']);
+    const { loss, grads } = await gradientsOf(ctx, trainer, plan, ref);
+    zeroGrads(ctx, adapter);
+    expect(Math.abs(loss.policy.chosen - want.policy.chosen)).toBeLessThan(1e-4 * Math.abs(want.policy.chosen));
+    expect(Math.abs(loss.policy.rejected - want.policy.rejected)).toBeLessThan(1e-4 * Math.abs(want.policy.rejected));
+    for (const e of compareGrads(adapter, grads, want.grads)) expect(e.rel, `${e.key}.${e.which}`).toBeLessThan(1e-3);
+    destroy();
+  });
 });
 
 describe('DPO gradient vs finite differences of the GPU loss', () => {

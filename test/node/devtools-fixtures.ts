@@ -21,6 +21,8 @@ export function iteration(over: Partial<IterationStats> = {}): IterationStats {
     gpuMs: null,
     slices: 1,
     schedulerMs: 0.05,
+    plansBuilt: 0,
+    pipelinesCreated: 0,
     kvBlocksUsed: 0,
     kvBlocksTotal: 64,
     waitingRequests: 0,

@@ -17,7 +17,7 @@ function req(id: string, arrivalT: number, ttftMs: number | null, tbtMs: number[
 function iter(i: number, t: number, wallMs: number, measuredMs: number, work: Partial<IterationStats>, pendingAfter: boolean, schedulerMs: number): ServeIterationRecord {
   return {
     type: 'iteration', iteration: i, t, prefillTokens: 0, decodeRows: 0, finetuneUnits: 0, plannedMs: { prefill: 0, decode: 0, finetune: 0 }, budgetMs: Infinity, budgetSource: 'constant', frameDrops: 0, frameIntervalMs: null,
-    measuredMs, timing: 'timestamp', gpuMs: null, slices: 1, schedulerMs, kvBlocksUsed: 0, kvBlocksTotal: 64, waitingRequests: 0, runningRequests: 0, pendingPairs: 0,
+    measuredMs, timing: 'timestamp', gpuMs: null, slices: 1, schedulerMs, plansBuilt: 0, pipelinesCreated: 0, kvBlocksUsed: 0, kvBlocksTotal: 64, waitingRequests: 0, runningRequests: 0, pendingPairs: 0,
     ...work, wallMs, pendingAfter,
   };
 }

@@ -185,6 +185,8 @@ export class StatsLoad {
       gpuMs: { inference: prefillTokens + decoding.length > 0 ? inferenceMs : null, finetune: finetuneUnits > 0 ? finetuneMs : null },
       slices: 1,
       schedulerMs: this.between(0.02, 0.08),
+      plansBuilt: 0,
+      pipelinesCreated: 0,
       kvBlocksUsed: used(),
       kvBlocksTotal: this.kvTotal,
       waitingRequests: this.waiting.length,

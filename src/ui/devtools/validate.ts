@@ -50,7 +50,7 @@ const COUNT = { min: 0 };
 function iteration(r: Obj, p: string): void {
   num(r, 'iteration', p, COUNT);
   num(r, 't', p);
-  for (const k of ['prefillTokens', 'decodeRows', 'finetuneUnits', 'measuredMs', 'wallMs', 'slices', 'schedulerMs', 'kvBlocksUsed', 'kvBlocksTotal', 'waitingRequests', 'runningRequests', 'pendingPairs']) num(r, k, p, COUNT);
+  for (const k of ['prefillTokens', 'decodeRows', 'finetuneUnits', 'measuredMs', 'wallMs', 'slices', 'schedulerMs', 'plansBuilt', 'pipelinesCreated', 'kvBlocksUsed', 'kvBlocksTotal', 'waitingRequests', 'runningRequests', 'pendingPairs']) num(r, k, p, COUNT);
   const planned = obj(r, 'plannedMs', p);
   for (const k of ['prefill', 'decode', 'finetune']) num(planned, k, `${p}.plannedMs`, COUNT);
   num(r, 'budgetMs', p, { min: 0, infinity: true });
