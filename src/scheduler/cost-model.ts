@@ -30,12 +30,19 @@ export interface WorkFeatures {
   ftOptimizer: number;
   /** Kernel dispatches of fine-tune units of any kind (per-dispatch overhead: what small units cost on a CPU-class device). */
   ftDispatches: number;
+  /**
+   * Activation bytes fine-tune units write, millions: the memory-bound part (elementwise ops, the
+   * LoRA paths' thin matmuls, the log-softmax over the vocabulary) that multiply-accumulates miss.
+   */
+  ftBytes: number;
+  /** Fine-tune units (each is its own compute pass: a fixed cost per unit beside the per-dispatch one). */
+  ftUnits: number;
 }
 
-export const FEATURE_NAMES = ['tokens', 'rows', 'attn', 'mixedTokens', 'ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftDispatches'] as const satisfies readonly (keyof WorkFeatures)[];
+export const FEATURE_NAMES = ['tokens', 'rows', 'attn', 'mixedTokens', 'ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftDispatches', 'ftBytes', 'ftUnits'] as const satisfies readonly (keyof WorkFeatures)[];
 
 export function zeroFeatures(): WorkFeatures {
-  return { tokens: 0, rows: 0, attn: 0, mixedTokens: 0, ftForward: 0, ftBackward: 0, ftHead: 0, ftOptimizer: 0, ftDispatches: 0 };
+  return { tokens: 0, rows: 0, attn: 0, mixedTokens: 0, ftForward: 0, ftBackward: 0, ftHead: 0, ftOptimizer: 0, ftDispatches: 0, ftBytes: 0, ftUnits: 0 };
 }
 
 export function addFeatures(a: WorkFeatures, b: WorkFeatures): WorkFeatures {
@@ -87,7 +94,7 @@ class Rls {
 }
 
 const INFERENCE_FEATURES = ['tokens', 'rows', 'attn', 'mixedTokens'] as const satisfies readonly (keyof WorkFeatures)[];
-const FINETUNE_FEATURES = ['ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftDispatches'] as const satisfies readonly (keyof WorkFeatures)[];
+const FINETUNE_FEATURES = ['ftForward', 'ftBackward', 'ftHead', 'ftOptimizer', 'ftDispatches', 'ftBytes', 'ftUnits'] as const satisfies readonly (keyof WorkFeatures)[];
 
 export interface CostModelOptions {
   /** Forgetting factor of RLS (1: never forget). */
@@ -107,7 +114,7 @@ export interface CostModelOptions {
 }
 
 /** Guess before any measurement: about 1 ms per submission, 0.1 ms per token, 0.05 ms per fine-tune dispatch. */
-const DEFAULT_INITIAL = [1, 0.1, 0.05, 0.01, 0, 0.1, 0.2, 0.2, 1, 0.05];
+const DEFAULT_INITIAL = [1, 0.1, 0.05, 0.01, 0, 0.1, 0.2, 0.2, 1, 0.05, 0, 0];
 
 /**
  * Two fits: inference (a per-submission intercept + tokens, rows, attention) and fine-tuning (per

@@ -31,6 +31,8 @@ export function mixedFor(count: number, batchTokens: number, mixed: boolean): nu
 export function unitFeatures(u: UnitView): WorkFeatures {
   const f = zeroFeatures();
   f.ftDispatches = u.dispatches;
+  f.ftBytes = u.bytes / 1e6;
+  f.ftUnits = 1;
   switch (u.kind) {
     case 'embed':
       break;

@@ -5,7 +5,7 @@ import { mulberry32 } from '../../src/util/prng.ts';
 
 describe('CostModel (online RLS)', () => {
   it('learns the true per-feature costs from mixed iterations it only sees the totals of', () => {
-    const truth = { intercept: 2, tokens: 0.05, rows: 0.3, attn: 0.02, mixedTokens: 0.03, ftForward: 0.04, ftBackward: 0.09, ftHead: 0.15, ftOptimizer: 1.5, ftDispatches: 0.2 };
+    const truth = { intercept: 2, tokens: 0.05, rows: 0.3, attn: 0.02, mixedTokens: 0.03, ftForward: 0.04, ftBackward: 0.09, ftHead: 0.15, ftOptimizer: 1.5, ftDispatches: 0.2, ftBytes: 0.5, ftUnits: 0.3 };
     const rnd = mulberry32(3);
     const m = new CostModel({ forgetting: 1 });
     const trueMs = (f: WorkFeatures) => truth.intercept + (Object.keys(f) as (keyof WorkFeatures)[]).reduce((s, k) => s + truth[k] * f[k], 0);
@@ -21,6 +21,8 @@ describe('CostModel (online RLS)', () => {
         f.ftBackward = 16 * Math.floor(rnd() * 3);
         f.ftHead = rnd() < 0.3 ? 32 : 0;
         f.ftOptimizer = rnd() < 0.2 ? 1 : 0;
+        f.ftBytes = rnd() * 2;
+        f.ftUnits = 1 + Math.floor(rnd() * 3);
       }
       m.observe(f, trueMs(f));
     }
@@ -43,9 +45,9 @@ describe('CostModel (online RLS)', () => {
   });
 
   it('never predicts negative time and rejects a wrong seed', () => {
-    const m = new CostModel({ initial: [-5, -1, 0, 0, 0, 0, 0, 0, 0, 0] });
+    const m = new CostModel({ initial: [-5, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] });
     expect(m.predictMs({ ...zeroFeatures(), tokens: 3 })).toBe(0);
-    expect(() => new CostModel({ initial: [1, 2] })).toThrow(/10 numbers/);
+    expect(() => new CostModel({ initial: [1, 2] })).toThrow(/12 numbers/);
   });
 });
 

@@ -9,7 +9,7 @@ import { mulberry32 } from '../../src/util/prng.ts';
 // ft backward 0.1/token; ft head 0.2/token; optimizer 1; per unit 0.1.
 // So a chunk of n tokens costs 0.1n + 0.5, a decode 0.6; units at 16 tokens: embed 0.1,
 // forward 0.9, backward 1.7, head 3.3, optimizer 1.1.
-const cost = () => new CostModel({ initial: [1, 0.1, 0.5, 0, 0, 0.05, 0.1, 0.2, 1, 0.1] });
+const cost = () => new CostModel({ initial: [1, 0.1, 0.5, 0, 0, 0.05, 0.1, 0.2, 1, 0.1, 0, 0] });
 // A unit's compute is its tokens (mmacs = tokens) and it is one dispatch, so the costs above hold.
 const unit = (kind: UnitView['kind'], tokens: number, o: Partial<UnitView> = {}): UnitView => ({ kind, tokens, mmacs: kind === 'optimizer' ? 1 : tokens, dispatches: 1, bytes: 0, ...o });
 const fwd = unit('forward', 16);
@@ -177,7 +177,7 @@ describe('planIteration (mace)', () => {
 describe('planIteration: a batch in mixed mode', () => {
   it('prices the decode rows a prefill chunk switches into the prefill kernels (mixedTokens)', () => {
     // As `cost` above, plus 0.1 ms per token of a batch in mixed mode.
-    const mixedCost = new CostModel({ initial: [1, 0.1, 0.5, 0, 0.1, 0.05, 0.1, 0.2, 1, 0.1] });
+    const mixedCost = new CostModel({ initial: [1, 0.1, 0.5, 0, 0.1, 0.05, 0.1, 0.2, 1, 0.1, 0, 0] });
     const s = state({ running: [req(1, 20, 19, 2), req(2, 9, 8, 1)], waiting: [req(3, 10, 0, 0)] });
     const p = planIteration(s, { ...defaultSchedulerConfig('mace', Infinity), minPrefillTokens: 0 }, mixedCost);
     expect(p.entries.map((e) => [e.id, e.count])).toEqual([[1, 1], [2, 1], [3, 10]]);
