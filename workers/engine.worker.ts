@@ -8,6 +8,7 @@
  * device loss), the loaded model and its engine, and the in-flight requests' AbortControllers by
  * page-chosen request id (AbortSignals cannot cross a postMessage).
  */
+import type { TallySnapshot } from '../src/gpu/tally.ts';
 import * as Comlink from 'comlink';
 import { InvalidRequestError } from '../src/engine/errors.ts';
 import { installErrorTransfer, serializeError } from '../src/engine/errors-wire.ts';
@@ -407,6 +408,10 @@ class EngineHost implements EngineWorkerApi {
 
   stats(): EngineStats | null {
     return this.engine?.stats() ?? null;
+  }
+
+  gpuMemory(): TallySnapshot | null {
+    return this.ctx?.tally.snapshot() ?? null;
   }
 
   learningStatus(): LearningStatus | null {

@@ -14,6 +14,7 @@
  *   page's frame interval, drops and visibility to the worker about every 250 ms, so the engine's
  *   per-submission budget follows the page (src/scheduler/frame-budget.ts); it stops with the worker.
  */
+import type { TallySnapshot } from '../gpu/tally.ts';
 import * as Comlink from 'comlink';
 import { Channel } from './channel.ts';
 import { browserFrameClock, FrameMonitor, type FrameClock } from './frame-monitor.ts';
@@ -44,6 +45,8 @@ export interface WorkerEngine {
   readonly completions: Completions;
   /** The worker engine's counters, or null when no model is loaded. */
   stats(): Promise<EngineStats | null>;
+  /** GPU memory alive on the worker's device, by owner (null before its first load). */
+  gpuMemory(): Promise<TallySnapshot | null>;
   /** Thumbs on a finished completion; liked and disliked answers to one context become a pair. */
   feedback(f: FeedbackInput): Promise<RateResult>;
   readonly preferences: {
@@ -220,6 +223,7 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
     chat: { completions: { create: chatCreate } },
     completions: { create: completionCreate },
     stats: () => call(remote.stats()),
+    gpuMemory: () => call(remote.gpuMemory()),
     feedback: (f) => call(remote.feedback(f)),
     preferences: {
       add: (p) => call(remote.addPreference(p)),

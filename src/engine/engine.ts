@@ -17,6 +17,7 @@
  * adapter is one of them: its new weights are copied into the bank by the step's last submission.
  * The public OpenAI-style surface is in openai.ts; this file is the machinery under it.
  */
+import { Building } from '../gpu/owner.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import { encodeDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { blocksForBudget, createKvCache, type KvCacheGpu } from '../kv/cache.ts';
@@ -38,7 +39,7 @@ import { CostModel, addFeatures, zeroFeatures, type WorkFeatures } from '../sche
 import { entryFeatures, unitFeatures } from '../scheduler/features.ts';
 import { planIteration } from '../scheduler/planner.ts';
 import { DEFAULT_PERIODIC, FinetuneGate, isPolicy, POLICIES } from '../scheduler/policy.ts';
-import type { FinetuneStats, IterationStats, LearningStatus, RequestStats, StatsRecord } from '../scheduler/stats.ts';
+import type { FinetuneStats, IterationStats, LearningStatus, MemoryStats, RequestStats, StatsRecord } from '../scheduler/stats.ts';
 import { DEFAULT_BUDGET_MS, defaultSchedulerConfig, type FinetuneJobView, type IterationPlan, type RequestView, type SchedulerConfig } from '../scheduler/types.ts';
 import { KindTimer, type KindTimes, type TimedKind } from './kind-timer.ts';
 import { Learner, type LearningOptions } from './learner.ts';
@@ -165,27 +166,38 @@ export class EngineCore {
     options: EngineOptions = {},
   ) {
     const c = model.config;
+    // Every option is checked before any GPU memory is taken.
     this.limits = resolveLimits(ctx, c, options);
     const L = this.limits;
     const adapterOptions = resolveAdapterOptions(options.adapters);
-    this.kv = createKvCache(ctx, { nLayers: c.nLayers, nKvHeads: c.nKvHeads, headDim: c.headDim }, L.nBlocks);
-    this.adapters = adapterOptions.slots > 0 ? new AdapterRegistry(ctx, c, adapterOptions) : null;
-    this.forward = new ForwardPass(ctx, model.weights, this.kv, { maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, maxBlocksPerSeq: L.maxBlocksPerSeq }, this.adapters?.bank ?? null);
-    this.sampler = new GpuSampler(ctx, this.forward.arena.logits, {
-      maxSeqs: L.maxSeqs,
-      vocab: c.vocabSize,
-      candidates: L.candidates,
-      topLogprobs: L.topLogprobs,
-      seenCap: Math.min(c.vocabSize, L.maxContext),
-    });
-    this.freeSlots = Array.from({ length: L.maxSeqs }, (_, i) => L.maxSeqs - 1 - i);
-    this.eosIds = new Set([...model.tokenizer.eosIds, ...c.eosTokenIds]);
     const sched = resolveScheduler(options.scheduler);
     this.scheduler = sched.config;
     this.frames = frameBudgetFor(options.scheduler, sched.config.budgetMs);
     const timing = options.scheduler?.timing ?? 'auto';
     if (timing !== 'auto' && timing !== 'wall') throw new EngineOptionsError('scheduler.timing', `= ${JSON.stringify(timing)} is not 'auto' or 'wall'`);
-    this.timer = new KindTimer(ctx, timing);
+    // The engine owns its KV cache, adapter bank, forward arena, sampler and timer (not the model's
+    // weights): a failure part-way frees what was made (src/gpu/owner.ts).
+    const made = new Building();
+    try {
+      this.kv = made.take(createKvCache(ctx, { nLayers: c.nLayers, nKvHeads: c.nKvHeads, headDim: c.headDim }, L.nBlocks));
+      this.adapters = adapterOptions.slots > 0 ? made.take(new AdapterRegistry(ctx, c, adapterOptions)) : null;
+      this.forward = made.take(new ForwardPass(ctx, model.weights, this.kv, { maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, maxBlocksPerSeq: L.maxBlocksPerSeq }, this.adapters?.bank ?? null));
+      this.sampler = made.take(
+        new GpuSampler(ctx, this.forward.arena.logits, {
+          maxSeqs: L.maxSeqs,
+          vocab: c.vocabSize,
+          candidates: L.candidates,
+          topLogprobs: L.topLogprobs,
+          seenCap: Math.min(c.vocabSize, L.maxContext),
+        }),
+      );
+      this.timer = made.take(new KindTimer(ctx, timing));
+    } catch (e) {
+      made.abandon();
+      throw e;
+    }
+    this.freeSlots = Array.from({ length: L.maxSeqs }, (_, i) => L.maxSeqs - 1 - i);
+    this.eosIds = new Set([...model.tokenizer.eosIds, ...c.eosTokenIds]);
     this.cost = new CostModel({ intercept: this.timer.mode === 'timestamp' ? 'inference' : 'submission' });
     this.gate = new FinetuneGate(sched.config.policy, sched.periodic, this.now());
   }
@@ -646,8 +658,25 @@ export class EngineCore {
       waitingRequests: this.waiting.length, runningRequests: this.running.length, pendingPairs: this.learner?.pendingPairs ?? 0,
     };
     this.emit(rec);
+    this.emitMemory(t);
   }
+
+  /** GPU memory by owner, at most once a second and only when it changed (the tally's snapshot walks every live buffer). */
+  private emitMemory(t: number): void {
+    if (t - this.memoryAt < MEMORY_EVERY_MS) return;
+    this.memoryAt = t;
+    const s = this.ctx.tally.snapshot();
+    if (this.memoryLast && this.memoryLast.buffers === s.buffers && this.memoryLast.bytes === s.bytes) return;
+    this.memoryLast = { buffers: s.buffers, bytes: s.bytes };
+    this.emit({ type: 'memory', t, buffers: s.buffers, bytes: s.bytes, querySets: s.querySets, byOwner: s.byOwner } satisfies MemoryStats);
+  }
+
+  private memoryAt = -Infinity;
+  private memoryLast: { buffers: number; bytes: number } | null = null;
 }
+
+/** Memory records are sent at most this often (ms). */
+const MEMORY_EVERY_MS = 1000;
 
 /** One iteration's inference rows between encode and read-back. */
 interface InferenceStep {

@@ -9,6 +9,9 @@
  * - chat, model WITHOUT one (stories260K): completion mode — the messages' contents joined with
  *   "\n", encoded with the tokenizer's special tokens (so BOS first); roles are dropped.
  * - completions: a string is encoded with BOS; token ids are used as given.
+ * Oversized prompts are refused before tokenizing: over promptCharLimit characters (params.ts;
+ * message contents counted as they are read, then the rendered template), or more ids than the
+ * context holds.
  *
  * LoRA: `engine.adapters.load(name, adapter)` puts a host adapter or PEFT files in the engine's
  * bank (created with options.adapters); a request then names it with `adapter: name` (an
@@ -22,10 +25,10 @@ import type { PreferencePair } from '../learn/pairs.ts';
 import { importPeft, type PeftImportInput } from '../learn/peft.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
 import { EngineCore, type EngineModel } from './engine.ts';
-import { EngineOptionsError, InvalidRequestError } from './errors.ts';
+import { EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
 import { engineFeedback, memoryFeedback, type EngineFeedback, type FeedbackSink } from './feedback.ts';
 import type { CompletionInput } from '../learn/feedback.ts';
-import { normalizeParams } from './params.ts';
+import { checkPromptChars, normalizeParams, promptCharLimit } from './params.ts';
 import type { Request, RequestEvent, TokenLogprob } from './request.ts';
 import type {
   AdapterInfo,
@@ -189,12 +192,17 @@ async function loadAdapter(core: EngineCore, name: string, adapter: HostAdapter 
 
 // ---------------------------------------------------------------- prompts
 
-function messageText(m: ChatCompletionMessageParam, i: number): string {
-  if (typeof m.content === 'string') return m.content;
+/** A message's text; `count` adds each piece's characters (and refuses the request when they go over the limit). */
+function messageText(m: ChatCompletionMessageParam, i: number, count: (field: string, chars: number) => void): string {
+  if (typeof m.content === 'string') {
+    count(`messages[${i}].content`, m.content.length);
+    return m.content;
+  }
   if (Array.isArray(m.content)) {
     return m.content
       .map((part, j) => {
         if (part?.type !== 'text' || typeof part.text !== 'string') throw new InvalidRequestError(`messages[${i}].content[${j}]`, 'must be a text part');
+        count(`messages[${i}].content[${j}].text`, part.text.length);
         return part.text;
       })
       .join('');
@@ -202,20 +210,44 @@ function messageText(m: ChatCompletionMessageParam, i: number): string {
   throw new InvalidRequestError(`messages[${i}].content`, 'must be a string or an array of text parts');
 }
 
-/** Prompt ids of a chat request (see the file comment for the no-template rule). */
-export function chatPromptIds(tokenizer: TextTokenizer, messages: readonly ChatCompletionMessageParam[]): number[] {
+/** The context window a prompt must fit, for the early refusal of oversized prompts. */
+export interface PromptBound {
+  maxContext: number;
+}
+
+/**
+ * Prompt ids of a chat request (see the file comment for the no-template rule). With `bound`, a
+ * prompt over promptCharLimit characters is refused before it is rendered or tokenized.
+ */
+export function chatPromptIds(tokenizer: TextTokenizer, messages: readonly ChatCompletionMessageParam[], bound?: PromptBound): number[] {
   if (!Array.isArray(messages) || messages.length === 0) throw new InvalidRequestError('messages', 'must be a non-empty array');
+  const limit = bound ? promptCharLimit(bound.maxContext, tokenizer.maxTokenChars) : Infinity;
+  let chars = 0;
+  const count = (field: string, n: number) => {
+    chars += n;
+    if (bound) checkPromptChars(field, chars, limit, bound.maxContext);
+  };
   const plain = messages.map((m, i) => {
     if (!m || typeof m.role !== 'string') throw new InvalidRequestError(`messages[${i}].role`, 'must be a string');
-    return { role: m.role, content: messageText(m, i) };
+    return { role: m.role, content: messageText(m, i, count) };
   });
-  if (tokenizer.hasChatTemplate) return tokenizer.encodeChat(plain);
+  if (tokenizer.hasChatTemplate) {
+    const text = tokenizer.applyChatTemplate(plain);
+    if (bound) checkPromptChars('messages', text.length, limit, bound.maxContext); // what the template made of them
+    return tokenizer.encodeRendered(text);
+  }
   return tokenizer.encode(plain.map((m) => m.content).join('\n'));
 }
 
-function completionPromptIds(tokenizer: TextTokenizer, prompt: string | number[]): number[] {
-  if (typeof prompt === 'string') return tokenizer.encode(prompt);
-  if (Array.isArray(prompt)) return [...prompt];
+function completionPromptIds(tokenizer: TextTokenizer, prompt: string | number[], bound: PromptBound): number[] {
+  if (typeof prompt === 'string') {
+    checkPromptChars('prompt', prompt.length, promptCharLimit(bound.maxContext, tokenizer.maxTokenChars), bound.maxContext);
+    return tokenizer.encode(prompt);
+  }
+  if (Array.isArray(prompt)) {
+    if (prompt.length >= bound.maxContext) throw new PromptTooLongError(prompt.length, bound.maxContext);
+    return [...prompt];
+  }
   throw new InvalidRequestError('prompt', 'must be a string or an array of token ids');
 }
 
@@ -296,7 +328,7 @@ function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreate
     if (p.top_logprobs !== null && p.top_logprobs !== undefined && p.logprobs !== true) throw new InvalidRequestError('top_logprobs', 'needs logprobs: true');
     const settings = normalizeParams(p, p.logprobs === true ? (p.top_logprobs ?? 0) : null, core.limits);
     const tok = core.model.tokenizer;
-    const promptIds = chatPromptIds(tok, p.messages);
+    const promptIds = chatPromptIds(tok, p.messages, core.limits);
     const req = core.submit(promptIds, settings, p.signal);
     const id = responseId('chatcmpl');
     const created = Math.floor(Date.now() / 1000);
@@ -354,7 +386,7 @@ function completion(core: EngineCore, model: string, p: CompletionCreateParams, 
   try {
     const settings = normalizeParams(p, p.logprobs ?? null, core.limits);
     const tok = core.model.tokenizer;
-    const promptIds = completionPromptIds(tok, p.prompt);
+    const promptIds = completionPromptIds(tok, p.prompt, core.limits);
     const req = core.submit(promptIds, settings, p.signal);
     const id = responseId('cmpl');
     const created = Math.floor(Date.now() / 1000);

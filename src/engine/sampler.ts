@@ -6,9 +6,10 @@
  * Every buffer is allocated once for maxSeqs rows; per-iteration inputs (settings, uniforms,
  * penalty rows) are small writeBuffers and the dispatch lists are cached per (rows, variant).
  */
+import { Building } from '../gpu/owner.ts';
 import { createStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
-import type { KernelDispatch } from '../gpu/dispatch.ts';
+import { releaseDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { logprobs, logprobsRowWords, unpackLogprobs, type RowLogprobs } from '../kernels/logprobs.ts';
 import { packRowPenalties, penalties, ROW_PENALTY_BYTES, type RowPenalty } from '../kernels/penalties.ts';
 import { packSamplingSettings, sampleCandidates, topK, type SamplingSettings } from '../kernels/sampling.ts';
@@ -78,16 +79,23 @@ export class GpuSampler {
     readonly limits: SamplerLimits,
   ) {
     const { maxSeqs: S, candidates: K, topLogprobs: L, seenCap } = limits;
-    this.settings = createStorage(ctx, S * 16, 'sampler.settings');
-    this.random = createStorage(ctx, S * 4, 'sampler.random');
-    this.penaltyRows = createStorage(ctx, S * ROW_PENALTY_BYTES, 'sampler.penaltyRows');
-    this.seen = createStorage(ctx, S * seenCap * 8, 'sampler.seen');
-    this.candValues = createStorage(ctx, S * K * 4, 'sampler.candValues');
-    this.candIds = createStorage(ctx, S * K * 4, 'sampler.candIds');
-    this.ids = createStorage(ctx, S * 4, 'sampler.ids');
-    this.lp = createStorage(ctx, S * logprobsRowWords(L) * 4, 'sampler.logprobs');
-    this.lpOffset = S * 4;
-    this.readback = ctx.device.createBuffer({ label: 'sampler.readback', size: this.lpOffset + S * logprobsRowWords(L) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const made = new Building(); // freed if a later buffer does not fit
+    const make = (bytes: number, label: string) => made.take(createStorage(ctx, bytes, label));
+    try {
+      this.settings = make(S * 16, 'sampler.settings');
+      this.random = make(S * 4, 'sampler.random');
+      this.penaltyRows = make(S * ROW_PENALTY_BYTES, 'sampler.penaltyRows');
+      this.seen = make(S * seenCap * 8, 'sampler.seen');
+      this.candValues = make(S * K * 4, 'sampler.candValues');
+      this.candIds = make(S * K * 4, 'sampler.candIds');
+      this.ids = make(S * 4, 'sampler.ids');
+      this.lp = make(S * logprobsRowWords(L) * 4, 'sampler.logprobs');
+      this.lpOffset = S * 4;
+      this.readback = made.take(ctx.device.createBuffer({ label: 'sampler.readback', size: this.lpOffset + S * logprobsRowWords(L) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
+    } catch (e) {
+      made.abandon();
+      throw e;
+    }
   }
 
   /** Upload the rows' settings, random numbers and penalty rows for this iteration. */
@@ -154,6 +162,8 @@ export class GpuSampler {
   }
 
   destroy(): void {
+    for (const plan of this.plans.values()) releaseDispatches(plan);
+    this.plans.clear();
     for (const b of [this.settings, this.random, this.penaltyRows, this.seen, this.candValues, this.candIds, this.ids, this.lp, this.readback]) b.destroy();
   }
 

@@ -11,6 +11,7 @@
  * - Errors: thrown errors cross through errors-wire.ts (name, code and fields preserved);
  *   callbacks that report an error receive its WireError.
  */
+import type { TallySnapshot } from '../gpu/tally.ts';
 import type { WeightFormat } from '../kernels/weights.ts';
 import type { LearningStatus, StatsBatch } from '../scheduler/stats.ts';
 import type { FrameReport } from '../scheduler/frame-budget.ts';
@@ -111,6 +112,8 @@ export interface EngineWorkerApi {
   abort(requestId: string): void;
   /** The engine's counters, or null when no model is loaded. */
   stats(): EngineStats | null;
+  /** Live GPU buffers and bytes of the worker's device, by label prefix and owner (null before the device exists). */
+  gpuMemory(): TallySnapshot | null;
   /** Rate a finished completion (thumbs); pairs form per context. Needs a loaded model. */
   feedback(f: FeedbackInput): Promise<RateResult>;
   /** Add a preference pair directly. */

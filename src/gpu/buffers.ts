@@ -50,11 +50,14 @@ export async function readBuffer(ctx: GpuContext, src: GPUBuffer, bytes = src.si
   const enc = ctx.device.createCommandEncoder({ label: 'readback' });
   enc.copyBufferToBuffer(src, srcOffset, staging, 0, size);
   ctx.device.queue.submit([enc.finish()]);
-  await staging.mapAsync(GPUMapMode.READ);
-  const out = staging.getMappedRange().slice(0, bytes);
-  staging.unmap();
-  staging.destroy();
-  return out;
+  try {
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    return out;
+  } finally {
+    staging.destroy(); // also when the map fails (a lost device): the staging buffer is ours
+  }
 }
 
 export async function readF32(ctx: GpuContext, src: GPUBuffer, count: number, elemOffset = 0): Promise<Float32Array> {

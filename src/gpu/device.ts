@@ -3,6 +3,7 @@
  * spec minimums, far below what GPUs offer) and the optional features we have fast paths for, and
  * wraps the device in a GpuContext: the one struct every kernel and the engine receive.
  */
+import { GpuTally } from './tally.ts';
 import { DeviceLostError, NoAdapterError, WebGpuUnavailableError } from './errors.ts';
 import { PipelineCache } from './pipelines.ts';
 
@@ -75,6 +76,8 @@ export interface GpuContext {
   /** Effective limits: the device's, lowered by `limitsCap`. Plan tensors and tiles with these. */
   readonly limits: GpuLimits;
   readonly pipelines: PipelineCache;
+  /** Live GPU buffers and bytes by label prefix (always on: leak tests, GPU memory by owner). */
+  readonly tally: GpuTally;
   /** Fires 'lost' (CustomEvent<DeviceLostError>) and 'error' (CustomEvent<GPUError>) events. */
   readonly events: EventTarget;
   /** Resolves when the device is lost, with the typed error (never rejects). */
@@ -157,6 +160,7 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuConte
     features,
     limits,
     pipelines: new PipelineCache(device),
+    tally: GpuTally.of(device),
     kernels: { plan: 'fused', forcedStyle: null },
     events,
     lost,

@@ -18,6 +18,11 @@ export interface KernelDispatch {
   readonly pipeline: GPUComputePipeline;
   readonly bindGroup: GPUBindGroup;
   readonly workgroups: readonly [number, number, number];
+  /**
+   * Its uniform buffer (null: the kernel has none), owned by whoever holds the dispatch: freed by
+   * releaseDispatches when the list is dropped (a plan evicted, its owner destroyed).
+   */
+  readonly uniforms: GPUBuffer | null;
 }
 
 /** A storage binding: a whole buffer, or a byte range of one (offset aligned to minStorageBufferOffsetAlignment). */
@@ -38,12 +43,18 @@ export function makeDispatch(ctx: GpuContext, spec: DispatchSpec): KernelDispatc
   const pipeline = ctx.pipelines.get(spec.variant, spec.code);
   const entries: GPUBindGroupEntry[] = [];
   let slot = 0;
-  if (spec.uniforms) entries.push({ binding: slot++, resource: { buffer: uploadUniform(ctx, spec.uniforms, `${spec.variant}.params`) } });
+  const uniforms = spec.uniforms ? uploadUniform(ctx, spec.uniforms, `${spec.variant}.params`) : null;
+  if (uniforms) entries.push({ binding: slot++, resource: { buffer: uniforms } });
   for (const b of spec.storage) {
     entries.push({ binding: slot++, resource: isRange(b) ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b } });
   }
   const bindGroup = ctx.device.createBindGroup({ label: spec.variant, layout: pipeline.getBindGroupLayout(0), entries });
-  return { label: spec.variant, pipeline, bindGroup, workgroups: spec.workgroups };
+  return { label: spec.variant, pipeline, bindGroup, workgroups: spec.workgroups, uniforms };
+}
+
+/** Free the uniform buffers of dispatches that will never be encoded again (each list once; a second call is harmless). */
+export function releaseDispatches(dispatches: Iterable<KernelDispatch>): void {
+  for (const d of dispatches) d.uniforms?.destroy();
 }
 
 
@@ -79,6 +90,15 @@ export function encodeDispatches(encoder: GPUCommandEncoder, dispatches: readonl
     pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
   }
   pass.end();
+}
+
+/** runDispatches for dispatches built for this one run: their uniforms are freed after it. */
+export async function runOnce(ctx: GpuContext, dispatches: readonly KernelDispatch[]): Promise<void> {
+  try {
+    await runDispatches(ctx, dispatches);
+  } finally {
+    releaseDispatches(dispatches);
+  }
 }
 
 /** Encode, submit and wait: for tests and one-off work at load, never the decode loop. */

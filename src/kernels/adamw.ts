@@ -22,7 +22,7 @@ import applyWgsl from '../../shaders/adamw.wgsl?raw';
 import { createStorage, readBuffer } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import { ShapeError } from '../gpu/errors.ts';
-import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
+import { grid1d, makeDispatch, releaseDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { requireBufferFits, requireDims } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
@@ -203,6 +203,7 @@ export function createAdamW(ctx: GpuContext, b: AdamWBuffers, hyper: AdamWHyper,
       return { step: u[0], skipped: u[1], lastSkipped: u[2] !== 0, attempts: u[3], gradNorm: s[1], clipCoef: s[2], lr: s[3] };
     },
     destroy() {
+      releaseDispatches(dispatches);
       for (const x of [partials, hyperBuf, stats, state]) x.destroy();
     },
   };

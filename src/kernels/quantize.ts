@@ -9,7 +9,7 @@ import packF16Wgsl from '../../shaders/pack_f16.wgsl?raw';
 import quantQ4Wgsl from '../../shaders/quant_q4.wgsl?raw';
 import { createStorage, planRowShards, uploadStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
-import { grid1d, makeDispatch, runDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
+import { grid1d, makeDispatch, runOnce, type KernelDispatch } from '../gpu/dispatch.ts';
 import { requireBufferFits, requireDims, requireElements } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
@@ -86,7 +86,7 @@ async function fillRows(ctx: GpuContext, shard: WeightShard, format: WeightForma
     return;
   }
   const staging = src instanceof Float32Array ? uploadStorage(ctx, src.subarray(0, rows * K), `${label} f32 staging`) : src; // [rows, K] f32
-  await runDispatches(ctx, [convertDispatch(ctx, shard, format, K, dstRow, rows, staging)]);
+  await runOnce(ctx, [convertDispatch(ctx, shard, format, K, dstRow, rows, staging)]);
   if (staging !== src) staging.destroy();
 }
 

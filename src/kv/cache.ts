@@ -3,6 +3,7 @@
  * headDim] f32` each, and the BlockPool that hands out their blocks. Sized from a memory budget,
  * capped so that one layer's buffer fits one storage binding.
  */
+import { building } from '../gpu/owner.ts';
 import { LimitsTooSmallError } from '../gpu/errors.ts';
 import { createStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
@@ -43,10 +44,12 @@ export function createKvCache(ctx: GpuContext, s: KvCacheSpec, nBlocks: number):
   const elems = kvCacheElements(nBlocks, s.nKvHeads, s.headDim);
   const k: GPUBuffer[] = [];
   const v: GPUBuffer[] = [];
-  for (let l = 0; l < s.nLayers; l++) {
-    k.push(createStorage(ctx, elems * 4, `kv.k[${l}]`));
-    v.push(createStorage(ctx, elems * 4, `kv.v[${l}]`));
-  }
+  building((b) => {
+    for (let l = 0; l < s.nLayers; l++) {
+      k.push(b.take(createStorage(ctx, elems * 4, `kv.k[${l}]`)));
+      v.push(b.take(createStorage(ctx, elems * 4, `kv.v[${l}]`)));
+    }
+  });
   return {
     ...s,
     nBlocks,

@@ -14,13 +14,25 @@
  */
 import { createStorage, readF32 } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
-import { encodeDispatches } from '../gpu/dispatch.ts';
+import { encodeDispatches, releaseDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { LimitsTooSmallError } from '../gpu/errors.ts';
 import { fillUniform } from '../kernels/fill.ts';
 import { loraScale } from '../kernels/lora.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { LINEAR_MODULES, linearShape, type LinearModule } from '../model/tensors.ts';
-import { AdapterConfigError, AdapterShapeError } from './errors.ts';
+import { firstNonFinite } from '../model/validate.ts';
+import { AdapterConfigError, AdapterShapeError, LearnError } from './errors.ts';
+
+/** A host adapter tensor holds NaN or ±Infinity (a diverged training run): names the tensor and element. */
+export class NonFiniteAdapterError extends LearnError {
+  constructor(
+    readonly tensor: string,
+    readonly index: number,
+    value: number,
+  ) {
+    super('non-finite-adapter', `adapter tensor ${tensor} holds ${value} at element ${index}; adapter weights must be finite numbers`);
+  }
+}
 
 /** Slice starts are multiples of this many elements (256 bytes). */
 export const SLICE_ALIGN = 64;
@@ -166,17 +178,20 @@ export async function createAdapter(ctx: GpuContext, model: ModelConfig, config:
 async function initA(ctx: GpuContext, params: GPUBuffer, layout: AdapterLayout, seed: number): Promise<void> {
   const most = Math.max(...layout.slices.map((s) => layout.r * s.inDim));
   const staging = createStorage(ctx, most * 4, 'lora.init'); // [r, in] f32 of the largest A
+  const fills: KernelDispatch[] = [];
   try {
     const enc = ctx.device.createCommandEncoder({ label: 'lora init' });
     for (const s of layout.slices) {
       const n = layout.r * s.inDim;
       const bound = 1 / Math.sqrt(s.inDim);
-      encodeDispatches(enc, [fillUniform(ctx, { out: staging, n, seed, lo: -bound, hi: bound, first: s.aOffset })]);
+      fills.push(fillUniform(ctx, { out: staging, n, seed, lo: -bound, hi: bound, first: s.aOffset }));
+      encodeDispatches(enc, fills.slice(-1));
       enc.copyBufferToBuffer(staging, 0, params, s.aOffset * 4, n * 4);
     }
     ctx.device.queue.submit([enc.finish()]);
     await ctx.device.queue.onSubmittedWorkDone();
   } finally {
+    releaseDispatches(fills);
     staging.destroy();
   }
 }
@@ -198,7 +213,8 @@ export async function readAdapter(ctx: GpuContext, a: GpuAdapter): Promise<HostA
 
 /**
  * Check that `host` has exactly one A [r, in] and B [out, r] for every (layer, target module) of
- * `config` on `model`, and nothing else. Returns the tensors keyed by `${layer}.${module}`.
+ * `config` on `model`, and nothing else, every value finite (NonFiniteAdapterError). Returns the
+ * tensors keyed by `${layer}.${module}`.
  */
 export function checkHostAdapter(model: ModelConfig, host: HostAdapter): Map<string, HostLora> {
   validateAdapterConfig(model, host.config);
@@ -214,6 +230,10 @@ export function checkHostAdapter(model: ModelConfig, host: HostAdapter): Map<str
     const [outDim, inDim] = linearShape(model, t.module);
     if (!(t.A instanceof Float32Array) || t.A.length !== r * inDim) throw new AdapterShapeError(`${name}.lora_A`, `has ${t.A?.length} elements, [r=${r}, in=${inDim}] needs ${r * inDim}`);
     if (!(t.B instanceof Float32Array) || t.B.length !== outDim * r) throw new AdapterShapeError(`${name}.lora_B`, `has ${t.B?.length} elements, [out=${outDim}, r=${r}] needs ${outDim * r}`);
+    for (const [which, values] of [['lora_A', t.A], ['lora_B', t.B]] as const) {
+      const bad = firstNonFinite(values);
+      if (bad >= 0) throw new NonFiniteAdapterError(`${name}.${which}`, bad, values[bad]);
+    }
     byKey.set(key, t);
   }
   for (let layer = 0; layer < model.nLayers; layer++) {

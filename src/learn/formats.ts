@@ -17,10 +17,14 @@
  * JSON: "[i]", 0-based) and field; with `strict` the first one is thrown instead. With
  * `countTokens` and `maxResponseTokens`, a pair whose chosen or rejected answer is longer is
  * reported in `tooLong` and left out of `pairs` (training would have to cut it).
+ *
+ * Size limits, checked before a record is parsed, hashed or tokenized: a text field (prompt,
+ * message content, answer) holds at most MAX_TEXT_CHARS (1 MiB) characters, a JSONL line at most
+ * MAX_RECORD_CHARS (16 MiB); a longer one is a bad record naming the field (or the line).
  */
 import type { ChatMessage } from '../model/tokenizer.ts';
 import { LearnError } from './errors.ts';
-import { contextKeyOf, describe, normalizeMessages, PreferenceInputError, type PairContext, type PreferenceSet } from './pairs.ts';
+import { boundedText, contextKeyOf, describe, MAX_TEXT_CHARS, normalizeMessages, PreferenceInputError, type PairContext, type PreferenceSet } from './pairs.ts';
 
 export type PreferenceFormat = 'trl' | 'sharegpt-dpo' | 'kto' | 'v1-dpo';
 
@@ -85,6 +89,9 @@ export interface ImportOptions {
   maxResponseTokens?: number;
 }
 
+/** Longest JSONL line parsed as a record (16 MiB of characters); text fields have their own limit, MAX_TEXT_CHARS. */
+export const MAX_RECORD_CHARS = 16 * 2 ** 20;
+
 type Json = Record<string, unknown>;
 const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -126,6 +133,7 @@ function readRecords(file: string, text: string): { records: RawRecord[]; bad: P
   const bad: PreferenceFormatError[] = [];
   lines.forEach((line, i) => {
     const where = `line ${i + 1}`;
+    if (line.length > MAX_RECORD_CHARS) return bad.push(new PreferenceFormatError(file, where, '(line)', `has ${line.length} characters; a record may hold at most ${MAX_RECORD_CHARS} (16 MiB), and each text field at most ${MAX_TEXT_CHARS} (1 MiB)`));
     if (line.trim() === '') return bad.push(new PreferenceFormatError(file, where, '(line)', 'is blank'));
     try {
       records.push({ where, value: JSON.parse(line) });
@@ -167,6 +175,7 @@ function field(r: Json, name: string): unknown {
 
 function text(v: unknown, name: string, allowEmpty = false): string {
   if (typeof v !== 'string') throw new RecordProblem(name, `must be a string, got ${describe(v)}`);
+  check(() => boundedText(v, name));
   if (!allowEmpty && v.trim() === '') throw new RecordProblem(name, 'is empty');
   return v;
 }
@@ -247,15 +256,15 @@ function v1Messages(v: unknown, name: string): ChatMessage[] {
     const at = `${name}[${i}]`;
     if (!isRecord(m)) throw new RecordProblem(at, `must be a message {role, content}, got ${describe(m)}`);
     if (typeof m.role !== 'string' || m.role === '') throw new RecordProblem(`${at}.role`, `must be a non-empty string, got ${describe(m.role)}`);
-    if (typeof m.content === 'string') return { role: m.role, content: m.content };
+    if (typeof m.content === 'string') return { role: m.role, content: check(() => boundedText(m.content as string, `${at}.content`)) };
     if (!Array.isArray(m.content)) throw new RecordProblem(`${at}.content`, `must be a string or a list of text parts, got ${describe(m.content)}`);
     const parts = m.content.map((p, j) => {
       if (!isRecord(p) || p.type !== 'text') throw new RecordProblem(`${at}.content[${j}]`, "must be a text part {type: 'text', value}");
       const t = p.value ?? p.text;
       if (typeof t !== 'string') throw new RecordProblem(`${at}.content[${j}].value`, `must be a string, got ${describe(t)}`);
-      return t;
+      return check(() => boundedText(t, `${at}.content[${j}].value`));
     });
-    return { role: m.role, content: parts.join('') };
+    return { role: m.role, content: check(() => boundedText(parts.join(''), `${at}.content`)) };
   });
 }
 
@@ -318,6 +327,8 @@ export function parsePreferenceFile(file: string, content: string, o: ImportOpti
     skipped.push(e);
   };
   bad.forEach(skip);
+  // No record read (every line bad): its format cannot be told, the first bad line says why.
+  if (records.length === 0 && bad.length > 0 && o.format === undefined) throw bad[0];
   const format = o.format ?? detectFormat(file, records[0]?.value);
   const result: ImportResult = { file, format, records: records.length, pairs: [], skipped, tooLong: [] };
   const kto: KtoExample[] = [];

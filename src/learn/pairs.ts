@@ -86,18 +86,35 @@ export function pairIdOf(contextKey: string, chosen: string, rejected: string): 
 
 // ---------------------------------------------------------------- validation
 
+/**
+ * Longest text field accepted (a prompt, a message content, an answer): 1 MiB of characters, far
+ * above any answer a local model gives or a preference dataset holds, and small enough that
+ * hashing, storing and tokenizing one stays well under a second. Longer is a PreferenceInputError
+ * naming the field, raised before anything is hashed or tokenized.
+ */
+export const MAX_TEXT_CHARS = 2 ** 20;
+
+/** `v` itself, unless it is longer than MAX_TEXT_CHARS. */
+export function boundedText(v: string, field: string): string {
+  if (v.length > MAX_TEXT_CHARS) throw new PreferenceInputError(field, `has ${v.length} characters; at most ${MAX_TEXT_CHARS} (1 MiB) are accepted per text field`);
+  return v;
+}
+
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Message content: a string, or OpenAI-style text parts ({type: 'text', text}) joined. */
 function contentText(v: unknown, field: string): string {
-  if (typeof v === 'string') return v;
+  if (typeof v === 'string') return boundedText(v, field);
   if (!Array.isArray(v)) throw new PreferenceInputError(field, `must be a string or a list of text parts, got ${describe(v)}`);
-  return v
-    .map((p, i) => {
-      if (!isRecord(p) || p.type !== 'text' || typeof p.text !== 'string') throw new PreferenceInputError(`${field}[${i}]`, "must be a text part {type: 'text', text: string}");
-      return p.text;
-    })
-    .join('');
+  let chars = 0;
+  const parts = v.map((p, i) => {
+    if (!isRecord(p) || p.type !== 'text' || typeof p.text !== 'string') throw new PreferenceInputError(`${field}[${i}]`, "must be a text part {type: 'text', text: string}");
+    chars += p.text.length;
+    // Checked before the join: the parts of one content count as one text field.
+    if (chars > MAX_TEXT_CHARS) throw new PreferenceInputError(field, `has more than ${MAX_TEXT_CHARS} characters (part ${i} brings it to ${chars}); at most ${MAX_TEXT_CHARS} (1 MiB) are accepted per text field`);
+    return p.text;
+  });
+  return parts.join('');
 }
 
 /** A short description of a bad value for messages (type, not the whole value). */
@@ -127,12 +144,13 @@ export function contextOf(input: { messages?: unknown; prompt?: unknown }): Pair
   if (!hasM && !hasP) throw new PreferenceInputError('messages/prompt', 'missing; a pair needs chat messages or a prompt');
   if (hasM) return { messages: normalizeMessages(input.messages) };
   if (typeof input.prompt !== 'string') throw new PreferenceInputError('prompt', `must be a string, got ${describe(input.prompt)}`);
-  return { prompt: input.prompt };
+  return { prompt: boundedText(input.prompt, 'prompt') };
 }
 
 /** An answer: a string with some non-whitespace text. */
 export function answerText(v: unknown, field: string): string {
   if (typeof v !== 'string') throw new PreferenceInputError(field, `must be a string, got ${describe(v)}`);
+  boundedText(v, field);
   if (v.trim() === '') throw new PreferenceInputError(field, 'is empty');
   return v;
 }

@@ -11,11 +11,16 @@
  * "all-linear" or a single module name. Features that change the maths and that we do not run
  * (DoRA, rank/alpha patterns, layer subsets, trained biases, fan_in_fan_out, modules_to_save,
  * regex targets) are refused with a typed error naming the field, never silently ignored.
+ *
+ * Import also refuses an adapter made for another model: a base_model_name_or_path that names a
+ * different model than the loaded one (checkBaseModel; `allowBaseMismatch: true` warns and
+ * applies it instead), tensors whose shapes do not fit the model, and NaN/Inf values.
  */
 import { f16BitsToF32 } from '../gpu/f16.ts';
-import type { ModelConfig } from '../model/config.ts';
+import { SUPPORTED_ARCHITECTURES, type ModelConfig } from '../model/config.ts';
 import { readSafetensors, writeSafetensors, type TensorInfo } from '../model/safetensors.ts';
 import { LINEAR_MODULES, linearShape, type LinearModule } from '../model/tensors.ts';
+import { firstNonFinite, position } from '../model/validate.ts';
 import { checkHostAdapter, orderedTargets, validateAdapterConfig, type AdapterConfig, type HostAdapter, type HostLora } from './adapter.ts';
 import { AdapterConfigError, PeftFormatError } from './errors.ts';
 
@@ -165,12 +170,46 @@ export interface PeftImportInput {
   /** Names used in errors. */
   weightsFile?: string;
   configFile?: string;
+  /** Apply an adapter whose base_model_name_or_path names another model, with a warning (default: refuse). */
+  allowBaseMismatch?: boolean;
+  /** Where that warning goes (default console.warn). */
+  onWarning?: (message: string) => void;
+}
+
+/** The model part of a name or path, lower-cased: "HuggingFaceTB/SmolLM2-135M", "./models/smollm2-135m/" -> "smollm2-135m". */
+function baseKey(name: string): string {
+  const parts = name.trim().split(/[\\/]/).filter((p) => p !== '' && p !== '.' && p !== '..');
+  return (parts[parts.length - 1] ?? '').toLowerCase();
+}
+
+/**
+ * adapter_config.json's base_model_name_or_path against the loaded model. Empty: the adapter does
+ * not say, nothing to check. An architecture name (what adapters trained in this runtime record):
+ * it must be the model's architecture. Otherwise a name or path, compared by its last segment
+ * (case-insensitive) with the model's names (config.names: _name_or_path, the source's name);
+ * when the model has no name, nothing can be compared. A mismatch is an AdapterConfigError unless
+ * `allowBaseMismatch`, which warns and goes on.
+ */
+export function checkBaseModel(model: ModelConfig, config: AdapterConfig, options: Pick<PeftImportInput, 'allowBaseMismatch' | 'onWarning'> = {}, file = PEFT_CONFIG_FILE): void {
+  const base = config.baseModelNameOrPath.trim();
+  if (base === '') return;
+  let mismatch: string | null = null;
+  if ((SUPPORTED_ARCHITECTURES as readonly string[]).includes(base)) {
+    if (base !== model.architecture) mismatch = `names the architecture '${base}', but the loaded model is a ${model.architecture}`;
+  } else {
+    const names = model.names ?? [];
+    if (names.length > 0 && !names.some((n) => baseKey(n) === baseKey(base))) mismatch = `= '${base}' names a different base model than the loaded one (${names.map((n) => `'${n}'`).join(', ')})`;
+  }
+  if (mismatch === null) return;
+  if (!options.allowBaseMismatch) throw new AdapterConfigError('base_model_name_or_path', `${mismatch}; a LoRA adapter only means something on the model it was trained on (pass allowBaseMismatch: true to apply it anyway)`, file);
+  (options.onWarning ?? console.warn)(`${file}: base_model_name_or_path ${mismatch}; applied anyway (allowBaseMismatch)`);
 }
 
 /** Read PEFT files into a host adapter for `model` (then writeAdapter or AdapterBank.load). */
 export async function importPeft(model: ModelConfig, input: PeftImportInput): Promise<HostAdapter> {
   const wf = input.weightsFile ?? PEFT_WEIGHTS_FILE;
   const config = parsePeftConfig(model, input.config, input.configFile ?? PEFT_CONFIG_FILE);
+  checkBaseModel(model, config, input, input.configFile ?? PEFT_CONFIG_FILE);
   const r = config.r;
   const found = new Map<string, { A?: Float32Array; B?: Float32Array }>();
   const bytesOf = new Map<string, Uint8Array>();
@@ -191,7 +230,10 @@ export async function importPeft(model: ModelConfig, input: PeftImportInput): Pr
       const key = `${k.layer}.${k.module}`;
       const entry = found.get(key) ?? {};
       if (entry[k.which]) throw new PeftFormatError(wf, t.name, `duplicates lora_${k.which} of layer ${k.layer} ${k.module}`);
-      entry[k.which] = toF32(t, bytesOf.get(t.name)!, wf);
+      const values = toF32(t, bytesOf.get(t.name)!, wf);
+      const bad = firstNonFinite(values);
+      if (bad >= 0) throw new PeftFormatError(wf, t.name, `holds ${values[bad]} at element ${bad}${position(bad, t.shape)}; adapter weights must be finite numbers`);
+      entry[k.which] = values;
       bytesOf.delete(t.name);
       found.set(key, entry);
     },

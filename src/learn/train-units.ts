@@ -177,7 +177,7 @@ export const HEAD_CHUNK_ROWS = 16;
  * HEAD_CHUNK_ROWS when every chunk offset is aligned for binding, else one chunk of all T rows.
  */
 function headChunks(d: UnitDeps, T: number, rowBytes: readonly number[]): [number, number][] {
-  const align = d.ctx.device.limits.minStorageBufferOffsetAlignment;
+  const align = d.ctx.limits.minStorageBufferOffsetAlignment;
   if (!rowBytes.every((b) => rowChunksAligned(b, HEAD_CHUNK_ROWS, align))) return [[0, T]];
   const out: [number, number][] = [];
   for (let first = 0; first < T; first += HEAD_CHUNK_ROWS) out.push([first, Math.min(HEAD_CHUNK_ROWS, T - first)]);
@@ -189,7 +189,7 @@ export function headSegments(d: UnitDeps, seq: SequenceArena, T: number): UnitSe
   const { ctx, weights } = d;
   const c = weights.config;
   const H = c.hiddenSize, V = c.vocabSize;
-  const align = ctx.device.limits.minStorageBufferOffsetAlignment;
+  const align = ctx.limits.minStorageBufferOffsetAlignment;
   const rows = (b: GPUBuffer, width: number, first: number, n: number) => rowRange('head', b.label, b, 4 * width, first, n, align);
   const chunks = headChunks(d, T, [4 * H, 4 * V]).map(([first, n]): UnitSegment => ({
     part: `head@${first}`,
@@ -211,7 +211,7 @@ export function headBackwardSegments(d: UnitDeps, seq: SequenceArena, T: number)
   const c = weights.config;
   const g = d.arena.grad;
   const H = c.hiddenSize, V = c.vocabSize;
-  const align = ctx.device.limits.minStorageBufferOffsetAlignment;
+  const align = ctx.limits.minStorageBufferOffsetAlignment;
   const rows = (b: GPUBuffer, width: number, first: number, n: number) => rowRange('headBackward', b.label, b, 4 * width, first, n, align);
   const dlogits: UnitSegment = { part: 'logprobs', dispatches: [tokenLogprobsBackward(ctx, { logits: seq.logits, targets: seq.targets, dlogp: seq.dlogp, dlogits: g.dlogits, T, V })], mmacs: (T * V) / 1e6, bytes: 4 * T * V };
   const chunks = headChunks(d, T, [4 * H, 4 * V]).map(([first, n]): UnitSegment => ({

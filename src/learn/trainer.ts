@@ -22,7 +22,7 @@
  */
 import { readF32 } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
-import { encodeDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
+import { encodeDispatches, releaseDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ADAMW_DEFAULTS, createAdamW, type AdamW, type AdamWHyper } from '../kernels/adamw.ts';
 import { uploadRopeBackwardInvFreq } from '../kernels/rope-bwd.ts';
 import { ropeInvFreq } from '../kernels/rope.ts';
@@ -37,12 +37,6 @@ import { embedDispatches, headBackwardSegments, headSegments, layerBackwardSegme
 
 /** Sequences run at a multiple of this many tokens (exact padding, fewer dispatch lists). */
 export const TOKEN_BUCKET = 16;
-/**
- * Dispatch lists kept per direction (least recently used dropped): enough for every (sequence,
- * adapter on/off, length bucket) of pairs up to 256 tokens, so the learner's unit views (made at
- * enqueue from these lists) and the steps themselves never rebuild a list in steady state.
- */
-const MAX_PLANS = 64;
 
 export type SeqName = 'chosen' | 'rejected';
 export const SEQS: readonly SeqName[] = ['chosen', 'rejected'];
@@ -134,10 +128,10 @@ export class TrainerInputError extends LearnError {
   }
 }
 
-/** Encode units in order into one command buffer (one compute pass each) and submit it. */
+/** Encode units in order into one command buffer (one compute pass for all of them) and submit it. */
 export function submitUnits(ctx: GpuContext, units: readonly WorkUnit[]): void {
   const enc = ctx.device.createCommandEncoder({ label: 'train units' });
-  for (const u of units) encodeDispatches(enc, u.dispatches);
+  encodeDispatches(enc, units.flatMap((u) => u.dispatches)); // one compute pass: however finely the step is cut
   ctx.device.queue.submit([enc.finish()]);
 }
 
@@ -402,23 +396,28 @@ export class DpoTrainer {
     return this.logprobs(pair, false);
   }
 
-  /** Frees the arena and the optimizer's buffers (not the weights or the adapter). */
+  /** Frees the unit lists' uniforms, the arena and the optimizer's buffers (not the weights or the adapter). */
   destroy(): void {
+    for (const plans of [this.fwdPlans, this.bwdPlans]) {
+      for (const units of plans.values()) releaseDispatches(units.flatMap((u) => u.dispatches));
+      plans.clear();
+    }
     this.arena.destroy();
     this.negInvFreq.destroy();
     this.optimizer.destroy();
   }
 }
 
-/** Get or build a plan, keeping at most MAX_PLANS in least-recently-used order. */
+/**
+ * Get or build a unit list. Never dropped before destroy(): the keys are bounded (two sequences ×
+ * adapter on/off × the length buckets up to maxTokens), and a step in flight holds its lists.
+ */
 function cached(plans: Map<string, WorkUnit[]>, key: string, onBuild: () => void, build: () => WorkUnit[]): WorkUnit[] {
   let plan = plans.get(key);
-  if (plan) plans.delete(key);
-  else {
+  if (!plan) {
     plan = build();
     onBuild();
-    if (plans.size >= MAX_PLANS) plans.delete(plans.keys().next().value!);
+    plans.set(key, plan);
   }
-  plans.set(key, plan);
   return plan;
 }

@@ -29,7 +29,21 @@ export interface ModelConfig {
   slidingWindow: number | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** pad_token_id when config.json gives one (checked against the vocabulary at load; never used to compute). */
+  padTokenId?: number;
+  /**
+   * Names the model is known by: config.json's _name_or_path and, from the loader, the source's
+   * name (Hub repository, directory, URL folder). A PEFT adapter's base_model_name_or_path is
+   * checked against them; absent or empty: unknown, nothing to check.
+   */
+  names?: string[];
 }
+
+/** config.json model_type of each architecture: the two must agree. */
+export const MODEL_TYPES: Readonly<Record<Architecture, string>> = { LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2' };
+
+/** Largest max_position_embeddings accepted: positions (RoPE angles, lengths) are exact in f32 up to 2^24. */
+export const MAX_POSITION_EMBEDDINGS = 2 ** 24;
 
 /** config.json is malformed or describes something we cannot run; names the file and field. */
 export class ConfigError extends Error {
@@ -117,6 +131,11 @@ export function parseModelConfig(input: string | Json, file = 'config.json'): Mo
   if (!Array.isArray(archs) || archs.length === 0 || typeof archs[0] !== 'string') throw new ConfigError(file, 'architectures', `must be a non-empty list of names, got ${JSON.stringify(archs)}`);
   const architecture = archs[0] as string;
   if (!SUPPORTED_ARCHITECTURES.includes(architecture as Architecture)) throw new UnsupportedArchitectureError(architecture, file);
+  const modelType = raw.model_type;
+  const wantType = MODEL_TYPES[architecture as Architecture];
+  if (modelType !== undefined && modelType !== null && modelType !== wantType) {
+    throw new ConfigError(file, 'model_type', `is ${JSON.stringify(modelType)}, but architectures[0] is '${architecture}', whose model_type is '${wantType}'; the two must agree (a config with an unknown model_type is refused, not guessed)`);
+  }
 
   const { int, num, bool } = reader(raw, file);
   const act = raw.hidden_act ?? 'silu';
@@ -129,6 +148,10 @@ export function parseModelConfig(input: string | Json, file = 'config.json'): Mo
   const headDim = raw.head_dim == null ? hiddenSize / nHeads : int('head_dim');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new ConfigError(file, 'head_dim', `must be an even integer, got ${headDim} (hidden_size ${hiddenSize} / num_attention_heads ${nHeads})`);
   const ropeTheta = num('rope_theta', 10000);
+  const maxPositionEmbeddings = int('max_position_embeddings', 2048);
+  if (maxPositionEmbeddings > MAX_POSITION_EMBEDDINGS) throw new ConfigError(file, 'max_position_embeddings', `= ${maxPositionEmbeddings} is above the largest supported context, ${MAX_POSITION_EMBEDDINGS} (2^24: positions are exact in f32 only up to there)`);
+  const pad = tokenIds(raw.pad_token_id, file, 'pad_token_id');
+  const nameOrPath = raw._name_or_path;
 
   const window = raw.sliding_window;
   const useWindow = architecture === 'MistralForCausalLM' || raw.use_sliding_window === true;
@@ -143,7 +166,7 @@ export function parseModelConfig(input: string | Json, file = 'config.json'): Mo
     nKvHeads,
     headDim,
     vocabSize: int('vocab_size'),
-    maxPositionEmbeddings: int('max_position_embeddings', 2048),
+    maxPositionEmbeddings,
     rmsNormEps: num('rms_norm_eps', 1e-6),
     ropeTheta,
     ropeScaling: parseRopeScaling(raw.rope_scaling, file, headDim, ropeTheta),
@@ -152,5 +175,7 @@ export function parseModelConfig(input: string | Json, file = 'config.json'): Mo
     slidingWindow,
     bosTokenId: tokenIds(raw.bos_token_id, file, 'bos_token_id')[0] ?? null,
     eosTokenIds: tokenIds(raw.eos_token_id, file, 'eos_token_id'),
+    ...(pad.length > 0 ? { padTokenId: pad[0] } : {}),
+    ...(typeof nameOrPath === 'string' && nameOrPath.trim() !== '' ? { names: [nameOrPath] } : {}),
   };
 }

@@ -22,9 +22,10 @@
  * weights the fused linear cannot take (K % 4 != 0, a sharded q/k/v) run the unfused list.
  * 'unfused' is the plan before issue 11, kept to compare.
  */
+import { Building } from '../gpu/owner.ts';
 import { createStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
-import type { KernelDispatch } from '../gpu/dispatch.ts';
+import { releaseDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { attentionDecode, attentionPrefill } from '../kernels/attention.ts';
 import { embedding } from '../kernels/embedding.ts';
@@ -150,29 +151,35 @@ export class ForwardPass {
     const c = weights.config;
     const { maxTokens: T, maxSeqs: S, maxBlocksPerSeq: B } = limits;
     if (![T, S, B].every((v) => Number.isInteger(v) && v > 0)) throw new ShapeError('ForwardPass', 'limits', `must be positive integers, got ${JSON.stringify(limits)}`);
-    const f32 = (n: number, label: string) => createStorage(ctx, n * 4, `fwd.${label}`);
-    this.arena = {
-      tokens: f32(T, 'tokens'),
-      tokenSeq: f32(T, 'tokenSeq'),
-      tokenPos: f32(T, 'tokenPos'),
-      blockTables: f32(S * B, 'blockTables'),
-      seqLens: f32(S, 'seqLens'),
-      lastRows: f32(S, 'lastRows'),
-      x: f32(T * c.hiddenSize, 'x'),
-      h: f32(T * c.hiddenSize, 'h'),
-      q: f32(T * c.nHeads * c.headDim, 'q'),
-      k: f32(T * c.nKvHeads * c.headDim, 'k'),
-      v: f32(T * c.nKvHeads * c.headDim, 'v'),
-      attn: f32(T * c.nHeads * c.headDim, 'attn'),
-      delta: f32(T * c.hiddenSize, 'delta'),
-      gate: f32(T * c.intermediateSize, 'gate'),
-      up: f32(T * c.intermediateSize, 'up'),
-      act: f32(T * c.intermediateSize, 'act'),
-      last: f32(S * c.hiddenSize, 'last'),
-      lastNorm: f32(S * c.hiddenSize, 'lastNorm'),
-      logits: f32(S * c.vocabSize, 'logits'),
-    };
-    this.lora = bank ? { ids: f32(T, 'lora.ids'), h: f32(T * bank.r, 'lora.h') } : null;
+    const made = new Building(); // freed if a later buffer does not fit
+    const f32 = (n: number, label: string) => made.take(createStorage(ctx, n * 4, `fwd.${label}`));
+    try {
+      this.arena = {
+        tokens: f32(T, 'tokens'),
+        tokenSeq: f32(T, 'tokenSeq'),
+        tokenPos: f32(T, 'tokenPos'),
+        blockTables: f32(S * B, 'blockTables'),
+        seqLens: f32(S, 'seqLens'),
+        lastRows: f32(S, 'lastRows'),
+        x: f32(T * c.hiddenSize, 'x'),
+        h: f32(T * c.hiddenSize, 'h'),
+        q: f32(T * c.nHeads * c.headDim, 'q'),
+        k: f32(T * c.nKvHeads * c.headDim, 'k'),
+        v: f32(T * c.nKvHeads * c.headDim, 'v'),
+        attn: f32(T * c.nHeads * c.headDim, 'attn'),
+        delta: f32(T * c.hiddenSize, 'delta'),
+        gate: f32(T * c.intermediateSize, 'gate'),
+        up: f32(T * c.intermediateSize, 'up'),
+        act: f32(T * c.intermediateSize, 'act'),
+        last: f32(S * c.hiddenSize, 'last'),
+        lastNorm: f32(S * c.hiddenSize, 'lastNorm'),
+        logits: f32(S * c.vocabSize, 'logits'),
+      };
+      this.lora = bank ? { ids: f32(T, 'lora.ids'), h: f32(T * bank.r, 'lora.h') } : null;
+    } catch (e) {
+      made.abandon();
+      throw e;
+    }
     this.plan = plan ?? kernelPlan(ctx);
   }
 
@@ -279,7 +286,12 @@ export class ForwardPass {
       layers[0] = [...this.embedDispatches(T), ...layers[0]];
       layers[layers.length - 1] = [...layers[layers.length - 1], ...this.headDispatches(T, nSeqs)];
       plan = layers;
-      if (this.plans.size >= MAX_PLANNED_SHAPES) this.plans.delete(this.plans.keys().next().value!);
+      if (this.plans.size >= MAX_PLANNED_SHAPES) {
+        // The oldest shape is not in use (one pass is built and encoded at a time): free its uniforms.
+        const oldest = this.plans.keys().next().value!;
+        releaseDispatches(this.plans.get(oldest)!.flat());
+        this.plans.delete(oldest);
+      }
       this.built++;
     }
     this.plans.set(key, plan);
@@ -386,6 +398,8 @@ export class ForwardPass {
   }
 
   destroy(): void {
+    for (const plan of this.plans.values()) releaseDispatches(plan.flat());
+    this.plans.clear();
     for (const b of Object.values(this.arena)) b.destroy();
     if (this.lora) Object.values(this.lora).forEach((b: GPUBuffer) => b.destroy());
   }

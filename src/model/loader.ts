@@ -2,10 +2,13 @@
  * loadModel: a Hugging Face model folder (config, tokenizer, safetensors, sharded or not) from any
  * ModelSource onto the GPU in the chosen storage format.
  *
- * Order of work, so that bad input costs nothing: the small JSON files are parsed and checked;
- * then every safetensors header (each shard's) is read and the tensor list is checked against the
- * config (checkCheckpoint) before a single weight byte reaches the GPU; then each file is streamed
- * once more and its tensors are uploaded as their bytes arrive.
+ * Order of work, so that bad input costs nothing: the small JSON files are parsed and checked,
+ * on their own and against each other (vocabulary sizes, special ids; the chat template rendered
+ * once on a probe conversation); then every safetensors header (each shard's) is read and the
+ * tensor list is checked against the config (layer count, vocab rows, names, shapes, dtypes:
+ * checkCheckpoint) before a single weight byte reaches the GPU; then each file is streamed once
+ * more and its tensors are uploaded as their bytes arrive, each piece scanned for NaN/Inf first
+ * (FiniteScan). docs/ARCHITECTURE.md lists every check ("What is validated at load").
  *
  * Memory (the streaming is in upload.ts): the CPU holds one network chunk, a 1 MiB
  * write-combining buffer and the JSON headers, never a tensor. Bytes go to the GPU raw
@@ -25,9 +28,12 @@ import { readText, type ModelSource } from './source.ts';
 import { CheckpointError, checkCheckpoint, type ExpectedTensor } from './tensors.ts';
 import { TextTokenizer } from './tokenizer.ts';
 import { COMBINE_BYTES, matrixUpload, Staging, trackingContext, vectorUpload, type TensorUpload, type UploadState } from './upload.ts';
+import { checkVocabulary, FiniteScan, NonFiniteWeightError, type FloatDtype, type SpecialTokenId } from './validate.ts';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
+/** transformers' separate chat template file; when present it replaces tokenizer_config.json's chat_template. */
+export const CHAT_TEMPLATE_FILE = 'chat_template.jinja';
 
 /** A model file other than config.json / tokenizer.json / safetensors is malformed (index, generation config). */
 export class ModelFormatError extends Error {
@@ -65,6 +71,8 @@ export interface GenerationDefaults {
   /** EOS ids of config.json, generation_config.json and the tokenizer's eos_token, deduplicated. */
   eosTokenIds: number[];
   bosTokenId: number | null;
+  /** pad_token_id (checked against the vocabulary; generation never pads). */
+  padTokenId?: number;
   doSample?: boolean;
   temperature?: number;
   topP?: number;
@@ -127,6 +135,7 @@ export function parseGenerationConfig(text: string, file = 'generation_config.js
   const out = {
     eosTokenIds: ids('eos_token_id'),
     bosTokenId: ids('bos_token_id')[0] ?? null,
+    padTokenId: ids('pad_token_id')[0],
     doSample: doSample ?? undefined,
     temperature: num('temperature', (v) => Number.isFinite(v) && v >= 0, 'a number >= 0'),
     topP: num('top_p', (v) => v > 0 && v <= 1, 'in (0, 1]'),
@@ -196,6 +205,7 @@ function abortIfNeeded(signal: AbortSignal | undefined, phase: string): void {
 async function uploadFile(s: UploadState, source: ModelSource, file: string, wanted: Map<string, ExpectedTensor>, progress: (file: string, bytes: number) => void, signal?: AbortSignal): Promise<void> {
   const { stream, size } = await source.open(file, { signal });
   let current: TensorUpload | null = null;
+  let scan: FiniteScan | null = null;
   const sink: TensorSink = {
     begin(t) {
       abortIfNeeded(signal, 'weights');
@@ -204,10 +214,14 @@ async function uploadFile(s: UploadState, source: ModelSource, file: string, wan
         progress(file, t.end - t.begin); // not needed (e.g. rotary_emb.inv_freq, a tied lm_head): skipped
         return false;
       }
+      scan = new FiniteScan(t.dtype as FloatDtype); // checkCheckpoint allowed only F32, F16, BF16
       current = role.role === 'vector' ? vectorUpload(s, t) : matrixUpload(s, t, role);
     },
-    async chunk(_t, _offset, bytes) {
+    async chunk(t, _offset, bytes) {
       abortIfNeeded(signal, 'weights');
+      // NaN/Inf are refused before the bytes reach the GPU (the catch below frees what was made).
+      const bad = scan!.push(bytes);
+      if (bad) throw new NonFiniteWeightError(file, t.name, bad.index, bad.value, t.shape);
       progress(file, bytes.length);
       await current!.chunk(bytes);
     },
@@ -250,15 +264,38 @@ async function optionalText(source: ModelSource, file: string, signal?: AbortSig
   return (await source.has(file, { signal })) ? await readText(source, file, { signal }) : null;
 }
 
-/** Config (checked as supported), tokenizer and generation defaults: the small files. */
+/** The special ids of config.json and generation_config.json, each with the file and field it came from. */
+function specialIds(config: ModelConfig, gen: GenerationDefaults, tokenizer: TextTokenizer): SpecialTokenId[] {
+  const list = (file: string, field: string, ids: readonly number[]) => ids.map((id, i) => ({ file, field: ids.length > 1 ? `${field}[${i}]` : field, id }));
+  const one = (id: number | null | undefined) => (id === null || id === undefined ? [] : [id]);
+  const c = 'config.json', g = 'generation_config.json', t = 'tokenizer_config.json';
+  return [
+    ...list(c, 'bos_token_id', one(config.bosTokenId)), ...list(c, 'eos_token_id', config.eosTokenIds), ...list(c, 'pad_token_id', one(config.padTokenId)),
+    ...list(g, 'bos_token_id', one(gen.bosTokenId)), ...list(g, 'eos_token_id', gen.eosTokenIds), ...list(g, 'pad_token_id', one(gen.padTokenId)),
+    ...list(t, 'bos_token', one(tokenizer.bosId)), ...list(t, 'eos_token', one(tokenizer.eosId)),
+  ];
+}
+
+/** The name a source gives its model (Hub repository, directory, URL folder), added to config.names. */
+function withSourceName(config: ModelConfig, source: ModelSource): ModelConfig {
+  const names = [...(config.names ?? []), ...(source.name ? [source.name] : [])];
+  return names.length > 0 ? { ...config, names: [...new Set(names)] } : config;
+}
+
+/**
+ * Config (checked as supported), tokenizer and generation defaults: the small files, each checked
+ * on its own and then against each other (vocabulary sizes, special token ids: checkVocabulary).
+ */
 export async function loadModelFiles(source: ModelSource, signal?: AbortSignal): Promise<{ config: ModelConfig; tokenizer: TextTokenizer; generation: GenerationDefaults }> {
-  const config = parseModelConfig(await readText(source, 'config.json', { signal }));
+  const config = withSourceName(parseModelConfig(await readText(source, 'config.json', { signal })), source);
   checkSupported(config);
   const tokenizerJson = await readText(source, 'tokenizer.json', { signal });
   const tokenizerConfig = (await optionalText(source, 'tokenizer_config.json', signal)) ?? '{}';
+  const chatTemplateJinja = await optionalText(source, CHAT_TEMPLATE_FILE, signal);
   const genText = await optionalText(source, 'generation_config.json', signal);
   const gen = genText === null ? { eosTokenIds: [], bosTokenId: null } : parseGenerationConfig(genText);
-  const tokenizer = TextTokenizer.load(tokenizerJson, tokenizerConfig, [...config.eosTokenIds, ...gen.eosTokenIds]);
+  const tokenizer = TextTokenizer.load(tokenizerJson, tokenizerConfig, [...config.eosTokenIds, ...gen.eosTokenIds], { chatTemplateJinja });
+  checkVocabulary(config, tokenizer, specialIds(config, gen, tokenizer));
   const generation: GenerationDefaults = { ...gen, eosTokenIds: [...new Set([...config.eosTokenIds, ...gen.eosTokenIds, ...tokenizer.eosIds])], bosTokenId: gen.bosTokenId ?? config.bosTokenId ?? tokenizer.bosId };
   return { config, tokenizer, generation };
 }

@@ -4,7 +4,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { ModelFileError, type ModelSource } from './source.ts';
 
@@ -20,6 +20,7 @@ export function sourceFromDirectory(dir: string): ModelSource {
   };
   return {
     description: dir,
+    name: basename(resolve(dir)),
     async has(file) {
       return (await info(file)) !== null;
     },

@@ -42,6 +42,11 @@ export interface OpenOptions {
 export interface ModelSource {
   /** For messages: the URL prefix, "picked files", a directory... */
   readonly description: string;
+  /**
+   * The model's name as this source knows it (Hub repository id, directory or URL folder name),
+   * when it knows one: a PEFT adapter's base_model_name_or_path is checked against it.
+   */
+  readonly name?: string;
   open(file: string, options?: OpenOptions): Promise<OpenedFile>;
   has(file: string, options?: OpenOptions): Promise<boolean>;
 }
@@ -127,6 +132,7 @@ export function sourceFromUrl(base: string, options: UrlSourceOptions = {}): Mod
 
   return {
     description: base,
+    name: folderName(base),
     async has(file, opts = {}) {
       const url = joinUrl(base, file);
       const c = await cache();
@@ -174,10 +180,27 @@ export function sourceFromUrl(base: string, options: UrlSourceOptions = {}): Mod
   };
 }
 
+/** The last path segment of a URL or path ("/models/stories260K/" -> "stories260K"), or undefined. */
+export function folderName(path: string): string | undefined {
+  let p = path;
+  try {
+    p = new URL(path).pathname;
+  } catch {
+    /* a relative URL or a file path */
+  }
+  const last = p.split(/[\\/]/).filter((seg) => seg !== '' && seg !== '.' && seg !== '..').pop();
+  if (last === undefined) return undefined;
+  try {
+    return decodeURIComponent(last);
+  } catch {
+    return last;
+  }
+}
+
 /** A Hugging Face Hub repository at a revision (branch, tag or commit). */
 export function sourceFromHub(repoId: string, revision = 'main', options: UrlSourceOptions = {}): ModelSource {
   if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repoId)) throw new ModelFileError('(repository)', 0, `'${repoId}' is not a Hub repository id (owner/name)`);
-  return sourceFromUrl(`https://huggingface.co/${repoId}/resolve/${encodeURIComponent(revision)}/`, options);
+  return { ...sourceFromUrl(`https://huggingface.co/${repoId}/resolve/${encodeURIComponent(revision)}/`, options), name: repoId };
 }
 
 /** Files the user picked (<input type=file multiple> or a folder drop), looked up by name. */

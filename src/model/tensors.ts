@@ -5,6 +5,7 @@
  */
 import type { ModelConfig } from './config.ts';
 import type { TensorInfo } from './safetensors.ts';
+import { ModelConsistencyError } from './validate.ts';
 
 /** Linear layers of a decoder block (the LoRA target modules of the learning issue). */
 export const LINEAR_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
@@ -75,11 +76,52 @@ export function expectedTensors(c: ModelConfig): ExpectedTensor[] {
 
 const LOADABLE_DTYPES = new Set(['F32', 'F16', 'BF16']);
 
+const LAYER_NAME = /^model\.layers\.(\d+)\./;
+
+/** Decoder layers a checkpoint holds, from its tensor names: the highest `model.layers.{i}.` + 1, and that tensor. */
+export function checkpointLayers(found: ReadonlyMap<string, TensorInfo & { file?: string }>): { count: number; tensor: string | null; file?: string } {
+  let count = 0;
+  let tensor: string | null = null;
+  let file: string | undefined;
+  for (const [name, t] of found) {
+    const m = LAYER_NAME.exec(name);
+    if (m && Number(m[1]) + 1 > count) {
+      count = Number(m[1]) + 1;
+      tensor = name;
+      file = t.file;
+    }
+  }
+  return { count, tensor, file };
+}
+
+/**
+ * config.json against what the checkpoint holds, before any per-tensor check: the layer count
+ * (from tensor names: more layers than num_hidden_layers would be silently dropped, fewer would
+ * be reported one missing tensor at a time) and the embedding / LM head rows (vocab_size).
+ */
+function checkConfigAgainstCheckpoint(c: ModelConfig, found: ReadonlyMap<string, TensorInfo & { file?: string }>, file: string): void {
+  const held = checkpointLayers(found);
+  if (held.count > c.nLayers) {
+    throw new ModelConsistencyError('config.json', 'num_hidden_layers', `= ${c.nLayers}, but ${held.file ?? file} holds ${held.count} layers (tensor '${held.tensor}'); the config must describe every layer of the checkpoint`);
+  }
+  if (held.count < c.nLayers) {
+    throw new ModelConsistencyError('config.json', 'num_hidden_layers', `= ${c.nLayers}, but ${file} holds only ${held.count} layers (no tensor 'model.layers.${held.count}.*')`);
+  }
+  for (const name of ['model.embed_tokens.weight', ...(c.tieWordEmbeddings ? [] : ['lm_head.weight'])]) {
+    const t = found.get(name);
+    // Only a wrong row count with the right width is a vocabulary mismatch; anything else is a shape error.
+    if (t && t.shape.length === 2 && t.shape[1] === c.hiddenSize && t.shape[0] !== c.vocabSize) {
+      throw new ModelConsistencyError('config.json', 'vocab_size', `= ${c.vocabSize}, but tensor '${name}' in ${t.file ?? file} has ${t.shape[0]} rows (one per token id)`);
+    }
+  }
+}
+
 /**
  * Check that the tensors found (across all shards) cover what the config needs with the right
  * shapes and a dtype we convert. Returns the expected list keyed by name.
  */
 export function checkCheckpoint(c: ModelConfig, found: ReadonlyMap<string, TensorInfo & { file?: string }>, file = 'model.safetensors'): Map<string, ExpectedTensor> {
+  checkConfigAgainstCheckpoint(c, found, file);
   const want = new Map(expectedTensors(c).map((t) => [t.name, t]));
   for (const [name, t] of want) {
     const got = found.get(name);

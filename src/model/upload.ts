@@ -7,7 +7,7 @@
  */
 import { createStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
-import { encodeDispatches, runDispatches } from '../gpu/dispatch.ts';
+import { encodeDispatches, releaseDispatches, runOnce } from '../gpu/dispatch.ts';
 import { convertHalfToF32, type HalfDtype } from '../kernels/convert.ts';
 import { buildWeight } from '../kernels/quantize.ts';
 import type { GpuWeight, WeightFormat } from '../kernels/weights.ts';
@@ -173,7 +173,7 @@ export function vectorUpload(s: UploadState, t: TensorInfo): TensorUpload {
     async end() {
       writer.flush();
       if (raw) {
-        await runDispatches(s.ctx, [convertHalfToF32(s.ctx, { src: raw, dst: out, n, dtype: t.dtype as HalfDtype })]);
+        await runOnce(s.ctx, [convertHalfToF32(s.ctx, { src: raw, dst: out, n, dtype: t.dtype as HalfDtype })]);
         raw.destroy();
       }
     },
@@ -202,8 +202,10 @@ export function matrixUpload(s: UploadState, t: TensorInfo, role: ExpectedTensor
     if (raw !== f32) {
       // Submitted, not awaited: buildWeight's own work on `f32` is queued after it.
       const enc = s.ctx.device.createCommandEncoder({ label: `widen ${t.name} rows ${rowStart}+${rows}` });
-      encodeDispatches(enc, [convertHalfToF32(s.ctx, { src: raw, dst: f32, n, dtype: t.dtype as HalfDtype })]);
+      const widen = [convertHalfToF32(s.ctx, { src: raw, dst: f32, n, dtype: t.dtype as HalfDtype })];
+      encodeDispatches(enc, widen);
       s.ctx.device.queue.submit([enc.finish()]);
+      releaseDispatches(widen); // freed once the submitted work is done
     }
     return f32;
   };

@@ -205,7 +205,7 @@ function planRunning(s: SchedulerState, b: PlanBuilder, cap: Capacity, reserved:
 }
 
 /** A piece of optional work. Running chunked prefills (tier 0: they hold blocks) go before the rest (tier 1). */
-type Candidate = { kind: 'prefill'; r: RequestView; waiting: boolean; priority: number; tier: number } | { kind: 'finetune'; j: FinetuneJobView; priority: number; tier: number };
+type Candidate = { kind: 'prefill'; r: RequestView; waiting: boolean; priority: number; tier: number } | { kind: 'finetune'; j: FinetuneJobView; priority: number; tier: number; maxMs: number };
 
 const NOTHING = { n: 0, sized: { ms: 0, blocks: 0, tokens: 0, bytes: 0 } };
 
@@ -216,7 +216,7 @@ const NOTHING = { n: 0, sized: { ms: 0, blocks: 0, tokens: 0, bytes: 0 } };
  */
 function size(cand: Candidate, cap: Capacity, cost: CostModel, reserved: ReadonlyMap<number, number>, batch: BatchSoFar, minPrefill = 0): { n: number; sized: Sized } {
   if (cand.kind === 'finetune') {
-    const n = sizeUnits(cand.j, cap.ms, cost);
+    const n = sizeUnits(cand.j, Math.min(cap.ms, cand.maxMs), cost);
     const bytes = cand.j.ready.slice(0, n).reduce((a, u) => a + u.bytes, 0);
     return { n, sized: { ms: cost.marginalMs(unitsFeatures(cand.j, n)), blocks: 0, tokens: 0, bytes } };
   }
@@ -250,7 +250,9 @@ function take(cand: Candidate, n: number, sized: Sized, b: PlanBuilder, cap: Cap
 function forceTop(candidates: Candidate[], cap: Capacity, b: PlanBuilder, cost: CostModel, ms: number, reserved: Map<number, number>): void {
   const order = [...candidates].sort((x, y) => x.tier - y.tier || y.priority - x.priority);
   const batch = b.batch;
-  for (const cand of order) {
+  for (const top of order) {
+    // Alone in the plan: fine-tuning is beside nothing, so its share cap does not apply.
+    const cand: Candidate = top.kind === 'finetune' ? { ...top, maxMs: Infinity } : top;
     if (size(cand, { ...cap, ms: Infinity }, cost, reserved, batch).n === 0) continue; // blocks, tokens or slots missing
     const minMs = cand.kind === 'finetune' ? cost.marginalMs(unitFeatures(cand.j.ready[0])) : cost.marginalMs(chunkFeatures(cand.r, 1, batch));
     const sz = size(cand, { ...cap, ms: Math.max(ms, minMs) }, cost, reserved, batch);
@@ -282,7 +284,9 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
   // Beside inference rows only with a measured cost (see SchedulerConfig.minFinetuneSamples).
   const ftBeside = cost.finetuneSamples >= c.minFinetuneSamples;
   const inferenceWork = b.entries.length > 0 || candidates.length > 0;
-  if (job && (ftBeside || !inferenceWork)) candidates.push({ kind: 'finetune', j: job, priority: c.policy === 'periodic' ? -Infinity : finetunePriority(job, s.now, c), tier: 1 });
+  // Beside inference rows fine-tuning takes at most its share of the time left (SchedulerConfig.finetuneShare).
+  const maxMs = inferenceWork ? c.finetuneShare * cap.ms : Infinity;
+  if (job && (ftBeside || !inferenceWork)) candidates.push({ kind: 'finetune', j: job, priority: c.policy === 'periodic' ? -Infinity : finetunePriority(job, s.now, c), tier: 1, maxMs });
 
   while (candidates.length > 0) {
     let best = -1;

@@ -121,7 +121,19 @@ export interface SessionStats {
   modelName: string;
 }
 
-export type StatsRecord = IterationStats | RequestStats | FinetuneStats | SessionStats;
+/** GPU memory alive on the engine's device, by owner (src/gpu/tally.ts ownerOfLabel); sent at most once a second, when it changed. */
+export interface MemoryStats {
+  type: 'memory';
+  t: number;
+  /** Live buffers and their bytes, and live query sets. */
+  buffers: number;
+  bytes: number;
+  querySets: number;
+  /** By owner: weights, kv-cache, engine, trainer, adapters, uniforms, transfers, other. */
+  byOwner: Record<string, { buffers: number; bytes: number }>;
+}
+
+export type StatsRecord = IterationStats | RequestStats | FinetuneStats | SessionStats | MemoryStats;
 
 /** Records are sent in batches (at most one per animation frame's worth of time). */
 export interface StatsBatch {

@@ -130,6 +130,13 @@ export interface SchedulerConfig {
    * decodes is a stutter. (They still run alone when inference is idle.)
    */
   minFinetuneSamples: number;
+  /**
+   * Share of the time left beside inference rows that fine-tune units may take (1: all of it).
+   * Colocated fine-tuning lengthens every decode step of its iteration, and longer decode phases
+   * make requests overlap more (more prompts then prefill beside decodes: the TBT tail); below 1 the
+   * decode steps stay closer to their own cost. Alone (inference idle), units use the whole budget.
+   */
+  finetuneShare: number;
   /** Best-fit weights: λ1 on memory fit, λ2 on latency fit (fractions of the remaining capacity). */
   lambdaMemory: number;
   lambdaLatency: number;
@@ -149,6 +156,7 @@ export function defaultSchedulerConfig(policy: PolicyName = 'mace', budgetMs = D
     freshLoss: 1,
     minPrefillTokens: 16,
     minFinetuneSamples: 3,
+    finetuneShare: 0.7,
     lambdaMemory: 0.5,
     lambdaLatency: 0.5,
   };

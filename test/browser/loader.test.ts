@@ -20,8 +20,9 @@ import { ReferenceModel, type HostWeights } from '../../src/model/reference.ts';
 import { SafetensorsError, writeSafetensors } from '../../src/model/safetensors.ts';
 import { MODEL_CACHE_NAME, ModelFileError, sourceFromMemory, sourceFromUrl, type FetchLike, type ModelSource } from '../../src/model/source.ts';
 import { CheckpointError, expectedTensors } from '../../src/model/tensors.ts';
-import { TokenizerLoadError } from '../../src/model/tokenizer.ts';
-import { makeFixture, withFiles, type Fixture, type TokenizerFiles } from '../util/fixtures.ts';
+import { ChatTemplateLoadError, TokenizerLoadError } from '../../src/model/tokenizer.ts';
+import { ModelConsistencyError, NonFiniteWeightError } from '../../src/model/validate.ts';
+import { encodeTensor, makeFixture, withFiles, type Fixture, type TokenizerFiles } from '../util/fixtures.ts';
 import { stories260KTokenizer } from './loader-helpers.ts';
 import { closeTo, testGpu } from './gpu.ts';
 
@@ -156,6 +157,45 @@ describe('loadModel: bad input', () => {
     await expectCleanFailure(mem(withFiles(fixture, { 'model.safetensors': cut })), SafetensorsError, /model\.safetensors: data: tensors cover \d+ bytes, the data section has \d+/, { buffersBefore: 'none' });
     // ...without it (a server sending no Content-Length) the stream ends mid-tensor, after uploads began.
     await expectCleanFailure(sourceFromMemory(withFiles(fixture, { 'model.safetensors': cut }), { hideSize: true, chunkBytes: 999 }), SafetensorsError, /model\.safetensors: tensor '.+': stream ended after \d+ of \d+ bytes/, { buffersBefore: 'some' });
+  });
+
+  it('NaN / Inf in a weight (F32, F16, BF16; matrix and vector): refused mid-upload naming the tensor and element, the uploads so far freed', async () => {
+    for (const dtype of ['F32', 'F16', 'BF16'] as const) {
+      const f = makeFixture({ arch: 'qwen2', dtype }, tok);
+      const poison = (name: string, index: number, value: number) => {
+        const tensors = f.tensors.map((t) => {
+          if (t.name !== name) return t;
+          const values = Float32Array.from(f.host.get(name)!);
+          values[index] = value;
+          return { ...t, data: encodeTensor(values, dtype) };
+        });
+        return mem(withFiles(f, { 'model.safetensors': rewrite(tensors) }));
+      };
+      // A late tensor, so earlier ones are on the GPU when the scan stops the load.
+      const e = (await expectCleanFailure(poison('model.layers.1.mlp.down_proj.weight', 7 * 44 + 5, NaN), NonFiniteWeightError, /model\.safetensors: tensor 'model\.layers\.1\.mlp\.down_proj\.weight' holds NaN at element 313 \(row 7, column 5\); every weight must be a finite number/, { buffersBefore: 'some' })) as NonFiniteWeightError;
+      expect(e).toMatchObject({ code: 'non-finite-weight', tensor: 'model.layers.1.mlp.down_proj.weight', index: 313, value: 'NaN' });
+      await expectCleanFailure(poison('model.layers.1.self_attn.k_proj.bias', 3, -Infinity), NonFiniteWeightError, /tensor 'model\.layers\.1\.self_attn\.k_proj\.bias' holds -Infinity at element 3;/);
+      await expectCleanFailure(poison('model.embed_tokens.weight', 0, Infinity), NonFiniteWeightError, /tensor 'model\.embed_tokens\.weight' holds Infinity at element 0 \(row 0, column 0\)/);
+    }
+  });
+
+  it('config.json against the checkpoint and the tokenizer: layers, vocab_size, special ids, model_type', async () => {
+    const cfg = (extra: Record<string, unknown>) => ({ 'config.json': JSON.stringify({ ...fixture.rawConfig, ...extra }) });
+    await expectCleanFailure(mem(withFiles(fixture, cfg({ num_hidden_layers: 1 }))), ModelConsistencyError, /^config\.json: num_hidden_layers = 1, but model\.safetensors holds 2 layers/, { buffersBefore: 'none' });
+    await expectCleanFailure(mem(withFiles(fixture, cfg({ num_hidden_layers: 3 }))), ModelConsistencyError, /^config\.json: num_hidden_layers = 3, but model\.safetensors holds only 2 layers/, { buffersBefore: 'none' });
+    await expectCleanFailure(mem(withFiles(fixture, cfg({ vocab_size: 600 }))), ModelConsistencyError, /^config\.json: vocab_size = 600, but tensor 'model\.embed_tokens\.weight' in model\.safetensors has 512 rows/, { buffersBefore: 'none' });
+    await expectCleanFailure(mem(withFiles(fixture, cfg({ vocab_size: 256 }))), ModelConsistencyError, /^tokenizer\.json: model\.vocab holds token id 511 .*config\.json vocab_size = 256/, { buffersBefore: 'none' });
+    await expectCleanFailure(mem(withFiles(fixture, cfg({ eos_token_id: 512 }))), ModelConsistencyError, /^config\.json: eos_token_id = 512 is outside the vocabulary/, { buffersBefore: 'none' });
+    await expectCleanFailure(mem(withFiles(fixture, cfg({ model_type: 'llama' }))), ConfigError, /^config\.json: model_type is "llama", but architectures\[0\] is 'Qwen2ForCausalLM'/, { buffersBefore: 'none' });
+    await expectCleanFailure(mem(withFiles(fixture, cfg({ max_position_embeddings: 2 ** 40 }))), ConfigError, /^config\.json: max_position_embeddings = 1099511627776 is above the largest supported context/, { buffersBefore: 'none' });
+  });
+
+  it('a tokenizer.json that is null or has no vocabulary; a broken chat template: typed, named, before any GPU allocation', async () => {
+    await expectCleanFailure(mem(withFiles(fixture, { 'tokenizer.json': 'null' })), TokenizerLoadError, /^tokenizer\.json: must hold a JSON object, got null$/, { buffersBefore: 'none' });
+    await expectCleanFailure(mem(withFiles(fixture, { 'tokenizer.json': '{"model": {"type": "BPE", "merges": []}}' })), TokenizerLoadError, /^tokenizer\.json: model\.vocab is missing/, { buffersBefore: 'none' });
+    const template = JSON.stringify({ ...JSON.parse(tok.tokenizerConfig), chat_template: '{% for m in messages %}\n{{ m.content }\n{% endfor %}' });
+    const e = (await expectCleanFailure(mem(withFiles(fixture, { 'tokenizer_config.json': template })), ChatTemplateLoadError, /^tokenizer_config\.json: chat template 'default' \(line 2\) does not parse: /, { buffersBefore: 'none' })) as ChatTemplateLoadError;
+    expect(e.line).toBe(2);
   });
 
   it('an abort mid-weights is a LoadAbortedError, with nothing left allocated', async () => {

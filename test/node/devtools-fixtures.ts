@@ -1,5 +1,5 @@
 /** Builders of well-formed stats records for the devtools tests (only the fields a test cares about vary). */
-import type { FinetuneStats, IterationStats, RequestStats, SessionStats } from '../../src/scheduler/stats.ts';
+import type { FinetuneStats, IterationStats, MemoryStats, RequestStats, SessionStats } from '../../src/scheduler/stats.ts';
 
 export function iteration(over: Partial<IterationStats> = {}): IterationStats {
   return {
@@ -59,4 +59,8 @@ export function step(over: Partial<FinetuneStats> = {}): FinetuneStats {
 
 export function session(over: Partial<SessionStats> = {}): SessionStats {
   return { type: 'session', t: 0, policy: 'mace', budgetMs: 16, slo: { ttftMs: 500, tbtMs: 80 }, kvBlocksTotal: 64, modelName: 'stories260K', ...over };
+}
+
+export function memory(over: Partial<MemoryStats> = {}): MemoryStats {
+  return { type: 'memory', t: 0, buffers: 12, bytes: 4096, querySets: 1, byOwner: { weights: { buffers: 8, bytes: 3072 }, uniforms: { buffers: 4, bytes: 1024 } }, ...over };
 }

@@ -24,7 +24,8 @@ function state(o: Partial<SchedulerState>): SchedulerState {
 }
 
 // minPrefillTokens 0 unless a test is about it: the packing rules alone.
-const plan = (s: Partial<SchedulerState>, c: Partial<SchedulerConfig> = {}) => planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0, minFinetuneSamples: 0, ...c }, cost());
+// Fine-tuning may take all the time left beside inference unless a test sets finetuneShare.
+const plan = (s: Partial<SchedulerState>, c: Partial<SchedulerConfig> = {}) => planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0, minFinetuneSamples: 0, finetuneShare: 1, ...c }, cost());
 const total = (p: IterationPlan) => p.predictedMs.decode + p.predictedMs.prefill + p.predictedMs.finetune;
 
 describe('planIteration (mace)', () => {
@@ -205,6 +206,18 @@ describe('planIteration with sub-layer fine-tune units', () => {
     expect(p.slices).toBe(1);
     // The same layer as one unit (5.05 ms) never fits beside the decodes.
     expect(plan({ running: decodes, finetune: [job(7, [whole], { started: true })] }, { budgetMs: 5 }).finetune).toBeNull();
+  });
+
+  it('beside decodes fine-tuning takes at most its share of the time left; alone it takes the whole budget', () => {
+    // 2.8 ms left after the decodes; share 0.5 → 1.4 ms: q 0.5 + k 0.4 + v 0.4 = 1.3, + attn 0.25 = 1.55 > 1.4.
+    const half = plan({ running: decodes, finetune: [job(7, units, { started: true })] }, { budgetMs: 5, finetuneShare: 0.5 });
+    expect(half.finetune).toEqual({ job: 7, units: 3 });
+    expect(half.predictedMs.finetune).toBeCloseTo(1.3, 10);
+    expect(plan({ running: decodes, finetune: [job(7, units, { started: true })] }, { budgetMs: 5, finetuneShare: 0 }).finetune).toBeNull();
+    // No inference: the share does not apply (5 ms: all eight units, 4.9 ms... as many as fit the budget).
+    const alone = plan({ finetune: [job(7, units, { started: true })] }, { budgetMs: 5, finetuneShare: 0.5 });
+    expect(alone.finetune!.units).toBeGreaterThan(3);
+    expect(alone.finetune).toEqual(plan({ finetune: [job(7, units, { started: true })] }, { budgetMs: 5, finetuneShare: 1 }).finetune);
   });
 
   it('the memory term: fine-tune units that fill the training arena win a close call with a prompt', () => {

@@ -14,7 +14,7 @@ import { StatsAggregator } from './aggregate.ts';
 import { CHARTS, DEFAULT_PALETTE, type ChartId, type ChartSpec, type Palette } from './charts.ts';
 import { StatsInputError } from './errors.ts';
 import { PANEL_CSS } from './styles.ts';
-import { describeCharts, formatMs, formatSummaryLine, summarize } from './summary.ts';
+import { describeCharts, formatBytes, formatMs, formatSummaryLine, memoryRows, summarize } from './summary.ts';
 import { emitPerformanceTracks } from './tracks.ts';
 
 /** What the panel needs from an engine client (WorkerEngine.onStats): subscribe, get an unsubscribe. */
@@ -56,6 +56,8 @@ export class MaceDevtoolsElement extends HTMLElement {
   private readonly errorLine: HTMLParagraphElement;
   private readonly body: HTMLDivElement;
   private readonly sessionLine: HTMLParagraphElement;
+  /** "GPU memory by owner": the latest memory record (live buffers and bytes per owner). */
+  private readonly memoryTable: HTMLTableElement;
   private readonly figures = new Map<ChartId, { spec: ChartSpec; plot: HTMLDivElement; text: HTMLParagraphElement }>();
   private readonly plots = new Map<ChartId, uPlot>();
 
@@ -123,7 +125,12 @@ export class MaceDevtoolsElement extends HTMLElement {
       grid.append(figure);
       this.figures.set(spec.id, { spec, plot, text });
     }
-    this.body.append(this.sessionLine, grid);
+    this.memoryTable = document.createElement('table');
+    this.memoryTable.className = 'memory';
+    const memCaption = this.memoryTable.createCaption();
+    memCaption.textContent = 'GPU memory by owner';
+    this.memoryTable.createTBody();
+    this.body.append(this.sessionLine, this.memoryTable, grid);
     this.root.append(style, header, this.errorLine, this.body);
     this.summaryLine.textContent = formatSummaryLine(summarize(this.aggregator, 0));
   }
@@ -289,11 +296,26 @@ export class MaceDevtoolsElement extends HTMLElement {
     return (r.width > 0 || r.height > 0) && r.bottom > 0 && r.right > 0 && r.top < innerHeight && r.left < innerWidth;
   }
 
+  private renderMemory(): void {
+    const rows = memoryRows(this.aggregator);
+    const body = this.memoryTable.tBodies[0];
+    this.memoryTable.hidden = rows.length === 0;
+    body.replaceChildren(
+      ...rows.map((r) => {
+        const tr = document.createElement('tr');
+        tr.dataset.owner = r.owner;
+        for (const text of [r.owner, `${r.buffers} buffers`, formatBytes(r.bytes)]) tr.insertCell().textContent = text;
+        return tr;
+      }),
+    );
+  }
+
   private renderCharts(): void {
     const s = this.aggregator.session;
     this.sessionLine.textContent = s
       ? `${s.modelName} · policy ${s.policy} · budget ${Number.isFinite(s.budgetMs) ? formatMs(s.budgetMs) : 'none'} · SLO TTFT ${formatMs(s.slo.ttftMs)}, TBT ${formatMs(s.slo.tbtMs)}${this.aggregator.timing === 'wall' ? ' · GPU time is wall time (no timestamp queries)' : ''}`
       : 'No session announced yet.';
+    this.renderMemory();
     const words = describeCharts(this.aggregator);
     let palette: Palette | null = null; // read from CSS only when a chart is created
     for (const [id, { spec, plot, text }] of this.figures) {

@@ -33,6 +33,10 @@ button.toggle[aria-expanded='true'] .chevron { transform: rotate(90deg); }
 .body { padding: 0 8px 8px; }
 .body[hidden] { display: none; }
 .session { margin: 0 0 6px; color: var(--mace-devtools-muted, #8b949e); }
+.memory { margin: 0 0 8px; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+.memory caption { text-align: left; font-weight: 600; margin-bottom: 2px; }
+.memory td { padding: 1px 12px 1px 0; }
+.memory tr[data-owner='total'] td { border-top: 1px solid var(--mace-devtools-border, #30363d); font-weight: 600; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 8px; }
 figure { margin: 0; padding: 6px; border: 1px solid var(--mace-devtools-border, #30363d); border-radius: 6px; min-width: 0; }
 figcaption { font-weight: 600; margin-bottom: 4px; }

@@ -121,3 +121,32 @@ export function describeCharts(agg: StatsAggregator): Record<'gpu' | 'cost' | 'f
   const adapter = adapters.length ? `Adapter versions: ${adapters.map((a) => `${a.name} v${a.version}`).join(', ')}.` : 'No adapter trained yet.';
   return { gpu, cost, frames, ttft: lat('TTFT', ttft, slo?.ttftMs), tbt: lat('TBT', tbt, slo?.tbtMs), kv, queues, dpo, adapter };
 }
+
+/** One row of the panel's "GPU memory by owner" table. */
+export interface MemoryRow {
+  owner: string;
+  buffers: number;
+  bytes: number;
+}
+
+/** The latest memory record as table rows, largest owner first, with a total row last; [] before the first. */
+export function memoryRows(agg: StatsAggregator): MemoryRow[] {
+  const m = agg.memory;
+  if (!m) return [];
+  const rows = Object.entries(m.byOwner)
+    .map(([owner, v]) => ({ owner, buffers: v.buffers, bytes: v.bytes }))
+    .sort((a, b) => b.bytes - a.bytes || a.owner.localeCompare(b.owner));
+  return [...rows, { owner: 'total', buffers: m.buffers, bytes: m.bytes }];
+}
+
+/** Bytes as KiB / MiB / GiB with three significant digits. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : Number(v.toPrecision(3))} ${units[u]}`;
+}

@@ -107,7 +107,18 @@ function session(r: Obj, p: string): void {
   str(r, 'modelName', p);
 }
 
-const CHECKS: Record<string, (r: Obj, path: string) => void> = { iteration, request, finetune, session };
+function memory(r: Obj, p: string): void {
+  num(r, 't', p);
+  for (const k of ['buffers', 'bytes', 'querySets']) num(r, k, p, COUNT);
+  const by = obj(r, 'byOwner', p);
+  for (const [owner, v] of Object.entries(by)) {
+    if (!isObj(v)) throw new StatsInputError(`${p}.byOwner.${owner}`, 'must be an object { buffers, bytes }');
+    num(v, 'buffers', `${p}.byOwner.${owner}`, COUNT);
+    num(v, 'bytes', `${p}.byOwner.${owner}`, COUNT);
+  }
+}
+
+const CHECKS: Record<string, (r: Obj, path: string) => void> = { iteration, request, finetune, session, memory };
 
 /** Throws StatsInputError naming the first bad field; returns the batch typed when it is well formed. */
 export function validateStatsBatch(batch: unknown): StatsBatch {
@@ -120,7 +131,7 @@ export function validateStatsBatch(batch: unknown): StatsBatch {
     const path = `records[${i}]`;
     if (!isObj(r)) throw new StatsInputError(path, 'must be an object');
     const check = typeof r.type === 'string' && Object.hasOwn(CHECKS, r.type) ? CHECKS[r.type] : undefined;
-    if (!check) throw new StatsInputError(`${path}.type`, `must be one of iteration, request, finetune, session, got ${JSON.stringify(r.type)}`);
+    if (!check) throw new StatsInputError(`${path}.type`, `must be one of ${Object.keys(CHECKS).join(', ')}, got ${JSON.stringify(r.type)}`);
     check(r, path);
   }
   return batch as unknown as StatsBatch;
