@@ -3,11 +3,11 @@ import { existsSync } from 'node:fs';
 
 const CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
 
-/** Path of a Chromium binary, or undefined. MACE_CHROMIUM overrides the search. */
-export function findChromium() {
-  const fromEnv = process.env.MACE_CHROMIUM;
-  if (fromEnv) return existsSync(fromEnv) ? fromEnv : undefined;
-  return CANDIDATES.find((p) => existsSync(p));
+/** Path of a Chromium binary, or undefined. MACE_CHROMIUM overrides the search. (exists/env: injectable for tests.) */
+export function findChromium(exists = existsSync, env = process.env) {
+  const fromEnv = env.MACE_CHROMIUM;
+  if (fromEnv) return exists(fromEnv) ? fromEnv : undefined;
+  return CANDIDATES.find((p) => exists(p));
 }
 
 /** Flags: WebGPU on, no sandbox as root, and no background traffic to hosts we cannot reach. */

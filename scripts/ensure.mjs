@@ -4,6 +4,9 @@
 //   - node_modules missing or stale (package-lock.json changed since the last install) -> `npm ci`
 //   - with --browser: no Chromium found -> Debian's `chromium` via apt-get when root, else a clear
 //     message naming the package.
+//   - with --vulkan: no Vulkan loader (Dawn in Node) -> Debian's `libvulkan1`, the same way.
+// What each flag needs and how it is detected: scripts/system-deps.mjs (tested against an empty
+// environment in test/node/system-deps.test.ts).
 // Node built-ins only: this runs before any dependency exists.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,6 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findChromium } from './chromium.mjs';
+import { missingPackages } from './system-deps.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = new Set(process.argv.slice(2));
@@ -38,7 +42,7 @@ function ensureNodeModules() {
 }
 
 function ensureChromium() {
-  if (findChromium()) return;
+  if (missingPackages(['--browser']).length === 0) return;
   if (process.env.MACE_CHROMIUM) {
     log(`MACE_CHROMIUM is set to '${process.env.MACE_CHROMIUM}', which does not exist. Unset it to use Debian's 'chromium' package.`);
     process.exit(1);
@@ -59,17 +63,20 @@ function ensureChromium() {
 }
 
 function ensureVulkanLoader() {
-  // Dawn in Node (`mace bench kernels --node`) dlopens libvulkan.so.1 (Debian: libvulkan1).
-  const found = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1', '/usr/lib/libvulkan.so.1'].some((p) => existsSync(p));
-  if (found) return;
+  if (missingPackages(['--vulkan']).length === 0) return;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!isRoot) {
     log("Dawn needs the Vulkan loader: install Debian's 'libvulkan1' package (sudo apt-get install -y libvulkan1).");
     process.exit(1);
   }
+  log("No Vulkan loader found: installing Debian's 'libvulkan1' package");
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   run('apt-get', ['update', '-qq'], { env });
   run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'libvulkan1'], { env });
+  if (missingPackages(['--vulkan']).length > 0) {
+    log("apt-get installed 'libvulkan1' but libvulkan.so.1 was not found");
+    process.exit(1);
+  }
 }
 
 ensureNodeModules();

@@ -156,7 +156,7 @@ export function defaultSchedulerConfig(policy: PolicyName = 'mace', budgetMs = D
     freshLoss: 1,
     minPrefillTokens: 16,
     minFinetuneSamples: 3,
-    finetuneShare: 0.7,
+    finetuneShare: 0.5,
     lambdaMemory: 0.5,
     lambdaLatency: 0.5,
   };
