@@ -7,6 +7,10 @@
  * freed recently (whose contents a later prefix-cache hit may still want) is reused last, as in vLLM
  * v1's free block queue. The queue is a doubly linked list over arrays so `take` (a prefix hit that
  * revives a free block) is O(1).
+ *
+ * A prefix cache (src/kv/prefix-cache.ts) keeps the contents of free blocks matchable until they are
+ * reused; it learns of reuse through the one reuse listener (`setReuseListener`), which `allocate`
+ * calls for every block it hands out. `take` does not call it: a hit keeps the contents.
  */
 export class OutOfBlocksError extends Error {
   readonly code = 'out-of-kv-blocks';
@@ -29,6 +33,9 @@ export class BlockPoolError extends Error {
 
 const NIL = -1;
 
+/** Called by `allocate` for each block it takes from the free queue (its old contents are about to be overwritten). */
+export type ReuseListener = (block: number) => void;
+
 export class BlockPool {
   /** Reference count per block; 0 means the block is in the free queue. */
   private readonly refs: Uint32Array;
@@ -37,6 +44,7 @@ export class BlockPool {
   private head = NIL;
   private tail = NIL;
   private freeCount = 0;
+  private reuseListener: ReuseListener | null = null;
 
   constructor(readonly numBlocks: number) {
     if (!Number.isInteger(numBlocks) || numBlocks <= 0) throw new BlockPoolError(`numBlocks must be a positive integer, got ${numBlocks}`);
@@ -66,7 +74,22 @@ export class BlockPool {
     return out;
   }
 
-  /** Take `n` blocks from the head of the free queue, each with ref count 1. All or nothing. */
+  /**
+   * Set (or with null, remove) the listener told of every block `allocate` reuses. One per pool:
+   * a second listener would silently replace the first cache's eviction hook, so that throws.
+   */
+  setReuseListener(listener: ReuseListener | null): void {
+    if (listener !== null && this.reuseListener !== null && this.reuseListener !== listener) {
+      throw new BlockPoolError('setReuseListener: this pool already has a reuse listener (one prefix cache per pool)');
+    }
+    this.reuseListener = listener;
+  }
+
+  /**
+   * Take `n` blocks from the head of the free queue, each with ref count 1. All or nothing. The reuse
+   * listener hears of each block in allocation order, after the pool's state is final, so what it
+   * reads of the pool is consistent.
+   */
   allocate(n: number): number[] {
     if (!Number.isInteger(n) || n < 0) throw new BlockPoolError(`allocate: n must be a non-negative integer, got ${n}`);
     if (n > this.freeCount) throw new OutOfBlocksError(n, this.freeCount);
@@ -77,6 +100,8 @@ export class BlockPool {
       this.refs[b] = 1;
       out.push(b);
     }
+    const listener = this.reuseListener;
+    if (listener !== null) for (const b of out) listener(b);
     return out;
   }
 

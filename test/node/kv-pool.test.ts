@@ -65,4 +65,38 @@ describe('BlockPool', () => {
     expect(() => new BlockPool(0)).toThrow(BlockPoolError);
     expect(() => pool.allocate(-1)).toThrow(BlockPoolError);
   });
+
+  it('tells the reuse listener of every block allocate hands out, in order, after its state is final', () => {
+    const pool = new BlockPool(4);
+    const heard: [number, number, number][] = [];
+    pool.setReuseListener((b) => heard.push([b, pool.refCount(b), pool.numFree]));
+    pool.take(2); // a prefix hit revives; nothing is reused
+    expect(heard).toEqual([]);
+    expect(pool.allocate(2)).toEqual([0, 1]);
+    pool.free([1]);
+    expect(pool.allocate(0)).toEqual([]);
+    expect(() => pool.allocate(3)).toThrow(OutOfBlocksError); // all or nothing: nobody told
+    expect(pool.allocate(2)).toEqual([3, 1]);
+    expect(heard).toEqual([
+      [0, 1, 1],
+      [1, 1, 1],
+      [3, 1, 0],
+      [1, 1, 0],
+    ]);
+  });
+
+  it('has at most one reuse listener', () => {
+    const pool = new BlockPool(2);
+    const heard: number[] = [];
+    const f = (b: number): void => void heard.push(b);
+    pool.setReuseListener(f);
+    pool.setReuseListener(f); // the same one again is harmless
+    expect(() => pool.setReuseListener(() => {})).toThrow(BlockPoolError);
+    pool.setReuseListener(null);
+    pool.allocate(1);
+    expect(heard).toEqual([]);
+    pool.setReuseListener(f);
+    pool.allocate(1);
+    expect(heard).toEqual([1]);
+  });
 });
