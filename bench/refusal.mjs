@@ -1,12 +1,14 @@
 // Time to refuse oversized work (issue 15), through the real engine API on stories260K in Node + Dawn.
-// Run from the repository root: node bench/refusal.mjs (figures in docs/BENCHMARKS.md, "Refusing oversized work").
+// Run from the repository root: node bench/refusal.mjs (figures in docs/BENCHMARKS.md, "Refusing oversized work"). The
+// Dawn instance is created before the Vite server starts (created after it, Dawn aborts at start here).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 const root = process.cwd();
 const { SWIFTSHADER_ICD } = await import(join(root, 'scripts/chromium.mjs'));
 if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-const { create, globals } = await import(join(root, 'node_modules/webgpu/index.js')).catch(() => import('webgpu'));
+const { create, globals } = await import('webgpu');
 Object.assign(globalThis, globals);
+const gpu = create([]);
 const { createServer } = await import('vite');
 const server = await createServer({ root, configFile: join(root, 'vite.config.ts'), logLevel: 'error', server: { middlewareMode: true, hmr: false, ws: false, watch: null } });
 const load = (p) => server.ssrLoadModule(p);
@@ -17,7 +19,7 @@ try {
   const { createEngine } = await load('/src/engine/openai.ts');
   const { parsePreferenceFile } = await load('/src/learn/formats.ts');
   const { PreferenceSet } = await load('/src/learn/pairs.ts');
-  const ctx = await acquireGpu({ gpu: create([]), label: 'measure' });
+  const ctx = await acquireGpu({ gpu, label: 'measure' });
   const model = await loadModel(ctx, sourceFromDirectory(join(root, 'public/models/stories260K')), { format: 'f32' });
   const engine = createEngine(ctx, model, { kvBudgetBytes: 2 * 2 ** 20 });
   const time = async (label, fn) => {
