@@ -115,13 +115,6 @@ export class GpuTally {
     }
     return { buffers: this.buffers.size, bytes, querySets: this.querySets.size, byPrefix, byOwner };
   }
-
-  /** Live buffers whose label starts with `prefix` (tests: what one owner still holds). */
-  live(prefix?: string): string[] {
-    const out: string[] = [];
-    for (const [b, e] of this.buffers) if (prefix === undefined || e.prefix === prefix) out.push(b.label);
-    return out;
-  }
 }
 
 const TALLIES = new WeakMap<GPUDevice, GpuTally>();

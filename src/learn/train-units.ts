@@ -5,7 +5,7 @@
  * gradients. Each builder mirrors the matching part of TrainingReference (src/learn/reference.ts),
  * which is the spec; the buffers are the arena's (src/learn/train-arena.ts).
  */
-import { rowChunksAligned, rowRange } from '../gpu/binding.ts';
+import { rowChunksAligned, rowRange, type BufferRange } from '../gpu/binding.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import type { KernelDispatch } from '../gpu/dispatch.ts';
 import { causalAttentionBackward, causalAttentionForwardTrain } from '../kernels/attention-train.ts';
@@ -172,15 +172,26 @@ export function layerForwardSegments(d: UnitDeps, seq: SequenceArena, l: number,
  */
 export const HEAD_CHUNK_ROWS = 16;
 
+/** One row chunk of the head: its first row, its row count, and a buffer's rows of it as a binding range. */
+interface HeadChunk {
+  first: number;
+  n: number;
+  rows(b: GPUBuffer, width: number): BufferRange;
+}
+
 /**
- * [first, count] row chunks of T rows for buffers with rows of the given byte sizes: chunks of
- * HEAD_CHUNK_ROWS when every chunk offset is aligned for binding, else one chunk of all T rows.
+ * The head's row chunks of T rows: HEAD_CHUNK_ROWS each when every chunk's offset in the hidden- and
+ * vocabulary-wide activations is aligned for binding, else one chunk of all T rows.
  */
-function headChunks(d: UnitDeps, T: number, rowBytes: readonly number[]): [number, number][] {
+function headChunks(d: UnitDeps, T: number, kernel: string): HeadChunk[] {
+  const c = d.weights.config;
   const align = d.ctx.limits.minStorageBufferOffsetAlignment;
-  if (!rowBytes.every((b) => rowChunksAligned(b, HEAD_CHUNK_ROWS, align))) return [[0, T]];
-  const out: [number, number][] = [];
-  for (let first = 0; first < T; first += HEAD_CHUNK_ROWS) out.push([first, Math.min(HEAD_CHUNK_ROWS, T - first)]);
+  const size = [4 * c.hiddenSize, 4 * c.vocabSize].every((b) => rowChunksAligned(b, HEAD_CHUNK_ROWS, align)) ? HEAD_CHUNK_ROWS : T;
+  const out: HeadChunk[] = [];
+  for (let first = 0; first < T; first += size) {
+    const n = Math.min(size, T - first);
+    out.push({ first, n, rows: (b, width) => rowRange(kernel, b.label, b, 4 * width, first, n, align) });
+  }
   return out;
 }
 
@@ -189,13 +200,11 @@ export function headSegments(d: UnitDeps, seq: SequenceArena, T: number): UnitSe
   const { ctx, weights } = d;
   const c = weights.config;
   const H = c.hiddenSize, V = c.vocabSize;
-  const align = ctx.limits.minStorageBufferOffsetAlignment;
-  const rows = (b: GPUBuffer, width: number, first: number, n: number) => rowRange('head', b.label, b, 4 * width, first, n, align);
-  const chunks = headChunks(d, T, [4 * H, 4 * V]).map(([first, n]): UnitSegment => ({
+  const chunks = headChunks(d, T, 'head').map(({ first, n, rows }): UnitSegment => ({
     part: `head@${first}`,
     dispatches: [
-      rmsNorm(ctx, { x: rows(seq.xFinal, H, first, n), weight: weights.finalNorm, y: rows(seq.xn, H, first, n), T: n, dim: H, eps: c.rmsNormEps }),
-      ...matmul(ctx, { x: rows(seq.xn, H, first, n), w: weights.lmHead, y: rows(seq.logits, V, first, n), M: n }),
+      rmsNorm(ctx, { x: rows(seq.xFinal, H), weight: weights.finalNorm, y: rows(seq.xn, H), T: n, dim: H, eps: c.rmsNormEps }),
+      ...matmul(ctx, { x: rows(seq.xn, H), w: weights.lmHead, y: rows(seq.logits, V), M: n }),
     ],
     mmacs: (n * V * H) / 1e6,
     bytes: 4 * n * (H + V),
@@ -211,14 +220,12 @@ export function headBackwardSegments(d: UnitDeps, seq: SequenceArena, T: number)
   const c = weights.config;
   const g = d.arena.grad;
   const H = c.hiddenSize, V = c.vocabSize;
-  const align = ctx.limits.minStorageBufferOffsetAlignment;
-  const rows = (b: GPUBuffer, width: number, first: number, n: number) => rowRange('headBackward', b.label, b, 4 * width, first, n, align);
   const dlogits: UnitSegment = { part: 'logprobs', dispatches: [tokenLogprobsBackward(ctx, { logits: seq.logits, targets: seq.targets, dlogp: seq.dlogp, dlogits: g.dlogits, T, V })], mmacs: (T * V) / 1e6, bytes: 4 * T * V };
-  const chunks = headChunks(d, T, [4 * H, 4 * V]).map(([first, n]): UnitSegment => ({
+  const chunks = headChunks(d, T, 'headBackward').map(({ first, n, rows }): UnitSegment => ({
     part: `head@${first}`,
     dispatches: [
-      ...matmulInputGrad(ctx, { dy: rows(g.dlogits, V, first, n), w: weights.lmHead, dx: rows(g.dxn, H, first, n), M: n }),
-      rmsNormBackward(ctx, { x: rows(seq.xFinal, H, first, n), weight: weights.finalNorm, dy: rows(g.dxn, H, first, n), dx: rows(g.dx, H, first, n), T: n, dim: H, eps: c.rmsNormEps }),
+      ...matmulInputGrad(ctx, { dy: rows(g.dlogits, V), w: weights.lmHead, dx: rows(g.dxn, H), M: n }),
+      rmsNormBackward(ctx, { x: rows(seq.xFinal, H), weight: weights.finalNorm, dy: rows(g.dxn, H), dx: rows(g.dx, H), T: n, dim: H, eps: c.rmsNormEps }),
     ],
     mmacs: (n * V * H) / 1e6,
     bytes: 4 * n * 2 * H,
