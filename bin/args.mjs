@@ -11,6 +11,9 @@ Commands:
   bench serve      Serving benchmark: replays a trace of chat requests and feedback pairs under each
                    scheduling policy; TTFT/TBT percentiles, SLO attainment, fine-tune steps, GPU
                    busy fraction and scheduler overhead. The bare command is a complete benchmark.
+  bench prefix     Prefix-cache benchmark: a multi-turn chat trace and a shared-system-prompt trace,
+                   each with the prefix cache off and on in one run; TTFT p50/p95 and prefill
+                   tokens computed against the trace's ideal shared fraction.
   bench kernels    Benchmark the GPU kernels: copy bandwidth, decode GEMV (M = 1, 4) and
                    prefill GEMM (M = 128) in f32/f16/q4 on SmolLM2-135M and Llama-3.2-1B shapes.
                    Prints a markdown table (weight GB/s, roofline = GB/s / copy GB/s).
@@ -125,6 +128,18 @@ Options of \`bench decode\`:
   --out FILE         Also write the result JSON to FILE.
   --node | --browser Runtime (default --browser: headless Chromium).
 
+Options of \`bench prefix\`:
+  --model M          stories260k (default), stories15m or smollm2-135m: real shapes, random weights.
+  --dtype F          Weight format (default f32).
+  --conversations N  Multi-turn: chats at once (default 4).   --turns N: turns per chat (default 4).
+  --user-tokens N    Tokens per user turn / question (default 48).
+  --reply-tokens N   Tokens per reply, EOS ignored (default 24).
+  --system-tokens N  Shared-system-prompt trace: the system prompt's length (default 160).
+  --requests N       Its requests in all (default 16).   --clients N: sent by N clients (default 4).
+  --seed S           Prompt ids' seed (default 1).
+  --json             Print only the result JSON.   --out FILE: also write it to FILE.
+  --node | --browser Runtime (default --browser: headless Chromium).
+
 Options of \`bench drift\`:
   --model M          The served model (default public/models/stories260K: the rules are about its stories).
   --policy P         mace, inference-only, periodic, sync, or a comma list (default all four).
@@ -189,6 +204,7 @@ const VALUE_OPTIONS = {
   'bench drift': ['model', 'policy', 'duration', 'load', 'answer-tokens', 'eval-every', 'feedback-rate', 'noise', 'regenerations', 'anchor-every', 'pairs-per-rating', 'anchors', 'seeds', 'pair-samples', 'budget-multiple', 'max-seqs', 'rank', 'lr', 'beta', 'epochs', 'seed', 'plot', 'out'],
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
   'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out', 'plan'],
+  'bench prefix': ['model', 'dtype', 'conversations', 'turns', 'user-tokens', 'reply-tokens', 'system-tokens', 'requests', 'clients', 'seed', 'out'],
   'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon', 'ablate', 'max-seqs', 'records', 'unloaded'],
   train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens', 'plan'],
 };
@@ -198,6 +214,7 @@ const FLAG_OPTIONS = {
   'bench drift': ['json', 'quick', 'return', 'node', 'browser'],
   generate: ['json', 'node', 'browser'],
   'bench decode': ['json', 'node', 'browser'],
+  'bench prefix': ['json', 'node', 'browser'],
   'bench serve': ['json', 'node', 'browser'],
   train: ['json', 'node', 'browser', 'stories', 'cpu'],
 };
@@ -366,6 +383,29 @@ function parseBenchServe(flags, values) {
   };
 }
 
+function parseBenchPrefix(flags, values) {
+  const opt = (name, parse, def) => (values.has(name) ? parse(values.get(name)) : def);
+  const count = (name, def, hi = 4096) => opt(name, (v) => intValue(name, v, 1, hi), def);
+  const model = (values.get('model') ?? 'stories260k').toLowerCase();
+  if (!SERVE_MODELS.includes(model)) throw new UsageError(`--model takes ${SERVE_MODELS.join(', ')}, got '${values.get('model')}'`);
+  return {
+    command: 'bench-prefix',
+    model,
+    dtype: opt('dtype', (v) => formatValue('dtype', v), 'f32'),
+    conversations: count('conversations', 4, 64),
+    turns: count('turns', 4, 256),
+    userTokens: count('user-tokens', 48),
+    replyTokens: count('reply-tokens', 24),
+    systemTokens: count('system-tokens', 160),
+    requests: count('requests', 16),
+    clients: count('clients', 4, 64),
+    seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 32 - 1), 1),
+    json: flags.has('json'),
+    out: values.get('out'),
+    runtime: runtime(flags),
+  };
+}
+
 /** `bench drift` presets (bench/drift/run.ts DRIFT_PRESETS; kept equal by a test). */
 export const DRIFT_PRESETS = {
   full: { durationS: 360, evalEveryS: 20, ratePerS: 1, seedsPerPrompt: 8, pairSamplesPerPrompt: 16 },
@@ -490,6 +530,7 @@ export function parseArgs(argv) {
   if (command === 'generate') return parseGenerate(flags, values);
   if (command === 'bench decode') return parseBenchDecode(flags, values);
   if (command === 'bench serve') return parseBenchServe(flags, values);
+  if (command === 'bench prefix') return parseBenchPrefix(flags, values);
   if (command === 'bench drift') return parseBenchDrift(flags, values);
   if (command === 'bench all') {
     if (!values.has('out')) throw new UsageError('`bench all` needs --out DIR (one JSON and markdown file per benchmark, and all.json)');

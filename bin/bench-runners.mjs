@@ -324,6 +324,23 @@ export async function runServeBench(runtime, opts, log) {
   });
 }
 
+// ---------------------------------------------------------------- prefix
+
+/** The prefix-cache benchmark (bench/prefix.ts) in Node or Chromium; resolves with its result (markdown included). */
+export async function runPrefixBench(runtime, opts, log) {
+  if (runtime === 'node') {
+    return withNodeGpu(log, 'mace bench prefix (node)', async (server, ctx) => {
+      const bench = await server.ssrLoadModule('/bench/prefix.ts');
+      return bench.runPrefixBench(ctx, { ...opts, env: 'node', onProgress: log });
+    });
+  }
+  return withChromiumPage(log, { path: '/bench/prefix.html', readyFn: 'macePrefixBench', expose: { maceLog: (m) => log(m) } }, async (page) => {
+    const out = await page.evaluate((o) => window.macePrefixBench(o), opts);
+    if (!out.ok) throw pageFailure(out.error);
+    return out.result;
+  });
+}
+
 // ---------------------------------------------------------------- drift
 
 /**

@@ -8,6 +8,8 @@
 // - `mace bench decode`: the inference benchmark (bench/decode.ts), Node + Dawn by default.
 // - `mace bench serve`: the serving benchmark (bench/serve/): a trace replayed under each scheduling
 //   policy; headless Chromium by default.
+// - `mace bench prefix`: the prefix-cache benchmark (bench/prefix.ts): multi-turn and shared-system-
+//   prompt traces with the cache off and on; headless Chromium by default.
 // - `mace bench all`: every benchmark on real-model shapes, one file each (bin/bench-all.mjs).
 // - `mace bench kernels`: bench/kernels.ts in headless Chromium (a Vite dev server serves
 //   bench/index.html, Playwright drives it) or, with --node, in Node through Dawn.
@@ -16,7 +18,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { USAGE, UsageError, parseArgs } from './args.mjs';
-import { runBenchInChromium, runBenchInNode, runDecodeBench, runDriftBench, runGenerate, runServeBench, runTrain, runTrainStepBench } from './bench-runners.mjs';
+import { runBenchInChromium, runBenchInNode, runDecodeBench, runDriftBench, runGenerate, runPrefixBench, runServeBench, runTrain, runTrainStepBench } from './bench-runners.mjs';
 import { checkModelDir, resolveModelArg } from './model-source.mjs';
 import { benchAll } from './bench-all.mjs';
 
@@ -103,6 +105,13 @@ async function benchServe(opts) {
   }
   writeOut(opts.out, result);
   process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : result.markdown + '\n');
+}
+
+async function benchPrefix(opts) {
+  const { command: _c, runtime, json, out, dtype, ...rest } = opts;
+  const result = await runPrefixBench(runtime, { ...rest, format: dtype }, log);
+  writeOut(out, result);
+  process.stdout.write(json ? JSON.stringify(result, null, 2) + '\n' : result.markdown + '\n');
 }
 
 /** A preference file's text; a missing or unreadable file is an error naming it. */
@@ -220,7 +229,7 @@ async function benchAllCommand(opts) {
   if (failed.length) throw new Error(`bench all: ${failed.map((p) => `${p.name} (${p.error})`).join('; ')}`);
 }
 
-const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, 'bench-serve': benchServe, 'bench-all': benchAllCommand, 'bench-drift': benchDrift, train, 'train-step-bench': trainStepBench };
+const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, 'bench-serve': benchServe, 'bench-prefix': benchPrefix, 'bench-all': benchAllCommand, 'bench-drift': benchDrift, train, 'train-step-bench': trainStepBench };
 
 function usageFailure(e) {
   log(`mace: ${e.message}\n`);

@@ -80,6 +80,10 @@ export class AdapterRegistry {
   private readonly byName = new Map<string, Resident>();
   /** Free slots, lowest last (pop gives the lowest). */
   private readonly free: number[];
+  /** Per slot: bumped whenever the slot's weights change (cached K/V computed before are stale). */
+  private readonly epochs: number[];
+  /** Told of each epoch change (the engine's prefix cache drops the old epoch's entries). */
+  private readonly changeListeners = new Set<(slot: number, oldEpoch: number) => void>();
 
   constructor(
     ctx: GpuContext,
@@ -88,6 +92,30 @@ export class AdapterRegistry {
   ) {
     this.bank = createAdapterBank(ctx, model, { nSlots: options.slots, rank: options.maxRank, targetModules: options.targetModules });
     this.free = Array.from({ length: options.slots }, (_, i) => options.slots - 1 - i);
+    this.epochs = new Array<number>(options.slots).fill(0);
+  }
+
+  /** The slot's weight epoch (see `epochs`). */
+  epochOf(slot: number): number {
+    const e = this.epochs[slot];
+    if (e === undefined) throw new RangeError(`adapter slot ${slot} is outside [0, ${this.epochs.length})`);
+    return e;
+  }
+
+  /** Listen to weight changes per slot; returns the unsubscribe. */
+  onChange(listener: (slot: number, oldEpoch: number) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  /**
+   * The slot's weights changed outside load/unload (a learner's step copied into the bank): from
+   * now on its K/V differ from what was cached.
+   */
+  markChanged(slot: number): void {
+    const old = this.epochOf(slot);
+    this.epochs[slot] = old + 1;
+    for (const l of this.changeListeners) l(slot, old);
   }
 
   /**
@@ -103,6 +131,7 @@ export class AdapterRegistry {
     if (slot === undefined) throw new AdapterSlotError(`all ${this.options.slots} adapter slots are taken (${this.names().join(', ')}); unload one first`);
     this.bank.load(slot, adapter);
     if (!old) this.free.pop();
+    this.markChanged(slot);
     const c = adapter.config;
     const info: AdapterInfo = { name, slot, r: c.r, loraAlpha: c.loraAlpha, useRslora: c.useRslora, targetModules: LINEAR_MODULES.filter((m) => c.targetModules.includes(m)), baseModelNameOrPath: c.baseModelNameOrPath, version: (old?.info.version ?? 0) + 1 };
     this.byName.set(name, { slot, info });
@@ -114,6 +143,7 @@ export class AdapterRegistry {
     const r = this.byName.get(name);
     if (!r) throw new AdapterNotFoundError(name, this.names());
     this.bank.unload(r.slot);
+    this.markChanged(r.slot);
     this.byName.delete(name);
     this.free.push(r.slot);
     this.free.sort((a, b) => b - a);

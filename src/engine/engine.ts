@@ -46,6 +46,7 @@ import { Learner, type LearningOptions } from './learner.ts';
 import { frameBudgetFor } from './budget-source.ts';
 import { constantBudget, validateFrameReport, type BudgetNow, type FrameBudget, type FrameReport } from '../scheduler/frame-budget.ts';
 import { partitionSlices } from './slices.ts';
+import { PrefixReuse } from './prefix.ts';
 import { tokenizePair, truncatePair, type TextPair } from '../learn/pair-tokens.ts';
 import type { TokenPair } from '../learn/reference.ts';
 import type { PairLogprobs } from '../learn/trainer.ts';
@@ -134,6 +135,8 @@ export class EngineCore {
   readonly sampler: GpuSampler;
   /** Named LoRA adapters in the bank; null when the engine was created without adapter slots. */
   readonly adapters: AdapterRegistry | null;
+  /** Reuse of cached prompt prefixes (src/engine/prefix.ts); null when options.prefixCache is false. */
+  readonly prefix: PrefixReuse | null;
   private running: Request[] = [];
   private waiting: Request[] = [];
   private freeSlots: number[];
@@ -175,6 +178,8 @@ export class EngineCore {
     this.frames = frameBudgetFor(options.scheduler, sched.config.budgetMs);
     const timing = options.scheduler?.timing ?? 'auto';
     if (timing !== 'auto' && timing !== 'wall') throw new EngineOptionsError('scheduler.timing', `= ${JSON.stringify(timing)} is not 'auto' or 'wall'`);
+    const prefixCache = options.prefixCache ?? true;
+    if (typeof prefixCache !== 'boolean') throw new EngineOptionsError('prefixCache', `= ${JSON.stringify(prefixCache)} must be true or false`);
     // The engine owns its KV cache, adapter bank, forward arena, sampler and timer (not the model's
     // weights): a failure part-way frees what was made (src/gpu/owner.ts).
     const made = new Building();
@@ -195,6 +200,11 @@ export class EngineCore {
     } catch (e) {
       made.abandon();
       throw e;
+    }
+    this.prefix = prefixCache ? new PrefixReuse(this.kv.pool, (slot) => this.adapters!.epochOf(slot)) : null;
+    if (this.prefix && this.adapters) {
+      const prefix = this.prefix;
+      this.adapters.onChange((slot, oldEpoch) => prefix.invalidateSlot(slot, oldEpoch));
     }
     this.freeSlots = Array.from({ length: L.maxSeqs }, (_, i) => L.maxSeqs - 1 - i);
     this.eosIds = new Set([...model.tokenizer.eosIds, ...c.eosTokenIds]);
@@ -352,7 +362,14 @@ export class EngineCore {
       slicedIterations: this.sliced,
       costSamples: this.cost.samples,
       learning: this.learningStatus(),
+      prefixCache: this.prefixCounts(),
     };
+  }
+
+  private prefixCounts(): EngineStats['prefixCache'] {
+    if (!this.prefix) return null;
+    const { type: _type, t: _t, ...counts } = this.prefix.record(0);
+    return counts;
   }
 
   /** Fail every request and free the GPU memory. */
@@ -362,6 +379,7 @@ export class EngineCore {
     this.failAll(this.closed);
     this.forward.destroy();
     this.sampler.destroy();
+    this.prefix?.destroy();
     this.kv.destroy();
     this.learner?.destroy();
     this.learner = null;
@@ -446,8 +464,29 @@ export class EngineCore {
     this.freeSlots = Array.from({ length: this.limits.maxSeqs }, (_, i) => this.limits.maxSeqs - 1 - i);
   }
 
+  /** A running request as the planner sees it (with the prefix cache: the blocks preempting it would free). */
   private view(r: Request): RequestView {
-    return { id: r.id, length: r.seq.tokens.length, computed: r.seq.computed, blocks: r.seq.blocks.length, arrivedAt: r.createdAt };
+    const v: RequestView = { id: r.id, length: r.seq.tokens.length, computed: r.seq.computed, blocks: r.seq.blocks.length, arrivedAt: r.createdAt };
+    if (this.prefix) v.exclusiveBlocks = this.prefix.exclusiveBlocks(r.seq);
+    return v;
+  }
+
+  /**
+   * A waiting request as the planner sees it: with the prefix cache, the first ones that could be
+   * admitted now (free slots) show the prefix they would reuse as computed tokens and held blocks.
+   */
+  private waitingViews(): RequestView[] {
+    const admissible = this.limits.maxSeqs - this.running.length;
+    return this.waiting.map((r, i) => {
+      const v: RequestView = { id: r.id, length: r.seq.tokens.length, computed: 0, blocks: 0, arrivedAt: r.createdAt };
+      if (this.prefix && i < admissible) {
+        const m = this.prefix.peek(r.seq);
+        v.computed = m.blocks.length * BLOCK_SIZE;
+        v.blocks = m.blocks.length;
+        v.cachedFree = m.free;
+      }
+      return v;
+    });
   }
 
   /** Drop a running request from the batch state: blocks and slot back. */
@@ -480,6 +519,11 @@ export class EngineCore {
     for (const id of plan.admitted) {
       const r = this.waiting.find((w) => w.id === id)!;
       this.waiting.splice(this.waiting.indexOf(r), 1);
+      // The prefix the planner saw (nothing allocated since the plan, so the match is the same).
+      if (this.prefix) {
+        const reused = this.prefix.admit(r.seq, r.reuse, r.promptIds.length, r.scheduledAt < 0);
+        if (r.scheduledAt < 0) r.cachedTokens = Math.min(reused, r.promptIds.length);
+      }
       this.running.push(r);
       r.slot = this.freeSlots.pop()!;
       if (r.seen) this.sampler.writeSeen(r.slot, r.seen.pack());
@@ -493,7 +537,7 @@ export class EngineCore {
     const rec: RequestStats = {
       type: 'request', id: `req-${r.id}`, t: this.now(), arrivedAt: r.createdAt, promptTokens: r.promptIds.length, completionTokens: r.output.length,
       ttftMs: times.length ? times[0] - r.createdAt : null, tbtMs: times.slice(1).map((t, i) => t - times[i]),
-      finishReason: r.finishReason ?? 'error', adapter: r.settings.adapter,
+      finishReason: r.finishReason ?? 'error', adapter: r.settings.adapter, cachedTokens: r.cachedTokens,
     };
     this.emit(rec);
   }
@@ -513,7 +557,7 @@ export class EngineCore {
     const jobs: FinetuneJobView[] = learner ? learner.views() : [];
     const allowed = learner !== null && this.gate.allowed(t0, learner.pendingSteps, learner.stepsDone);
     const running = this.running.map((r) => this.view(r));
-    const waiting = this.waiting.map((r) => this.view(r));
+    const waiting = this.waitingViews();
     const budget = this.budgetNow(); // the page's frames, or the constant
     const plan = planIteration(
       { now: t0, running, waiting, finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed, finetuneArenaBytes: learner?.arenaBytes ?? 0 },
@@ -546,7 +590,11 @@ export class EngineCore {
 
     const measured = await this.submitParts(parts, plan.slices, inference);
     const fin = learner ? await learner.afterSubmit() : null;
-    if (inference) this.acceptSampled(inference);
+    if (inference) {
+      this.acceptSampled(inference);
+      // Blocks filled by this step become matchable (before finished requests release them).
+      if (this.prefix) for (const r of inference.reqs) this.prefix.register(r.seq, r.reuse);
+    }
     // An iteration that built dispatch lists (a new batch shape or unit length) also paid their
     // set-up and maybe shader compiles: not a sample of the steady cost.
     if (this.plansBuilt() === builtBefore) this.observeCost(features, measured);
@@ -659,7 +707,22 @@ export class EngineCore {
     };
     this.emit(rec);
     this.emitMemory(t);
+    this.emitPrefix(t);
   }
+
+  /** Prefix-cache counts, at most once a second and only when they changed. */
+  private emitPrefix(t: number): void {
+    if (!this.prefix || t - this.prefixAt < MEMORY_EVERY_MS) return;
+    const rec = this.prefix.record(t);
+    const sig = `${rec.queries},${rec.cachedBlocks},${rec.evictions},${rec.invalidated}`;
+    if (sig === this.prefixLast) return;
+    this.prefixAt = t;
+    this.prefixLast = sig;
+    this.emit(rec);
+  }
+
+  private prefixAt = -Infinity;
+  private prefixLast = '';
 
   /** GPU memory by owner, at most once a second and only when it changed (the tally's snapshot walks every live buffer). */
   private emitMemory(t: number): void {

@@ -285,6 +285,9 @@ export class Learner {
   private encodePublish(enc: GPUCommandEncoder): void {
     if (!this.copies) return; // lower rank than the bank: published from the host after the step
     for (const c of this.copies) enc.copyBufferToBuffer(this.adapter.params, c.src, this.registry.bank.buffer, c.dst, c.size);
+    // Encoded after this iteration's inference rows: from the next iteration on the slot serves new weights.
+    const slot = this.registry.slotOf(this.adapterName);
+    if (slot !== undefined) this.registry.markChanged(slot);
   }
 
   /** A phase's units all ran: a read-back is due after this iteration's submission. */

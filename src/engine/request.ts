@@ -4,6 +4,7 @@
  * channel its events go to. The engine loop drives it; it never touches the GPU itself.
  */
 import type { SequenceState } from './batch.ts';
+import type { SequenceReuse } from './prefix.ts';
 import { Channel } from './channel.ts';
 import { isNeutralPenalty, type RowPenalty } from '../kernels/penalties.ts';
 import type { RowLogprobs } from '../kernels/logprobs.ts';
@@ -55,6 +56,10 @@ export class Request {
   finishedAt = -1;
   /** Set by an abort signal; the loop finishes the request at its next step boundary. */
   aborted = false;
+  /** Prefix-cache state of its sequence (src/engine/prefix.ts). */
+  readonly reuse: SequenceReuse = { key: null, registered: 0 };
+  /** Prompt tokens its first admission took from the prefix cache. */
+  cachedTokens = 0;
   /** Detaches the abort listener once the request is over (set by the engine). */
   cleanup: (() => void) | null = null;
   private readonly rng: () => number;
@@ -161,6 +166,7 @@ export class Request {
       prefill_tokens_per_s: this.firstTokenAt >= 0 && prefillS > 0 ? prompt / prefillS : 0,
       decode_tokens_per_s: completion > 1 && decodeS > 0 ? (completion - 1) / decodeS : 0,
       ttft_ms: this.firstTokenAt >= 0 ? this.firstTokenAt - this.createdAt : 0,
+      prompt_tokens_details: { cached_tokens: this.cachedTokens },
     };
   }
 

@@ -9,7 +9,7 @@
  * the timing fields of `usage`.
  */
 import type { PeriodicOptions } from '../scheduler/policy.ts';
-import type { LearningStatus, PolicyName } from '../scheduler/stats.ts';
+import type { LearningStatus, PolicyName, PrefixStats } from '../scheduler/stats.ts';
 import type { SchedulerConfig } from '../scheduler/types.ts';
 import type { FrameBudgetOptions } from '../scheduler/frame-budget.ts';
 import type { LinearModule } from '../model/tensors.ts';
@@ -93,6 +93,8 @@ export interface CompletionUsage {
   decode_tokens_per_s: number;
   /** From the create() call to the first sampled token. */
   ttft_ms: number;
+  /** As OpenAI's: prompt tokens whose K/V came from the prefix cache (not computed). */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 export interface TopLogprob {
@@ -195,6 +197,12 @@ export interface EngineOptions {
   adapters?: AdapterOptions;
   /** The iteration scheduler (policy, per-submission GPU-time budget). */
   scheduler?: SchedulerOptions;
+  /**
+   * Reuse the K/V of cached prompt prefixes (full 16-token blocks: a chat's earlier turns, a shared
+   * system prompt) per model/adapter version; unreferenced blocks stay matchable until the pool
+   * needs them (src/engine/prefix.ts). Default true.
+   */
+  prefixCache?: boolean;
 }
 
 /** How each iteration is planned (src/scheduler/). */
@@ -268,4 +276,9 @@ export interface EngineStats {
   costSamples: number;
   /** On-device learning, or null when it is off. */
   learning: LearningStatus | null;
+  /** The prefix cache's counts (src/engine/prefix.ts), or null when it is off. */
+  prefixCache: PrefixCacheCounts | null;
 }
+
+/** Cumulative prefix-cache counts (see PrefixStats in src/scheduler/stats.ts for their meaning). */
+export type PrefixCacheCounts = Omit<PrefixStats, 'type' | 't'>;

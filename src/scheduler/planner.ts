@@ -190,7 +190,7 @@ function planRunning(s: SchedulerState, b: PlanBuilder, cap: Capacity, reserved:
     while (need > cap.blocks && running.length > i) {
       const victim = running.pop()!;
       b.preempted.push(victim.id);
-      cap.blocks += victim.blocks;
+      cap.blocks += victim.exclusiveBlocks ?? victim.blocks;
       cap.blocks += reserved.get(victim.id) ?? 0;
       reserved.delete(victim.id);
     }
@@ -221,8 +221,9 @@ function size(cand: Candidate, cap: Capacity, cost: CostModel, reserved: Readonl
     return { n, sized: { ms: cost.marginalMs(unitsFeatures(cand.j, n)), blocks: 0, tokens: 0, bytes } };
   }
   const r = cand.r;
-  if (cand.waiting && (cap.slots === 0 || extraBlocks(r, Math.min(r.length - r.computed, cap.tokens)) > cap.blocks)) return NOTHING;
-  const own = reserved.get(r.id) ?? 0;
+  // A waiting prompt's cached prefix blocks that sit free cost their count at admission (own < 0).
+  const own = cand.waiting ? -(r.cachedFree ?? 0) : reserved.get(r.id) ?? 0;
+  if (cand.waiting && (cap.slots === 0 || extraBlocks(r, Math.min(r.length - r.computed, cap.tokens)) > cap.blocks + own)) return NOTHING;
   // The plan's first prefill may take `minPrefill` tokens whatever the time left (no starvation).
   const floorMs = minPrefill > 0 ? cost.marginalMs(chunkFeatures(r, Math.min(minPrefill, r.length - r.computed), batch)) : 0;
   const n = sizePrefill(r, { ...cap, ms: Math.max(cap.ms, floorMs), blocks: cap.blocks + own }, cost, batch);
@@ -236,7 +237,7 @@ function take(cand: Candidate, n: number, sized: Sized, b: PlanBuilder, cap: Cap
   cap.bytes -= sized.bytes;
   if (cand.kind === 'finetune') b.addUnits(cand.j, n);
   else {
-    const own = reserved.get(cand.r.id) ?? 0;
+    const own = cand.waiting ? -(cand.r.cachedFree ?? 0) : reserved.get(cand.r.id) ?? 0;
     reserved.delete(cand.r.id);
     b.addEntry(cand.r, n, chunkFeatures(cand.r, n, b.batch), sized.blocks + own);
     if (cand.waiting) {

@@ -80,6 +80,8 @@ export interface RequestStats {
   tbtMs: number[];
   finishReason: 'stop' | 'length' | 'abort' | 'error';
   adapter: string | null;
+  /** Prompt tokens whose K/V came from the prefix cache (not computed); absent from older producers. */
+  cachedTokens?: number;
 }
 
 /** One DPO optimizer step (TRL's metric names). */
@@ -133,7 +135,29 @@ export interface MemoryStats {
   byOwner: Record<string, { buffers: number; bytes: number }>;
 }
 
-export type StatsRecord = IterationStats | RequestStats | FinetuneStats | SessionStats | MemoryStats;
+/**
+ * The prefix cache (src/engine/prefix.ts): cumulative counts since the engine started; sent at most
+ * once a second, when they changed. Absent when the engine runs without a prefix cache.
+ */
+export interface PrefixStats {
+  type: 'prefix';
+  t: number;
+  /** Full prompt blocks found cached, and asked for, at requests' first admission. */
+  hits: number;
+  queries: number;
+  /** hits / queries (0 before any query). */
+  hitRate: number;
+  /** Blocks matchable now (in use, or free and not yet reused). */
+  cachedBlocks: number;
+  /** Entries dropped because the pool reused their block, and because their adapter's weights changed. */
+  evictions: number;
+  invalidated: number;
+  /** Prompt tokens served from the cache, and all prompt tokens admitted (their ratio: the prefill saved). */
+  cachedTokens: number;
+  promptTokens: number;
+}
+
+export type StatsRecord = IterationStats | RequestStats | FinetuneStats | SessionStats | MemoryStats | PrefixStats;
 
 /** Records are sent in batches (at most one per animation frame's worth of time). */
 export interface StatsBatch {

@@ -9,12 +9,25 @@ export interface RequestView {
   id: number;
   /** Tokens it has (prompt + generated). */
   length: number;
-  /** Tokens whose K/V are in the cache. */
+  /**
+   * Tokens whose K/V are in the cache. For a waiting request: the tokens a prefix-cache hit would
+   * give it at admission (its matched blocks count as `blocks`).
+   */
   computed: number;
-  /** KV blocks it holds. */
+  /** KV blocks it holds (waiting: the prefix-cache blocks it would take at admission). */
   blocks: number;
   /** When it arrived (ms, the state's clock): aging of waiting prefills. */
   arrivedAt: number;
+  /**
+   * Waiting only: how many of its matched prefix blocks are free in the pool, so admitting it takes
+   * them from the free count (the others are shared with running sequences). Absent: 0.
+   */
+  cachedFree?: number;
+  /**
+   * Running only: blocks preempting it would return to the free pool (blocks shared with another
+   * sequence stay in use). Absent: all of `blocks`.
+   */
+  exclusiveBlocks?: number;
 }
 
 /** Kinds of fine-tune work unit (the trainer's, src/learn/trainer.ts). */

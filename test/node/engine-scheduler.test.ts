@@ -95,6 +95,46 @@ describe('planIteration', () => {
   });
 });
 
+// With the prefix cache, a waiting request shows the prefix it would reuse as computed tokens and
+// held blocks; `cachedFree` of those blocks are free in the pool (admission takes them), the rest
+// are shared with running sequences. A running sequence frees only its `exclusiveBlocks` when preempted.
+describe('planIteration with cached prefixes', () => {
+  const cached = (id: number, length: number, blocks: number, cachedFree: number): RequestView => ({ ...s(id, length, blocks * 16, blocks), cachedFree });
+
+  it('prefills only the uncached rest of a prompt, and samples it', () => {
+    const plan = planIteration(q({ waiting: [cached(1, 40, 2, 0)], freeBlocks: 1 }));
+    expect(plan).toEqual({ entries: [{ id: 1, count: 8, sample: true }], preempted: [], admitted: [1] });
+  });
+
+  it('runs a prompt cached up to its last token as one decode row', () => {
+    const p = plan({ ...q({ waiting: [cached(1, 33, 2, 2)], freeBlocks: 3 }), now: 1000, finetune: [], finetuneAllowed: false, finetuneArenaBytes: 0 }, defaultSchedulerConfig('mace', Infinity), new CostModel());
+    expect(p.entries).toEqual([{ id: 1, count: 1, sample: true, kind: 'decode' }]);
+    // Its third block (position 32) is new; the two cached ones were free and are revived, not allocated.
+    expect(p.blocks).toEqual(1);
+  });
+
+  it('counts free cached blocks against the free pool, shared ones not at all', () => {
+    // 3 cached blocks, all free, + 1 new block for tokens 48..49: needs 4 free, only 3.
+    expect(planIteration(q({ waiting: [cached(1, 50, 3, 3)], freeBlocks: 3 })).admitted).toEqual([]);
+    // The same prompt with its cached blocks shared by a running sequence: only the new block counts.
+    expect(planIteration(q({ waiting: [cached(1, 50, 3, 0)], freeBlocks: 1 }))).toEqual({ entries: [{ id: 1, count: 2, sample: true }], preempted: [], admitted: [1] });
+  });
+
+  it('sizes a chunk by the blocks left after reviving the free cached ones', () => {
+    // 1 cached free block revived leaves 1 free block: 16 more tokens (16..31) of the 100.
+    expect(planIteration(q({ waiting: [cached(1, 100, 1, 1)], freeBlocks: 2, maxTokens: 16 })).entries).toEqual([{ id: 1, count: 16, sample: false }]);
+    // Two waiting prompts: the second must also fit what the first took.
+    const plan = planIteration(q({ waiting: [cached(1, 20, 1, 1), cached(2, 20, 1, 1)], freeBlocks: 3 }));
+    expect(plan.admitted).toEqual([1]);
+  });
+
+  it('preempts until enough EXCLUSIVE blocks free up (shared blocks stay in use)', () => {
+    // 1 needs a block; 3 holds 2 blocks but both are shared (0 exclusive): preempting it frees none, so 2 goes too.
+    const running = [s(1, 33, 32, 2), { ...s(2, 20, 19, 2), exclusiveBlocks: 1 }, { ...s(3, 20, 19, 2), exclusiveBlocks: 0 }];
+    expect(planIteration(q({ running, freeBlocks: 0 }))).toEqual({ entries: [{ id: 1, count: 1, sample: true }], preempted: [3, 2], admitted: [] });
+  });
+});
+
 describe('candidatesFor', () => {
   const limits = { candidates: 64, topLogprobs: 20 };
   const row = (temperature: number, topK = 0) => ({ settings: { temperature, topP: 1, minP: 0, topK } });

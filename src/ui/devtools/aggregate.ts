@@ -9,7 +9,7 @@
  * Every time is moved onto the page's clock when it arrives (pageTime = t + batch.timeOrigin -
  * pageTimeOrigin), so records from a worker, the page itself or a replayed trace share one axis.
  */
-import type { FinetuneStats, IterationStats, MemoryStats, RequestStats, SessionStats, StatsBatch } from '../../scheduler/stats.ts';
+import type { FinetuneStats, IterationStats, MemoryStats, PrefixStats, RequestStats, SessionStats, StatsBatch } from '../../scheduler/stats.ts';
 import { DevtoolsOptionError } from './errors.ts';
 import { percentileOfSorted, windowPercentiles, type Percentiles } from './percentile.ts';
 import { ColumnRing, NumberRing } from './ring.ts';
@@ -161,6 +161,8 @@ export class StatsAggregator {
   session: SessionStats | null = null;
   /** The latest GPU memory record (live buffers by owner), its time on the page clock; null before the first. */
   memory: MemoryStats | null = null;
+  /** The latest prefix-cache record (cumulative counts), its time on the page clock; null before the first. */
+  prefix: PrefixStats | null = null;
   /** How the newest iteration's time was measured. */
   timing: IterationStats['timing'] | null = null;
   /** Totals since the last clear (not windowed). */
@@ -206,6 +208,9 @@ export class StatsAggregator {
           break;
         case 'memory':
           this.memory = { ...r, byOwner: { ...r.byOwner }, t };
+          break;
+        case 'prefix':
+          this.prefix = { ...r, t };
           break;
       }
     }
@@ -385,6 +390,7 @@ export class StatsAggregator {
     this.adapterVersions.clear();
     this.session = null;
     this.memory = null;
+    this.prefix = null;
     this.current = { ttft: null, tbt: null };
     this.timing = null;
     this.costCache = null;

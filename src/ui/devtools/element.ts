@@ -14,7 +14,7 @@ import { StatsAggregator } from './aggregate.ts';
 import { CHARTS, DEFAULT_PALETTE, type ChartId, type ChartSpec, type Palette } from './charts.ts';
 import { StatsInputError } from './errors.ts';
 import { PANEL_CSS } from './styles.ts';
-import { describeCharts, formatBytes, formatMs, formatSummaryLine, memoryRows, summarize } from './summary.ts';
+import { describeCharts, formatBytes, formatMs, formatSummaryLine, memoryRows, prefixLine, summarize } from './summary.ts';
 import { emitPerformanceTracks } from './tracks.ts';
 
 /** What the panel needs from an engine client (WorkerEngine.onStats): subscribe, get an unsubscribe. */
@@ -58,6 +58,8 @@ export class MaceDevtoolsElement extends HTMLElement {
   private readonly sessionLine: HTMLParagraphElement;
   /** "GPU memory by owner": the latest memory record (live buffers and bytes per owner). */
   private readonly memoryTable: HTMLTableElement;
+  /** "Prefix cache: hit rate …" from the latest prefix record (hidden before the first). */
+  private readonly prefixLine: HTMLParagraphElement;
   private readonly figures = new Map<ChartId, { spec: ChartSpec; plot: HTMLDivElement; text: HTMLParagraphElement }>();
   private readonly plots = new Map<ChartId, uPlot>();
 
@@ -130,7 +132,10 @@ export class MaceDevtoolsElement extends HTMLElement {
     const memCaption = this.memoryTable.createCaption();
     memCaption.textContent = 'GPU memory by owner';
     this.memoryTable.createTBody();
-    this.body.append(this.sessionLine, this.memoryTable, grid);
+    this.prefixLine = document.createElement('p');
+    this.prefixLine.className = 'prefix';
+    this.prefixLine.hidden = true;
+    this.body.append(this.sessionLine, this.memoryTable, this.prefixLine, grid);
     this.root.append(style, header, this.errorLine, this.body);
     this.summaryLine.textContent = formatSummaryLine(summarize(this.aggregator, 0));
   }
@@ -316,6 +321,9 @@ export class MaceDevtoolsElement extends HTMLElement {
       ? `${s.modelName} · policy ${s.policy} · budget ${Number.isFinite(s.budgetMs) ? formatMs(s.budgetMs) : 'none'} · SLO TTFT ${formatMs(s.slo.ttftMs)}, TBT ${formatMs(s.slo.tbtMs)}${this.aggregator.timing === 'wall' ? ' · GPU time is wall time (no timestamp queries)' : ''}`
       : 'No session announced yet.';
     this.renderMemory();
+    const prefix = prefixLine(this.aggregator);
+    this.prefixLine.hidden = prefix === null;
+    this.prefixLine.textContent = prefix ?? '';
     const words = describeCharts(this.aggregator);
     let palette: Palette | null = null; // read from CSS only when a chart is created
     for (const [id, { spec, plot, text }] of this.figures) {

@@ -139,6 +139,14 @@ export function memoryRows(agg: StatsAggregator): MemoryRow[] {
   return [...rows, { owner: 'total', buffers: m.buffers, bytes: m.bytes }];
 }
 
+/** The prefix cache in one line, from the latest record; null before the first (or with the cache off). */
+export function prefixLine(agg: StatsAggregator): string | null {
+  const p = agg.prefix;
+  if (!p) return null;
+  const saved = p.promptTokens > 0 ? ` (${Math.round((100 * p.cachedTokens) / p.promptTokens)}% of prompt tokens)` : '';
+  return `Prefix cache: hit rate ${Math.round(100 * p.hitRate)}% of ${p.queries} prompt blocks · ${p.cachedTokens} tokens reused${saved} · ${p.cachedBlocks} blocks cached · ${p.evictions} evicted · ${p.invalidated} invalidated`;
+}
+
 /** Bytes as KiB / MiB / GiB with three significant digits. */
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB'];

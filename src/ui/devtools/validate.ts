@@ -83,6 +83,7 @@ function request(r: Obj, p: string): void {
   }
   oneOf(r, 'finishReason', p, ['stop', 'length', 'abort', 'error']);
   str(r, 'adapter', p, true);
+  if (r.cachedTokens !== undefined) num(r, 'cachedTokens', p, COUNT);
 }
 
 function finetune(r: Obj, p: string): void {
@@ -118,7 +119,14 @@ function memory(r: Obj, p: string): void {
   }
 }
 
-const CHECKS: Record<string, (r: Obj, path: string) => void> = { iteration, request, finetune, session, memory };
+function prefix(r: Obj, p: string): void {
+  num(r, 't', p);
+  for (const k of ['hits', 'queries', 'cachedBlocks', 'evictions', 'invalidated', 'cachedTokens', 'promptTokens']) num(r, k, p, COUNT);
+  num(r, 'hitRate', p, { min: 0 });
+  if ((r.hitRate as number) > 1) throw new StatsInputError(`${p}.hitRate`, `must be ≤ 1, got ${String(r.hitRate)}`);
+}
+
+const CHECKS: Record<string, (r: Obj, path: string) => void> = { iteration, request, finetune, session, memory, prefix };
 
 /** Throws StatsInputError naming the first bad field; returns the batch typed when it is well formed. */
 export function validateStatsBatch(batch: unknown): StatsBatch {
