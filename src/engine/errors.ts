@@ -4,29 +4,8 @@
  * They fail ONE request; the engine keeps serving the others.
  */
 
-/** A request parameter is missing, of the wrong type or out of range. */
-export class InvalidRequestError extends Error {
-  readonly code = 'invalid-request';
-  constructor(
-    readonly param: string,
-    detail: string,
-  ) {
-    super(`request: ${param} ${detail}`);
-    this.name = 'InvalidRequestError';
-  }
-}
-
-/** The prompt does not leave room for one generated token in the engine's context window. */
-export class PromptTooLongError extends Error {
-  readonly code = 'prompt-too-long';
-  constructor(
-    readonly promptTokens: number,
-    readonly maxContext: number,
-  ) {
-    super(`request: prompt has ${promptTokens} tokens; the context holds ${maxContext}, so prompts must be at most ${maxContext - 1} tokens`);
-    this.name = 'PromptTooLongError';
-  }
-}
+// The request errors live below the engine (prompt building in src/model/prompt.ts raises them too).
+export { InvalidRequestError, PromptTooLongError } from '../model/request-errors.ts';
 
 /** The engine was destroyed (or its GPU work failed) before the request finished. */
 export class EngineClosedError extends Error {

@@ -4,14 +4,11 @@
  * a Promise of an AsyncIterable of chunks (as the OpenAI SDK: `for await (const c of await create(...))`).
  * Parameter errors and over-long prompts reject the promise before anything is queued.
  *
- * Prompts:
- * - chat, model WITH a chat template: the template rendered with add_generation_prompt.
- * - chat, model WITHOUT one (stories260K): completion mode — the messages' contents joined with
- *   "\n", encoded with the tokenizer's special tokens (so BOS first); roles are dropped.
- * - completions: a string is encoded with BOS; token ids are used as given.
- * Oversized prompts are refused before tokenizing: over promptCharLimit characters (params.ts;
- * message contents counted as they are read, then the rendered template), or more ids than the
- * context holds.
+ * Prompts: chat messages through src/model/prompt.ts (the chat template, or completion mode for a
+ * model without one; `truncation: 'auto'` drops the oldest messages of a conversation longer than the
+ * context, the default refuses it); completions: a string is encoded with BOS, token ids are used as
+ * given. Oversized prompts are refused before tokenizing: over promptCharLimit characters, or more
+ * ids than the context holds.
  *
  * LoRA: `engine.adapters.load(name, adapter)` puts a host adapter or PEFT files in the engine's
  * bank (created with options.adapters); a request then names it with `adapter: name` (an
@@ -29,6 +26,8 @@ import { EngineOptionsError, InvalidRequestError, PromptTooLongError } from './e
 import { engineFeedback, memoryFeedback, type EngineFeedback, type FeedbackSink } from './feedback.ts';
 import type { CompletionInput } from '../learn/feedback.ts';
 import { checkPromptChars, normalizeParams, promptCharLimit } from './params.ts';
+import { fitChatPrompt, truncationOf, type PromptBound } from '../model/prompt.ts';
+export { chatPromptIds, type PromptBound } from '../model/prompt.ts';
 import type { Request, RequestEvent, TokenLogprob } from './request.ts';
 import type {
   AdapterInfo,
@@ -192,53 +191,6 @@ async function loadAdapter(core: EngineCore, name: string, adapter: HostAdapter 
 
 // ---------------------------------------------------------------- prompts
 
-/** A message's text; `count` adds each piece's characters (and refuses the request when they go over the limit). */
-function messageText(m: ChatCompletionMessageParam, i: number, count: (field: string, chars: number) => void): string {
-  if (typeof m.content === 'string') {
-    count(`messages[${i}].content`, m.content.length);
-    return m.content;
-  }
-  if (Array.isArray(m.content)) {
-    return m.content
-      .map((part, j) => {
-        if (part?.type !== 'text' || typeof part.text !== 'string') throw new InvalidRequestError(`messages[${i}].content[${j}]`, 'must be a text part');
-        count(`messages[${i}].content[${j}].text`, part.text.length);
-        return part.text;
-      })
-      .join('');
-  }
-  throw new InvalidRequestError(`messages[${i}].content`, 'must be a string or an array of text parts');
-}
-
-/** The context window a prompt must fit, for the early refusal of oversized prompts. */
-export interface PromptBound {
-  maxContext: number;
-}
-
-/**
- * Prompt ids of a chat request (see the file comment for the no-template rule). With `bound`, a
- * prompt over promptCharLimit characters is refused before it is rendered or tokenized.
- */
-export function chatPromptIds(tokenizer: TextTokenizer, messages: readonly ChatCompletionMessageParam[], bound?: PromptBound): number[] {
-  if (!Array.isArray(messages) || messages.length === 0) throw new InvalidRequestError('messages', 'must be a non-empty array');
-  const limit = bound ? promptCharLimit(bound.maxContext, tokenizer.maxTokenChars) : Infinity;
-  let chars = 0;
-  const count = (field: string, n: number) => {
-    chars += n;
-    if (bound) checkPromptChars(field, chars, limit, bound.maxContext);
-  };
-  const plain = messages.map((m, i) => {
-    if (!m || typeof m.role !== 'string') throw new InvalidRequestError(`messages[${i}].role`, 'must be a string');
-    return { role: m.role, content: messageText(m, i, count) };
-  });
-  if (tokenizer.hasChatTemplate) {
-    const text = tokenizer.applyChatTemplate(plain);
-    if (bound) checkPromptChars('messages', text.length, limit, bound.maxContext); // what the template made of them
-    return tokenizer.encodeRendered(text);
-  }
-  return tokenizer.encode(plain.map((m) => m.content).join('\n'));
-}
-
 function completionPromptIds(tokenizer: TextTokenizer, prompt: string | number[], bound: PromptBound): number[] {
   if (typeof prompt === 'string') {
     checkPromptChars('prompt', prompt.length, promptCharLimit(bound.maxContext, tokenizer.maxTokenChars), bound.maxContext);
@@ -328,8 +280,13 @@ function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreate
     if (p.top_logprobs !== null && p.top_logprobs !== undefined && p.logprobs !== true) throw new InvalidRequestError('top_logprobs', 'needs logprobs: true');
     const settings = normalizeParams(p, p.logprobs === true ? (p.top_logprobs ?? 0) : null, core.limits);
     const tok = core.model.tokenizer;
-    const promptIds = chatPromptIds(tok, p.messages, core.limits);
-    const req = core.submit(promptIds, settings, p.signal);
+    // A conversation longer than the context: refused by default; 'auto' drops its oldest messages
+    // and keeps room for max_tokens, up to a quarter of the context (src/model/prompt.ts).
+    const reserve = Math.min(settings.maxTokens ?? 1, Math.max(1, Math.floor(core.limits.maxContext / 4)));
+    const truncation = truncationOf(p.truncation);
+    const fitted = fitChatPrompt(tok, p.messages, core.limits, truncation, reserve);
+    const req = core.submit(fitted.ids, settings, p.signal);
+    if (truncation === 'auto') req.truncatedMessages = fitted.droppedMessages;
     const id = responseId('chatcmpl');
     const created = Math.floor(Date.now() / 1000);
     const wantLp = settings.topLogprobs !== null;
@@ -358,7 +315,7 @@ function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreate
       model,
       choices: [{ index: 0, message: { role: 'assistant', content: g.text, refusal: null }, finish_reason: g.reason, logprobs: wantLp ? { content: chatLogprobs(tok, g.logprobs) } : null, ...(ids ? { token_ids: g.ids } : {}) }],
       usage: g.usage,
-      ...(ids ? { prompt_token_ids: promptIds } : {}),
+      ...(ids ? { prompt_token_ids: fitted.ids } : {}),
     }));
   } catch (e) {
     return Promise.reject(e);

@@ -38,26 +38,7 @@ export interface ParamLimits {
 
 const MAX_STOPS = 4;
 
-/**
- * Characters a prompt may hold per token of the context window, checked BEFORE tokenizing so that
- * an 80 MB prompt is refused at once instead of after a minute of tokenization. Characters cannot
- * bound tokens from above (a byte-level token covers one byte, a fused <unk> many characters), so
- * this is a documented request limit, not a proof: English averages ~4 characters per token and
- * even long runs of spaces or symbols stay far below 64. The limit is the larger of 64 and the
- * longest token of the vocabulary, times the context. A prompt under it is tokenized and then
- * held to the context in tokens as before (PromptTooLongError).
- */
-export const PROMPT_CHARS_PER_TOKEN = 64;
-
-/** Most prompt characters a request may carry for a `maxContext`-token window. */
-export function promptCharLimit(maxContext: number, maxTokenChars = 1): number {
-  return Math.max(PROMPT_CHARS_PER_TOKEN, maxTokenChars) * maxContext;
-}
-
-/** Refuse a prompt of `chars` characters over `limit`, naming `field`. */
-export function checkPromptChars(field: string, chars: number, limit: number, maxContext: number): void {
-  if (chars > limit) throw new InvalidRequestError(field, `brings the prompt to ${chars} characters; a request may hold at most ${limit} (${limit / maxContext} per token of the ${maxContext}-token context), so it cannot fit and is refused before tokenizing`);
-}
+export { checkPromptChars, promptCharLimit, PROMPT_CHARS_PER_TOKEN } from '../model/prompt.ts';
 
 function num(name: string, v: number | null | undefined, def: number, lo: number, hi: number, loOpen = false): number {
   if (v === null || v === undefined) return def;

@@ -60,6 +60,8 @@ export class Request {
   readonly reuse: SequenceReuse = { key: null, registered: 0 };
   /** Prompt tokens its first admission took from the prefix cache. */
   cachedTokens = 0;
+  /** Chat messages dropped to fit the context (truncation 'auto'); null: truncation was off. */
+  truncatedMessages: number | null = null;
   /** Detaches the abort listener once the request is over (set by the engine). */
   cleanup: (() => void) | null = null;
   private readonly rng: () => number;
@@ -167,6 +169,7 @@ export class Request {
       decode_tokens_per_s: completion > 1 && decodeS > 0 ? (completion - 1) / decodeS : 0,
       ttft_ms: this.firstTokenAt >= 0 ? this.firstTokenAt - this.createdAt : 0,
       prompt_tokens_details: { cached_tokens: this.cachedTokens },
+      ...(this.truncatedMessages === null ? {} : { truncated_messages: this.truncatedMessages }),
     };
   }
 

@@ -16,15 +16,8 @@ import type { LinearModule } from '../model/tensors.ts';
 
 export type FinishReason = 'stop' | 'length' | 'abort';
 
-export interface TextContentPart {
-  type: 'text';
-  text: string;
-}
-
-export interface ChatCompletionMessageParam {
-  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool' | string;
-  content: string | TextContentPart[];
-}
+export type { ChatCompletionMessageParam, TextContentPart } from '../model/prompt.ts';
+import type { ChatCompletionMessageParam } from '../model/prompt.ts';
 
 /** Sampling and stopping parameters shared by both endpoints. */
 export interface SamplingParams {
@@ -72,6 +65,13 @@ export interface ChatCompletionCreateParams extends SamplingParams {
   /** With logprobs: also the n most likely tokens at each position, n in [0, 20]. */
   top_logprobs?: number | null;
   stream_options?: { include_usage?: boolean } | null;
+  /**
+   * A conversation longer than the context (as OpenAI's Responses API): 'disabled' (default) refuses
+   * it with PromptTooLongError naming the limit; 'auto' drops the oldest messages after the leading
+   * system/developer messages (never the last) until the prompt leaves room for max_tokens (at most a
+   * quarter of the context); usage.truncated_messages then says how many went.
+   */
+  truncation?: 'auto' | 'disabled' | null;
 }
 
 export interface CompletionCreateParams extends SamplingParams {
@@ -95,6 +95,8 @@ export interface CompletionUsage {
   ttft_ms: number;
   /** As OpenAI's: prompt tokens whose K/V came from the prefix cache (not computed). */
   prompt_tokens_details: { cached_tokens: number };
+  /** With truncation 'auto': messages dropped from the conversation's start to fit the context. */
+  truncated_messages?: number;
 }
 
 export interface TopLogprob {

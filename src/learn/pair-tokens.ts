@@ -7,8 +7,7 @@
  * Pairs longer than the trainer's window are cut as TRL does: responses first to half the window
  * each at most, then the prompt keeps its end.
  */
-import { chatPromptIds } from '../engine/openai.ts';
-import type { ChatCompletionMessageParam } from '../engine/types.ts';
+import { chatPromptIds, type ChatCompletionMessageParam } from '../model/prompt.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
 import type { TokenPair } from './reference.ts';
 

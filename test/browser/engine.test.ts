@@ -241,4 +241,27 @@ describe('engine on stories260K', () => {
     expect(ok.usage!.completion_tokens).toBe(3); // the context filled up first
     expect(engine.stats().freeBlocks).toBe(engine.stats().totalBlocks);
   });
+
+  it("a chat longer than the context: refused by default, truncated from its oldest messages with truncation 'auto'", async () => {
+    const max = engine.stats().maxContext;
+    const turn = (i: number) => [
+      { role: 'user', content: `Once upon a time there was a little girl named Lily number ${i}. She liked to play outside in the sun.` },
+      { role: 'assistant', content: `Lily number ${i} went to the park with her mom and saw a big dog. They played all day and were very happy.` },
+    ];
+    const messages = [...Array.from({ length: 40 }, (_, i) => turn(i)).flat(), { role: 'user', content: 'The end.' }];
+    await expect(engine.chat.completions.create({ messages, max_tokens: 8 })).rejects.toMatchObject({ code: 'prompt-too-long', maxContext: max });
+    await expect(engine.chat.completions.create({ messages, truncation: 'middle' as 'auto' })).rejects.toMatchObject({ code: 'invalid-request', param: 'truncation' });
+    const r = await engine.chat.completions.create({ messages, truncation: 'auto', max_tokens: 8, temperature: 0, ignore_eos: true, return_token_ids: true });
+    expect(r.usage.truncated_messages).toBeGreaterThan(0);
+    expect(r.usage.truncated_messages).toBeLessThan(messages.length);
+    expect(r.usage.prompt_tokens).toBeLessThanOrEqual(max - 8);
+    expect(r.choices[0].finish_reason).toBe('length');
+    expect(r.usage.completion_tokens).toBe(8);
+    // Streaming says the same in its usage chunk.
+    const stream = await engine.chat.completions.create({ messages, truncation: 'auto', max_tokens: 8, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+    let usage = null;
+    for await (const c of stream) usage = c.usage ?? usage;
+    expect(usage).toMatchObject({ truncated_messages: r.usage.truncated_messages, prompt_tokens: r.usage.prompt_tokens });
+    expect(engine.stats().freeBlocks).toBe(engine.stats().totalBlocks);
+  });
 });
