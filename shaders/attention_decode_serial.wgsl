@@ -1,7 +1,9 @@
 // Paged attention, decode, serial variant (CPU-class devices, src/kernels/plan.ts): one
-// invocation per (sequence, query head), no workgroup memory and no barrier. It walks positions
-// 0..len-1 with an online softmax in registers (running max m, denominator l, the output as HD/4
+// invocation per (sequence, query head), no workgroup memory and no barrier. It walks the visible
+// positions with an online softmax in registers (running max m, denominator l, the output as HD/4
 // vec4 accumulators rescaled only when the max grows). Needs HD % 4 == 0 (rows read as vec4).
+// Key window as in attention_decode.wgsl: the query at q = len-1 sees [0, sinkEnd) and
+// [recentStart, len), walked as n slots; masked positions (and their blocks) are never touched.
 // GQA: query head h reads KV head h / (nHeads / nKvHeads).
 {{PARAMS}}
 
@@ -16,6 +18,7 @@ const NEG_BIG: f32 = -1.0e30;
 @group(0) @binding(4) var<storage, read> blockTable: array<u32>;       // [nSeqs, maxBlocksPerSeq]
 @group(0) @binding(5) var<storage, read> seqLens: array<u32>;          // [nSeqs], current token included
 @group(0) @binding(6) var<storage, read_write> out: array<vec4f>;      // [nSeqs, nHeads, HD]
+@group(0) @binding(7) var<storage, read> keyWindow: array<vec2u>;      // [nSeqs] (sinks, window); bound only in the windowed variant
 
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -25,13 +28,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let head = item % p.nHeads;
   let kvHead = head / (p.nHeads / p.nKvHeads);
   let len = min(seqLens[seq], p.maxBlocksPerSeq * BLOCK);
+  let win = {{WINDOW_OF}};
+  let wnd = max(win.y, 1u); // the query always sees itself
+  let sinkEnd = min(win.x, len);
+  let recentStart = max(select(0u, len - wnd, len > wnd), sinkEnd);
+  let n = sinkEnd + (len - recentStart);
   let qBase = item * HD4;
   var qv: array<vec4f, HD4>;
   var acc: array<vec4f, HD4>;
   for (var i = 0u; i < HD4; i++) { qv[i] = q[qBase + i]; }
   var m = NEG_BIG;
   var l = 0.0;
-  for (var pos = 0u; pos < len; pos++) {
+  for (var slot = 0u; slot < n; slot++) {
+    let pos = select(recentStart + (slot - sinkEnd), slot, slot < sinkEnd);
     let block = blockTable[seq * p.maxBlocksPerSeq + pos / BLOCK];
     let base = ((block * BLOCK + pos % BLOCK) * p.nKvHeads + kvHead) * HD4;
     var d4 = vec4f(0.0);

@@ -1,14 +1,22 @@
 // Paged causal attention, prefill chunks (design notes in src/kernels/attention.ts).
 // One workgroup per (tile of QT consecutive query tokens, query head). The tile is cut into
 // segments: maximal runs of tokens of the same sequence (usually one, two where a sequence's chunk
-// ends and the next begins). For each segment, keys 0..max(pos) of that sequence are streamed in
-// tiles of KT positions through workgroup memory, so all QT queries share every K/V load:
-//   1. load K and V rows of KT positions (through the block table);
-//   2. scores S[qi, kj] = q·k * scale, masked where key pos > query pos or the query is not in
+// ends and the next begins). A query at position q sees key p iff p <= q and (p < sinks or
+// q - p < window), keyWindow[seq] = (sinks, window) (unbounded without the binding). For each
+// segment, the keys its queries can see are streamed in tiles of KT positions through workgroup
+// memory, so all QT queries share every K/V load: the sinks [0, sinkEnd), then
+// [recentStart, maxPos] where recentStart is the earliest position any query's window reaches.
+// The gap between the two is never visited, a tile no query sees is skipped, and in a visited
+// tile a position no query sees is not loaded (its block may be freed: NO_BLOCK in the table):
+//   0. keyLive[kj]: does some query of the segment see position k0 + kj;
+//   1. load K and V rows of the live positions (through the block table);
+//   2. scores S[qi, kj] = q·k * scale, masked where the query does not see the key or is not in
 //      the segment;
 //   3. one invocation per query row: online softmax update (running max m, sum l, rescale alpha),
 //      S becomes the probabilities P;
 //   4. each invocation owns ACC output elements of [QT, HD]: acc = acc * alpha + P · V.
+// Every query sees itself (window >= 1), so its denominator ends > 0; masked scores are NEG_BIG
+// (finite) and give probability exactly 0, so a fully masked tile leaves a row's state unchanged.
 {{PARAMS}}
 
 const HD: u32 = {{HEAD_DIM}}u;
@@ -28,6 +36,7 @@ const MASKED: f32 = -0.5e30;          // scores below this are masked, never rea
 @group(0) @binding(5) var<storage, read> tokenSeq: array<u32>;         // [T] block-table row per token
 @group(0) @binding(6) var<storage, read> tokenPos: array<u32>;         // [T] position per token
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;        // [T, nHeads, HD]
+@group(0) @binding(8) var<storage, read> keyWindow: array<vec2u>;      // [nSeqs] (sinks, window); bound only in the windowed variant
 
 var<workgroup> qTile: array<f32, QT * HD>;
 var<workgroup> kTile: array<f32, KT * HD>;
@@ -36,6 +45,28 @@ var<workgroup> sTile: array<f32, QT * KT>;  // scores, then probabilities
 var<workgroup> rowM: array<f32, QT>;        // running max per query
 var<workgroup> rowL: array<f32, QT>;        // running denominator per query
 var<workgroup> rowAlpha: array<f32, QT>;    // rescale of this key tile per query
+var<workgroup> keyLive: array<u32, KT>;     // 1 where some query of the segment sees the tile's key
+
+// Does a query at position qp see key position pos? (wnd >= 1; qp - pos cannot wrap when pos <= qp)
+fn keyVisible(pos: u32, qp: u32, sinks: u32, wnd: u32) -> bool {
+  return pos <= qp && (pos < sinks || qp - pos < wnd);
+}
+
+// First key position a query at qp sees through its window (the sinks aside).
+fn windowStart(qp: u32, wnd: u32) -> u32 {
+  return select(0u, qp + 1u - wnd, qp + 1u > wnd);
+}
+
+// Does some query of tokens [segStart, segEnd) see a key in [k0, kEnd)? Uniform (read-only
+// storage at uniform indices), so a tile it rejects is skipped by the whole workgroup.
+fn tileSeen(segStart: u32, segEnd: u32, k0: u32, kEnd: u32, sinks: u32, wnd: u32) -> bool {
+  for (var t = segStart; t < segEnd; t = t + 1u) {
+    let qp = tokenPos[t];
+    let hi = min(kEnd, qp + 1u); // keys past the query are never seen
+    if (k0 < min(sinks, hi) || max(k0, windowStart(qp, wnd)) < hi) { return true; }
+  }
+  return false;
+}
 
 // Is query row qi of the tile (token t) part of the segment [segStart, segEnd)?
 fn inSegment(t: u32, segStart: u32, segEnd: u32) -> bool {
@@ -70,20 +101,49 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var segStart = t0;
   while (segStart < tEnd) {
     let seq = tokenSeq[segStart];
+    let win = {{WINDOW_OF}};
+    let sinks = win.x;
+    let wnd = max(win.y, 1u); // the query always sees itself
     var segEnd = segStart + 1u;
     var maxPos = tokenPos[segStart];
+    var minStart = windowStart(maxPos, wnd);
     while (segEnd < tEnd && tokenSeq[segEnd] == seq) {
       maxPos = max(maxPos, tokenPos[segEnd]);
+      minStart = min(minStart, windowStart(tokenPos[segEnd], wnd));
       segEnd = segEnd + 1u;
     }
     let nKeys = min(maxPos + 1u, p.maxBlocksPerSeq * BLOCK); // never past the table's capacity
+    let sinkEnd = min(sinks, nKeys);
+    let recentStart = max(minStart, sinkEnd);
+    // Runs [0, sinkEnd) and [recentStart, nKeys); one run when they touch. A tile never spans the gap.
+    let gap = sinkEnd < recentStart;
 
-    for (var k0 = 0u; k0 < nKeys; k0 = k0 + KT) {
-      workgroupBarrier(); // previous users of kTile/vTile/sTile (and the q/row init) are done
+    var next = 0u;
+    loop {
+      if (gap && next >= sinkEnd && next < recentStart) { next = recentStart; }
+      if (next >= nKeys) { break; }
+      let k0 = next;
+      let kEnd = min(k0 + KT, select(nKeys, sinkEnd, gap && k0 < sinkEnd));
+      next = kEnd;
+      if (!tileSeen(segStart, segEnd, k0, kEnd, sinks, wnd)) { continue; }
+
+      // keyLive is last read by the previous tile's load, which every invocation finished before
+      // that tile's score barrier: safe to rewrite before this tile's first barrier.
+      for (var kj = lid; kj < KT; kj = kj + WG) {
+        let pos = k0 + kj;
+        var live = 0u;
+        if (pos < kEnd) {
+          for (var t = segStart; t < segEnd; t = t + 1u) {
+            if (keyVisible(pos, tokenPos[t], sinks, wnd)) { live = 1u; break; }
+          }
+        }
+        keyLive[kj] = live;
+      }
+      workgroupBarrier(); // previous users of kTile/vTile/sTile (and the q/row init) are done; keyLive is written
       for (var e = lid; e < KT * HD; e = e + WG) {
         let pos = k0 + e / HD;
         var kv = vec2f(0.0);
-        if (pos < nKeys) {
+        if (keyLive[e / HD] != 0u) {
           let block = blockTable[seq * p.maxBlocksPerSeq + pos / BLOCK];
           let src = ((block * BLOCK + pos % BLOCK) * p.nKvHeads + kvHead) * HD + e % HD;
           kv = vec2f(kCache[src], vCache[src]);
@@ -99,7 +159,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
         let t = t0 + qi;
         let pos = k0 + kj;
         var s = NEG_BIG;
-        if (inSegment(t, segStart, segEnd) && pos < nKeys && pos <= tokenPos[t]) {
+        if (inSegment(t, segStart, segEnd) && pos < kEnd && keyVisible(pos, tokenPos[t], sinks, wnd)) {
           var dot = 0.0;
           for (var d = 0u; d < HD; d = d + 1u) { dot = dot + qTile[qi * HD + d] * kTile[kj * HD + d]; }
           s = dot * p.scale;

@@ -4,6 +4,8 @@
 //   P = exp(scale * q_ih . k_j - lse[i, h]);  dS = P * (dout_ih . v_j - delta[i, h])
 // then each invocation owns DPT dims:  dv[d] += sum P * dout_ih[d],  dk[d] += sum dS * q_ih[d]
 // (pairs in order: deterministic), and dk is scaled once at the end. delta comes from part 1.
+// Key window (uniforms sinks, window >= 1): key j is seen by the queries i in [j, qEnd), qEnd = T
+// for a sink (j < sinks), else min(T, j + window); the pairs of other queries are never visited.
 {{PARAMS}}
 
 const HD: u32 = {{HEAD_DIM}}u;
@@ -40,7 +42,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   }
   workgroupBarrier();
 
-  let pairs = (p.T - j) * G;
+  let wnd = max(p.window, 1u);
+  let qEnd = select(j + wnd, p.T, j < p.sinks || wnd >= p.T - j); // no j + wnd overflow
+  let pairs = (qEnd - j) * G;
   var accK: array<f32, DPT>;
   var accV: array<f32, DPT>;
   for (var t0 = 0u; t0 < pairs; t0 = t0 + WG) {

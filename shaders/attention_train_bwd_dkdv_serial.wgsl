@@ -3,6 +3,7 @@
 // h of group g (in order: deterministic):
 //   P = exp(scale q_ih . k_j - lse[i, h]);  dS = P (dout_ih . v_j - delta[i, h])
 //   dv += P dout_ih;  dk += dS q_ih;  dk scaled once at the end. delta comes from part 1.
+// Key window as attention_train_bwd_dkdv.wgsl: only the queries i in [j, qEnd) that see key j.
 {{PARAMS}}
 
 const HD4: u32 = {{HD4}}u;
@@ -33,7 +34,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     kv[d] = k[kvBase + d];
     vv[d] = v[kvBase + d];
   }
-  for (var i = j; i < p.T; i++) {
+  let wnd = max(p.window, 1u);
+  let qEnd = select(j + wnd, p.T, j < p.sinks || wnd >= p.T - j); // no j + wnd overflow
+  for (var i = j; i < qEnd; i++) {
     for (var t = 0u; t < G; t++) {
       let r = i * p.nHeads + kvHead * G + t;
       let row = r * HD4;

@@ -4,7 +4,8 @@
 //   for keys j <= i in tiles of WG, one key per invocation:
 //     P = exp(scale * q.k_j - lse[i, h]);  dS_j = P * (dout . v_j - D)     (to workgroup memory)
 //   dq[d] = scale * sum_j dS_j * k_j[d]  (each invocation owns DPT dims; j in order: deterministic)
-// Uses workgroupSum(v, lid) from the tree-reduction prelude.
+// Key window as attention_train_fwd.wgsl: only the visible keys j (sinks, then the window) are
+// walked, in the same slot order. Uses workgroupSum(v, lid) from the tree-reduction prelude.
 {{PARAMS}}
 
 const HD: u32 = {{HEAD_DIM}}u;
@@ -20,6 +21,11 @@ const DPT: u32 = {{DIMS_PER_THREAD}}u; // ceil(HD / WG)
 @group(0) @binding(6) var<storage, read> lse: array<f32>;          // [T, nHeads]
 @group(0) @binding(7) var<storage, read_write> dq: array<f32>;     // [T, nHeads, HD]
 @group(0) @binding(8) var<storage, read_write> delta: array<f32>;  // [T, nHeads]
+
+// Key position of slot `slot`: the sinks [0, sinkEnd), then recentStart onwards.
+fn keyAt(slot: u32, sinkEnd: u32, recentStart: u32) -> u32 {
+  return select(recentStart + (slot - sinkEnd), slot, slot < sinkEnd);
+}
 
 var<workgroup> qShared: array<f32, HD>;
 var<workgroup> doShared: array<f32, HD>;
@@ -46,13 +52,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (lid == 0u) { delta[item] = D; }
   let rowLse = lse[item];
 
-  let len = i + 1u;
+  let causal = i + 1u;
+  let wnd = max(p.window, 1u);
+  let sinkEnd = min(p.sinks, causal);
+  let recentStart = max(select(0u, causal - wnd, causal > wnd), sinkEnd);
+  let len = sinkEnd + (causal - recentStart); // visible keys
   var acc: array<f32, DPT>;
   for (var j0 = 0u; j0 < len; j0 = j0 + WG) {
     let j = j0 + lid;
     var g = 0.0;
     if (j < len) {
-      let base = j * kvStride + kvOff;
+      let base = keyAt(j, sinkEnd, recentStart) * kvStride + kvOff;
       var s = 0.0;
       var dp = 0.0;
       for (var d = 0u; d < HD; d = d + 1u) {
@@ -68,7 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let d = lid + t * WG;
       if (d < HD) {
         var a = acc[t];
-        for (var jj = 0u; jj < n; jj = jj + 1u) { a = a + dS[jj] * k[(j0 + jj) * kvStride + kvOff + d]; }
+        for (var jj = 0u; jj < n; jj = jj + 1u) { a = a + dS[jj] * k[keyAt(j0 + jj, sinkEnd, recentStart) * kvStride + kvOff + d]; }
         acc[t] = a;
       }
     }

@@ -2,6 +2,7 @@
 // (query i, head h), no workgroup memory and no barrier:
 //   D = dout_i . out_i (written to delta[i, h]);  for j <= i: P = exp(scale q.k_j - lse),
 //   dS = P (dout_i . v_j - D);  dq = scale * sum_j dS k_j  (j in order: deterministic)
+// Key window as attention_train_fwd.wgsl: only the visible keys (sinks, then the window).
 {{PARAMS}}
 
 const HD4: u32 = {{HD4}}u;
@@ -38,7 +39,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let D = D4.x + D4.y + D4.z + D4.w;
   delta[item] = D;
   let rowLse = lse[item];
-  for (var j = 0u; j <= i; j++) {
+  let causal = i + 1u;
+  let wnd = max(p.window, 1u);
+  let sinkEnd = min(p.sinks, causal);
+  let recentStart = max(select(0u, causal - wnd, causal > wnd), sinkEnd);
+  let n = sinkEnd + (causal - recentStart);
+  for (var slot = 0u; slot < n; slot++) {
+    let j = select(recentStart + (slot - sinkEnd), slot, slot < sinkEnd);
     let base = j * kvStride + kvOff;
     var s4 = vec4f(0.0);
     var p4 = vec4f(0.0);

@@ -3,6 +3,9 @@
 // softmax (as attention_decode.wgsl): tile max -> running max m, old state rescaled by exp(m - m'),
 // p_j = exp(s_j - m') to workgroup memory, each invocation owns DPT output dims. At the end
 // lse = m + log(l) is saved for the backward, which recomputes P_ij = exp(s_ij - lse_i).
+// Key window (uniforms sinks, window >= 1, as the inference kernels'): query i sees keys j <= i
+// with j < sinks or i - j < window, walked as n slots (sinks first, then the window): masked keys
+// are never visited.
 {{PARAMS}}
 
 const HD: u32 = {{HEAD_DIM}}u;
@@ -16,6 +19,11 @@ const NEG_BIG: f32 = -1.0e30;          // "minus infinity" that stays finite in 
 @group(0) @binding(3) var<storage, read> v: array<f32>;          // [T, nKvHeads, HD]
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;  // [T, nHeads, HD]
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;  // [T, nHeads]
+
+// Key position of slot `slot`: the sinks [0, sinkEnd), then recentStart onwards.
+fn keyAt(slot: u32, sinkEnd: u32, recentStart: u32) -> u32 {
+  return select(recentStart + (slot - sinkEnd), slot, slot < sinkEnd);
+}
 
 var<workgroup> qShared: array<f32, HD>;
 var<workgroup> probs: array<f32, WG>;  // p_j of the current tile
@@ -33,7 +41,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   for (var d = lid; d < HD; d = d + WG) { qShared[d] = q[qBase + d]; }
   workgroupBarrier();
 
-  let len = i + 1u;
+  let causal = i + 1u;
+  let wnd = max(p.window, 1u);
+  let sinkEnd = min(p.sinks, causal);
+  let recentStart = max(select(0u, causal - wnd, causal > wnd), sinkEnd);
+  let len = sinkEnd + (causal - recentStart); // visible keys
   var m = NEG_BIG;
   var lPart = 0.0;
   var acc: array<f32, DPT>;
@@ -41,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let j = j0 + lid;
     var s = NEG_BIG;
     if (j < len) {
-      let base = j * kvStride + kvOff;
+      let base = keyAt(j, sinkEnd, recentStart) * kvStride + kvOff;
       var dot = 0.0;
       for (var d = 0u; d < HD; d = d + 1u) { dot = dot + qShared[d] * k[base + d]; }
       s = dot * p.scale;
@@ -60,7 +72,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let d = lid + t * WG;
       if (d < HD) {
         var a = acc[t] * alpha;
-        for (var jj = 0u; jj < n; jj = jj + 1u) { a = a + probs[jj] * v[(j0 + jj) * kvStride + kvOff + d]; }
+        for (var jj = 0u; jj < n; jj = jj + 1u) { a = a + probs[jj] * v[keyAt(j0 + jj, sinkEnd, recentStart) * kvStride + kvOff + d]; }
         acc[t] = a;
       }
     }

@@ -1,6 +1,7 @@
 // Causal attention of one training sequence, forward, serial variant (CPU-class devices): one
 // invocation per (query i, head h), keys 0..i with an online softmax in registers (no workgroup
 // memory, no barrier); writes out and lse = m + log(l) for the backward. Needs HD % 4 == 0.
+// Key window as attention_train_fwd.wgsl: only the visible keys (sinks, then the window) are walked.
 {{PARAMS}}
 
 const HD4: u32 = {{HD4}}u;
@@ -26,9 +27,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var qv: array<vec4f, HD4>;
   var acc: array<vec4f, HD4>;
   for (var d = 0u; d < HD4; d++) { qv[d] = q[qBase + d]; }
+  let causal = i + 1u;
+  let wnd = max(p.window, 1u);
+  let sinkEnd = min(p.sinks, causal);
+  let recentStart = max(select(0u, causal - wnd, causal > wnd), sinkEnd);
+  let n = sinkEnd + (causal - recentStart);
   var m = NEG_BIG;
   var l = 0.0;
-  for (var j = 0u; j <= i; j++) {
+  for (var slot = 0u; slot < n; slot++) {
+    let j = select(recentStart + (slot - sinkEnd), slot, slot < sinkEnd);
     let base = j * kvStride + kvOff;
     var d4 = vec4f(0.0);
     for (var d = 0u; d < HD4; d++) { d4 += qv[d] * k[base + d]; }

@@ -3,6 +3,10 @@
  * activations, forward (saving the per-row log-sum-exp) and backward (dq, dk, dv).
  * Layouts: q, out, dout [T, nHeads, hd]; k, v [T, nKvHeads, hd] (key j at position j); lse, delta
  * [T, nHeads]. Query i attends to keys 0..i; query head h reads KV head floor(h / (nHeads / nKvHeads)).
+ * Key window (the inference kernels' mask, src/kernels/attention.ts keyVisible, one for the whole
+ * sequence): query i sees key j <= i iff j < sinks or i - j < window (default: no sinks,
+ * UNBOUNDED_WINDOW). The kernels visit only visible (query, key) pairs, so masked pairs get
+ * exactly zero gradient; sinks and window are uniforms (a training step is one sequence).
  *
  * Backward (FlashAttention-2 recipe, scores recomputed from q, k and the saved lse):
  *   D_i = rowsum(dout_i ∘ out_i);  P_ij = exp(s_ij − lse_i);  dV_j = Σ_i P_ij dout_i;
@@ -37,7 +41,7 @@ import { ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims, requireElements } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import { defineUniforms } from '../gpu/uniforms.ts';
-import { decodeWorkgroupSize, defaultScale, MAX_HEAD_DIM, SERIAL_WG, serialAttention } from './attention.ts';
+import { decodeWorkgroupSize, defaultScale, keyVisible, MAX_HEAD_DIM, SERIAL_WG, serialAttention, UNBOUNDED_WINDOW } from './attention.ts';
 import { reductionPrelude } from './softmax.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -50,6 +54,24 @@ function checkRef(kernel: string, T: number, nHeads: number, nKvHeads: number, h
   return nHeads / nKvHeads;
 }
 
+/** One sequence's key window: the first `sinks` keys plus the last `window` up to the query. */
+export interface TrainKeyWindow {
+  sinks: number;
+  window: number; // >= 1; UNBOUNDED_WINDOW: plain causal
+}
+
+const NO_WINDOW: TrainKeyWindow = { sinks: 0, window: UNBOUNDED_WINDOW };
+
+/** A model's training key window: its sliding window (config.slidingWindow), no sinks; none: plain causal. */
+export function slidingKeyWindow(slidingWindow: number | null): TrainKeyWindow {
+  return { sinks: 0, window: slidingWindow ?? UNBOUNDED_WINDOW };
+}
+
+function checkWindow(kernel: string, w: TrainKeyWindow): void {
+  if (!Number.isInteger(w.sinks) || w.sinks < 0 || w.sinks > 0xffffffff) throw new ShapeError(kernel, 'sinks', `= ${w.sinks} is not a u32`);
+  if (!Number.isInteger(w.window) || w.window < 1 || w.window > UNBOUNDED_WINDOW) throw new ShapeError(kernel, 'window', `= ${w.window} is not a u32 >= 1 (a query must see itself)`);
+}
+
 function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
   let s = 0;
   for (let d = 0; d < n; d++) s += a[ao + d] * b[bo + d];
@@ -57,8 +79,10 @@ function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number
 }
 
 /** Forward: out [T, nHeads, hd] and lse [T, nHeads] (log-sum-exp of the scaled, masked scores). */
-export function causalAttentionRef(q: Float32Array, k: Float32Array, v: Float32Array, T: number, nHeads: number, nKvHeads: number, headDim: number, scale = defaultScale(headDim)): { out: Float32Array; lse: Float32Array } {
+export function causalAttentionRef(q: Float32Array, k: Float32Array, v: Float32Array, T: number, nHeads: number, nKvHeads: number, headDim: number, scale = defaultScale(headDim), window: TrainKeyWindow = NO_WINDOW): { out: Float32Array; lse: Float32Array } {
   const group = checkRef('causalAttentionRef', T, nHeads, nKvHeads, headDim, { q: [q, nHeads], k: [k, nKvHeads], v: [v, nKvHeads] });
+  checkWindow('causalAttentionRef', window);
+  const sees = (i: number, j: number) => keyVisible(j, i, window.sinks, window.window);
   const hd = headDim;
   const out = new Float32Array(T * nHeads * hd);
   const lse = new Float32Array(T * nHeads);
@@ -70,12 +94,14 @@ export function causalAttentionRef(q: Float32Array, k: Float32Array, v: Float32A
       const qo = (i * nHeads + h) * hd;
       let max = -Infinity;
       for (let j = 0; j <= i; j++) {
+        if (!sees(i, j)) continue;
         s[j] = dot(q, qo, k, (j * nKvHeads + g) * hd, hd) * scale;
         max = Math.max(max, s[j]);
       }
       let sum = 0;
       acc.fill(0);
       for (let j = 0; j <= i; j++) {
+        if (!sees(i, j)) continue;
         const p = Math.exp(s[j] - max);
         sum += p;
         const vo = (j * nKvHeads + g) * hd;
@@ -101,10 +127,12 @@ export function causalAttentionBackwardRef(
   nKvHeads: number,
   headDim: number,
   scale = defaultScale(headDim),
+  window: TrainKeyWindow = NO_WINDOW,
 ): { dq: Float32Array; dk: Float32Array; dv: Float32Array } {
   const group = checkRef('causalAttentionBackwardRef', T, nHeads, nKvHeads, headDim, {
     q: [q, nHeads], k: [k, nKvHeads], v: [v, nKvHeads], out: [out, nHeads], lse: [lse, nHeads], dout: [dout, nHeads],
   });
+  checkWindow('causalAttentionBackwardRef', window);
   const hd = headDim;
   const dq = new Float64Array(T * nHeads * hd);
   const dk = new Float64Array(T * nKvHeads * hd);
@@ -115,6 +143,7 @@ export function causalAttentionBackwardRef(
       const qo = (i * nHeads + h) * hd;
       const D = dot(dout, qo, out, qo, hd);
       for (let j = 0; j <= i; j++) {
+        if (!keyVisible(j, i, window.sinks, window.window)) continue; // P = 0: no gradient
         const ko = (j * nKvHeads + g) * hd;
         const P = Math.exp(dot(q, qo, k, ko, hd) * scale - lse[i * nHeads + h]);
         const dS = P * (dot(dout, qo, v, ko, hd) - D);
@@ -132,7 +161,7 @@ export function causalAttentionBackwardRef(
 // ---------------------------------------------------------------------------------------------
 // GPU kernels
 
-export const AttentionTrainParams = defineUniforms('Params', { T: 'u32', nHeads: 'u32', nKvHeads: 'u32', scale: 'f32' });
+export const AttentionTrainParams = defineUniforms('Params', { T: 'u32', nHeads: 'u32', nKvHeads: 'u32', scale: 'f32', sinks: 'u32', window: 'u32' });
 
 interface AttentionTrainShape {
   T: number;
@@ -141,10 +170,13 @@ interface AttentionTrainShape {
   headDim: number;
   /** Multiplies q·k; default 1/sqrt(headDim). */
   scale?: number;
+  /** Key window of the sequence (default: none, plain causal). */
+  window?: TrainKeyWindow;
 }
 
 /** Shape guards shared by forward and backward; returns the scale. */
 function checkShape(kernel: string, a: AttentionTrainShape): number {
+  checkWindow(kernel, a.window ?? NO_WINDOW);
   requireDims(kernel, 'shape', { T: a.T, nHeads: a.nHeads, nKvHeads: a.nKvHeads, headDim: a.headDim });
   if (a.nHeads % a.nKvHeads !== 0) throw new ShapeError(kernel, 'nHeads', `= ${a.nHeads} is not a multiple of nKvHeads = ${a.nKvHeads} (GQA groups must be whole)`);
   if (a.headDim > MAX_HEAD_DIM) throw new ShapeError(kernel, 'headDim', `= ${a.headDim} exceeds the supported maximum ${MAX_HEAD_DIM}`);
@@ -182,7 +214,8 @@ export function causalAttentionForwardTrain(ctx: GpuContext, a: CausalAttentionF
   const scale = checkShape(kernel, a);
   const { T, nHeads, nKvHeads, headDim: hd } = a;
   checkBuffers(kernel, { q: [a.q, [T, nHeads, hd]], k: [a.k, [T, nKvHeads, hd]], v: [a.v, [T, nKvHeads, hd]] }, { out: [a.out, [T, nHeads, hd]], lse: [a.lse, [T, nHeads]] });
-  const uniforms = AttentionTrainParams.pack({ T, nHeads, nKvHeads, scale });
+  const { sinks, window } = a.window ?? NO_WINDOW;
+  const uniforms = AttentionTrainParams.pack({ T, nHeads, nKvHeads, scale, sinks, window });
   if (serialAttention(ctx, hd)) {
     const variant = `attention_train_fwd_serial_f32_hd${hd}_wg${SERIAL_WG}`;
     return makeDispatch(ctx, {
@@ -230,7 +263,8 @@ export function causalAttentionBackward(ctx: GpuContext, a: CausalAttentionBackw
   checkBuffers(kernel, { q: [a.q, qShape], k: [a.k, kvShape], v: [a.v, kvShape], out: [a.out, qShape], lse: [a.lse, [T, nHeads]], dout: [a.dout, qShape] }, outputs);
   // Allocated only once the guards passed, and once per dispatch pair (not per step).
   const delta = a.delta ?? createStorage(ctx, T * nHeads * 4, 'attention_train.delta'); // [T, nHeads] f32
-  const uniforms = AttentionTrainParams.pack({ T, nHeads, nKvHeads, scale });
+  const { sinks, window } = a.window ?? NO_WINDOW;
+  const uniforms = AttentionTrainParams.pack({ T, nHeads, nKvHeads, scale, sinks, window });
   const maxWg = ctx.limits.maxComputeWorkgroupsPerDimension;
   if (serialAttention(ctx, hd)) {
     const serialValues = { PARAMS: AttentionTrainParams.wgsl, HD4: hd / 4, WG: SERIAL_WG };

@@ -4,9 +4,10 @@
  * DPO loss of a preference pair. It composes the kernel families' own references (forward ops,
  * their *BackwardRef, loraForwardRef/loraBackwardRef), so the GPU trainer is checked against the
  * same definitions its kernels are, and this file is itself checked against finite differences.
- * Straight loops over Float32Array: for tiny models and short sequences.
+ * Straight loops over Float32Array: for tiny models and short sequences. Attention applies the
+ * model's sliding window (config.slidingWindow), as the serving forward does.
  */
-import { causalAttentionBackwardRef, causalAttentionRef } from '../kernels/attention-train.ts';
+import { causalAttentionBackwardRef, causalAttentionRef, slidingKeyWindow } from '../kernels/attention-train.ts';
 import { embeddingRef } from '../kernels/embedding.ts';
 import { loraBackwardRef, loraForwardRef, loraScale } from '../kernels/lora.ts';
 import { matmulInputGradRef } from '../kernels/matmul-bwd.ts';
@@ -130,7 +131,7 @@ export class TrainingReference {
       const h1 = rmsNormRef(x, this.weight(`model.layers.${l}.input_layernorm.weight`), T, c.hiddenSize, eps);
       const { q, k } = ropeRef(this.linear(l, 'q_proj', h1, T), this.linear(l, 'k_proj', h1, T), this.positions(T), this.invFreq, shape);
       const v = this.linear(l, 'v_proj', h1, T);
-      const { out: att, lse } = causalAttentionRef(q, k, v, T, c.nHeads, c.nKvHeads, c.headDim);
+      const { out: att, lse } = causalAttentionRef(q, k, v, T, c.nHeads, c.nKvHeads, c.headDim, undefined, slidingKeyWindow(c.slidingWindow));
       const xMid = sum(x, this.linear(l, 'o_proj', att, T));
       const h2 = rmsNormRef(xMid, this.weight(`model.layers.${l}.post_attention_layernorm.weight`), T, c.hiddenSize, eps);
       const gate = this.linear(l, 'gate_proj', h2, T);
@@ -185,7 +186,7 @@ export class TrainingReference {
       const dxMid = sum(dx, rmsNormBackwardRef(a.xMid, this.weight(`model.layers.${l}.post_attention_layernorm.weight`), dh2, T, c.hiddenSize, eps));
       // Attention: xMid = x + o(attn(rope(q(h1)), rope(k(h1)), v(h1))), h1 = norm(x)
       const dAtt = this.linearBackward(l, 'o_proj', a.att, dxMid, T, grads);
-      const g = causalAttentionBackwardRef(a.q, a.k, a.v, a.att, a.lse, dAtt, T, c.nHeads, c.nKvHeads, c.headDim);
+      const g = causalAttentionBackwardRef(a.q, a.k, a.v, a.att, a.lse, dAtt, T, c.nHeads, c.nKvHeads, c.headDim, undefined, slidingKeyWindow(c.slidingWindow));
       const un = ropeBackwardRef(g.dq, g.dk, this.positions(T), this.invFreq, shape);
       const dh1 = sum(sum(this.linearBackward(l, 'q_proj', a.h1, un.dq, T, grads), this.linearBackward(l, 'k_proj', a.h1, un.dk, T, grads)), this.linearBackward(l, 'v_proj', a.h1, g.dv, T, grads));
       dx = sum(dxMid, rmsNormBackwardRef(a.x, this.weight(`model.layers.${l}.input_layernorm.weight`), dh1, T, c.hiddenSize, eps));

@@ -8,7 +8,7 @@
 import { rowChunksAligned, rowRange, type BufferRange } from '../gpu/binding.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import type { KernelDispatch } from '../gpu/dispatch.ts';
-import { causalAttentionBackward, causalAttentionForwardTrain } from '../kernels/attention-train.ts';
+import { causalAttentionBackward, causalAttentionForwardTrain, slidingKeyWindow } from '../kernels/attention-train.ts';
 import { embedding } from '../kernels/embedding.ts';
 import { loraBackward, loraForward } from '../kernels/lora.ts';
 import { matmulInputGrad } from '../kernels/matmul-bwd.ts';
@@ -154,7 +154,7 @@ export function layerForwardSegments(d: UnitDeps, seq: SequenceArena, l: number,
       part: 'attn',
       dispatches: [
         rope(ctx, { q: a.q, k: a.k, positions: d.arena.positions, invFreq: weights.invFreq, T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim }),
-        causalAttentionForwardTrain(ctx, { q: a.q, k: a.k, v: a.v, out: a.att, lse: a.lse, T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim }),
+        causalAttentionForwardTrain(ctx, { q: a.q, k: a.k, v: a.v, out: a.att, lse: a.lse, T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim, window: slidingKeyWindow(c.slidingWindow) }),
       ],
       mmacs: attentionMmacs(d, T),
       bytes: f32(Q + c.nHeads),
@@ -269,7 +269,7 @@ export function layerBackwardSegments(d: UnitDeps, seq: SequenceArena, l: number
     {
       part: 'attn',
       dispatches: [
-        ...causalAttentionBackward(ctx, { q: a.q, k: a.k, v: a.v, out: a.att, lse: a.lse, dout: g.dAtt, dq: g.dq, dk: g.dk, dv: g.dv, delta: g.delta, T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim }),
+        ...causalAttentionBackward(ctx, { q: a.q, k: a.k, v: a.v, out: a.att, lse: a.lse, dout: g.dAtt, dq: g.dq, dk: g.dk, dv: g.dv, delta: g.delta, T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim, window: slidingKeyWindow(c.slidingWindow) }),
         ropeBackward(ctx, { dq: g.dq, dk: g.dk, positions: d.arena.positions, negInvFreq: d.negInvFreq, T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim }),
       ],
       mmacs: 2.5 * attentionMmacs(d, T),

@@ -18,7 +18,8 @@
  *
  * Shapes: a sequence of T tokens runs at Tb = T rounded up to TOKEN_BUCKET (≤ maxTokens), so few
  * dispatch lists are ever built. Padding is exact: attention is causal (real rows never see padded
- * ones) and padded rows carry a zero loss weight, so their gradients are exactly zero.
+ * ones) and padded rows carry a zero loss weight, so their gradients are exactly zero. Attention
+ * applies the model's sliding window (config.slidingWindow), as serving does.
  */
 import { readF32 } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
@@ -166,7 +167,6 @@ export class DpoTrainer {
     if (!Number.isInteger(T) || T < 2) throw new TrainerInputError('maxTokens', `= ${T}; it must be an integer >= 2 (a prompt token and a response token)`);
     if (!(Number.isFinite(options.beta) && options.beta > 0)) throw new TrainerInputError('beta', `= ${options.beta}; it must be a finite number > 0`);
     validateSchedule(options.schedule);
-    if (c.slidingWindow !== null && c.slidingWindow < T) throw new TrainerInputError('maxTokens', `= ${T} exceeds the model's sliding window (${c.slidingWindow}); training attention is full causal`);
     const m = adapter.model;
     const same = m.nLayers === c.nLayers && m.hiddenSize === c.hiddenSize && m.intermediateSize === c.intermediateSize && m.nHeads === c.nHeads && m.nKvHeads === c.nKvHeads && m.headDim === c.headDim;
     if (!same) throw new TrainerInputError('adapter', `was made for a different model shape (${m.nLayers} layers, hidden ${m.hiddenSize}) than the weights (${c.nLayers} layers, hidden ${c.hiddenSize})`);

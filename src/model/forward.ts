@@ -21,13 +21,18 @@
  * GEMM); LoRA batches and
  * weights the fused linear cannot take (K % 4 != 0, a sharded q/k/v) run the unfused list.
  * 'unfused' is the plan before issue 11, kept to compare.
+ *
+ * Key windows (src/kernels/attention.ts): every attention dispatch reads each sequence's
+ * (sinks, window) from the arena's keyWindow buffer, written by write() from the step's
+ * seqSinks/seqWindows or the model's default (config.slidingWindow as the window, no sinks;
+ * unbounded without one), so one batch mixes windows and the dispatch lists do not depend on them.
  */
 import { Building } from '../gpu/owner.ts';
 import { createStorage } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import { releaseDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ShapeError } from '../gpu/errors.ts';
-import { attentionDecode, attentionPrefill } from '../kernels/attention.ts';
+import { UNBOUNDED_WINDOW, attentionDecode, attentionPrefill } from '../kernels/attention.ts';
 import { embedding } from '../kernels/embedding.ts';
 import type { PagedKvGpu } from '../kernels/kvcache.ts';
 import { kvWrite } from '../kernels/kvcache.ts';
@@ -75,6 +80,10 @@ export interface BatchStep {
   lastRows: U32; // [nSeqs] index in [0, T) of the token whose logits each sequence needs
   /** [T] adapter-bank slot of each token (NO_ADAPTER: base model only); absent: no token has one. */
   adapterSlots?: U32;
+  /** [nSeqs] attention sinks of each sequence (its first positions every query sees); absent: 0. */
+  seqSinks?: U32;
+  /** [nSeqs] key window of each sequence (>= 1, UNBOUNDED_WINDOW: none); absent: the model's (config.slidingWindow, or none). */
+  seqWindows?: U32;
 }
 
 /** What write() found: the batch shape, and whether any token runs a LoRA (the plan differs). */
@@ -98,6 +107,7 @@ interface Arena {
   blockTables: GPUBuffer; // [maxSeqs, maxBlocksPerSeq] u32
   seqLens: GPUBuffer; // [maxSeqs] u32
   lastRows: GPUBuffer; // [maxSeqs] u32
+  keyWindow: GPUBuffer; // [maxSeqs, 2] u32 (sinks, window) per sequence
   x: GPUBuffer; // [maxTokens, hidden] f32, the residual stream
   h: GPUBuffer; // [maxTokens, hidden] f32, normed input of a sublayer
   q: GPUBuffer; // [maxTokens, nHeads * headDim] f32
@@ -137,6 +147,10 @@ export class ForwardPass {
   private readonly lora: LoraArena | null;
   /** The kernel plan, fixed at construction (src/kernels/plan.ts). */
   readonly plan: KernelPlan;
+  /** Host staging of keyWindow, [maxSeqs, 2] u32 (sinks, window), reused by every write(). */
+  private readonly keyWindowHost: U32;
+  /** The window of a sequence whose step gives none: config.slidingWindow, or UNBOUNDED_WINDOW. */
+  readonly defaultWindow: number;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -161,6 +175,7 @@ export class ForwardPass {
         blockTables: f32(S * B, 'blockTables'),
         seqLens: f32(S, 'seqLens'),
         lastRows: f32(S, 'lastRows'),
+        keyWindow: f32(S * 2, 'keyWindow'),
         x: f32(T * c.hiddenSize, 'x'),
         h: f32(T * c.hiddenSize, 'h'),
         q: f32(T * c.nHeads * c.headDim, 'q'),
@@ -181,6 +196,8 @@ export class ForwardPass {
       throw e;
     }
     this.plan = plan ?? kernelPlan(ctx);
+    this.keyWindowHost = new Uint32Array(S * 2);
+    this.defaultWindow = c.slidingWindow ?? UNBOUNDED_WINDOW;
   }
 
   /**
@@ -225,6 +242,7 @@ export class ForwardPass {
     }
     for (let s = 0; s < nSeqs; s++) if (step.lastRows[s] >= T) throw bad('lastRows', `sequence ${s} names row ${step.lastRows[s]} of ${T}`);
     const lora = this.checkAdapterSlots(step.adapterSlots, T);
+    this.fillKeyWindows(step, nSeqs);
     const q = this.ctx.device.queue;
     const a = this.arena;
     q.writeBuffer(a.tokens, 0, step.tokens);
@@ -233,8 +251,23 @@ export class ForwardPass {
     q.writeBuffer(a.blockTables, 0, step.blockTables);
     q.writeBuffer(a.seqLens, 0, step.seqLens);
     q.writeBuffer(a.lastRows, 0, step.lastRows);
+    q.writeBuffer(a.keyWindow, 0, this.keyWindowHost, 0, nSeqs * 2);
     if (lora) q.writeBuffer(this.lora!.ids, 0, step.adapterSlots!);
     return { T, nSeqs, lora };
+  }
+
+  /** Check the step's sinks/windows (or take the defaults) into keyWindowHost's first nSeqs rows. */
+  private fillKeyWindows(step: BatchStep, nSeqs: number): void {
+    const { seqSinks: sinks, seqWindows: windows } = step;
+    if (sinks && sinks.length !== nSeqs) throw new ShapeError('forward', 'seqSinks', `has ${sinks.length} entries for ${nSeqs} sequences`);
+    if (windows && windows.length !== nSeqs) throw new ShapeError('forward', 'seqWindows', `has ${windows.length} entries for ${nSeqs} sequences`);
+    const host = this.keyWindowHost;
+    for (let s = 0; s < nSeqs; s++) {
+      const w = windows ? windows[s] : this.defaultWindow;
+      if (w < 1) throw new ShapeError('forward', 'seqWindows', `sequence ${s} has window 0; a window must be >= 1 (a query sees itself)`);
+      host[2 * s] = sinks ? sinks[s] : 0;
+      host[2 * s + 1] = w;
+    }
   }
 
   /** True when some token names a bank slot; throws on a slot the bank does not have. */
@@ -323,8 +356,8 @@ export class ForwardPass {
       rope(ctx, { q: a.q, k: a.k, positions: a.tokenPos, invFreq: this.weights.invFreq, T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim }),
       kvWrite(ctx, { ...paged, k: a.k, v: a.v, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, T }),
       mode === 'decode'
-        ? attentionDecode(ctx, { ...paged, q: a.q, seqLens: a.seqLens, out: a.attn, nHeads: c.nHeads })
-        : attentionPrefill(ctx, { ...paged, q: a.q, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, out: a.attn, T, nHeads: c.nHeads }),
+        ? attentionDecode(ctx, { ...paged, q: a.q, seqLens: a.seqLens, out: a.attn, nHeads: c.nHeads, keyWindow: a.keyWindow })
+        : attentionPrefill(ctx, { ...paged, q: a.q, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, out: a.attn, T, nHeads: c.nHeads, keyWindow: a.keyWindow }),
       // x += attn·Woᵀ
       ...linear(ctx, { x: a.attn, w: w.linear.o_proj, y: a.x, M: T, residual: true }),
       // act = silu(norm(x)·Wgᵀ) · (norm(x)·Wuᵀ)
@@ -359,8 +392,8 @@ export class ForwardPass {
     out.push(kvWrite(ctx, { ...paged, k: a.k, v: a.v, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, T }));
     out.push(
       mode === 'decode'
-        ? attentionDecode(ctx, { ...paged, q: a.q, seqLens: a.seqLens, out: a.attn, nHeads: c.nHeads })
-        : attentionPrefill(ctx, { ...paged, q: a.q, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, out: a.attn, T, nHeads: c.nHeads }),
+        ? attentionDecode(ctx, { ...paged, q: a.q, seqLens: a.seqLens, out: a.attn, nHeads: c.nHeads, keyWindow: a.keyWindow })
+        : attentionPrefill(ctx, { ...paged, q: a.q, tokenSeq: a.tokenSeq, tokenPos: a.tokenPos, out: a.attn, T, nHeads: c.nHeads, keyWindow: a.keyWindow }),
     );
     mm(a.attn, 'o_proj', a.delta);
     out.push(residualAdd(ctx, { h: a.x, delta: a.delta, n: T * c.hiddenSize }));

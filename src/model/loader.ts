@@ -21,7 +21,7 @@
  */
 import type { GpuContext } from '../gpu/device.ts';
 import type { GpuWeight, WeightFormat } from '../kernels/weights.ts';
-import { ConfigError, parseModelConfig, type ModelConfig } from './config.ts';
+import { parseModelConfig, type ModelConfig } from './config.ts';
 import { assembleModelWeights, type GpuModelWeights } from './gpu-weights.ts';
 import { headerLength, parseHeader, readSafetensors, SafetensorsError, type SafetensorsHeader, type TensorInfo, type TensorSink } from './safetensors.ts';
 import { readText, type ModelSource } from './source.ts';
@@ -163,14 +163,6 @@ export function parseShardIndex(text: string, file = INDEX_FILE): string[] {
   return files;
 }
 
-/** Refuse what the kernels would compute wrongly. Sliding-window attention is not implemented. */
-function checkSupported(config: ModelConfig): void {
-  const w = config.slidingWindow;
-  if (w !== null && w < config.maxPositionEmbeddings) {
-    throw new ConfigError('config.json', 'sliding_window', `= ${w} is smaller than max_position_embeddings (${config.maxPositionEmbeddings}); sliding-window attention is not implemented`);
-  }
-}
-
 /** The header of one safetensors file, read from the start of its stream (the rest is cancelled). */
 export async function readSafetensorsHeader(source: ModelSource, file: string, signal?: AbortSignal): Promise<{ header: SafetensorsHeader; size?: number }> {
   const { stream, size } = await source.open(file, { signal });
@@ -283,12 +275,12 @@ function withSourceName(config: ModelConfig, source: ModelSource): ModelConfig {
 }
 
 /**
- * Config (checked as supported), tokenizer and generation defaults: the small files, each checked
- * on its own and then against each other (vocabulary sizes, special token ids: checkVocabulary).
+ * Config, tokenizer and generation defaults: the small files, each checked on its own and then
+ * against each other (vocabulary sizes, special token ids: checkVocabulary). Any sliding_window is
+ * accepted: the attention kernels apply it as a per-sequence key window (src/kernels/attention.ts).
  */
 export async function loadModelFiles(source: ModelSource, signal?: AbortSignal): Promise<{ config: ModelConfig; tokenizer: TextTokenizer; generation: GenerationDefaults }> {
   const config = withSourceName(parseModelConfig(await readText(source, 'config.json', { signal })), source);
-  checkSupported(config);
   const tokenizerJson = await readText(source, 'tokenizer.json', { signal });
   const tokenizerConfig = (await optionalText(source, 'tokenizer_config.json', signal)) ?? '{}';
   const chatTemplateJinja = await optionalText(source, CHAT_TEMPLATE_FILE, signal);

@@ -3,8 +3,10 @@
  * tested against, and (in the learning issue) the base of gradient checks. It composes the kernel
  * families' own CPU references, with a dense per-sequence KV cache, so every op has one definition.
  * Straight loops over Float32Array: slow, for tiny models and short sequences only.
+ * Attention honours config.slidingWindow (Mistral: a query sees the last slidingWindow positions,
+ * itself included) unless forward() is given another key window (sinks + window, as the kernels').
  */
-import { attentionDenseRef } from '../kernels/attention.ts';
+import { UNBOUNDED_WINDOW, attentionDenseRef } from '../kernels/attention.ts';
 import { embeddingRef } from '../kernels/embedding.ts';
 import { rmsNormRef } from '../kernels/rmsnorm.ts';
 import { ropeInvFreq, ropeRef } from '../kernels/rope.ts';
@@ -83,11 +85,17 @@ export class ReferenceModel {
     return y;
   }
 
+  /** The key window of a sequence by default: config.slidingWindow (none: unbounded), no sinks. */
+  get defaultWindow(): { sinks: number; window: number } {
+    return { sinks: 0, window: this.config.slidingWindow ?? UNBOUNDED_WINDOW };
+  }
+
   /**
    * Run `tokens` (positions cache.length ..) through the model, appending their K/V to the cache.
    * Returns the logits [T, vocab] (all positions: prefill callers take the last row).
+   * `window`: the sequence's key window (default: defaultWindow).
    */
-  forward(tokens: readonly number[], cache: DenseKvCache): Float32Array {
+  forward(tokens: readonly number[], cache: DenseKvCache, window = this.defaultWindow): Float32Array {
     const c = this.config;
     const T = tokens.length;
     const start = cache.length;
@@ -103,7 +111,7 @@ export class ReferenceModel {
       cache.k[l].set(rotated.k, start * kvRow);
       cache.v[l].set(this.linear(l, 'v_proj', h, T), start * kvRow);
       const nPos = start + T;
-      const attn = attentionDenseRef(rotated.q, cache.k[l].subarray(0, nPos * kvRow), cache.v[l].subarray(0, nPos * kvRow), positions, nPos, c.nHeads, c.nKvHeads, c.headDim);
+      const attn = attentionDenseRef(rotated.q, cache.k[l].subarray(0, nPos * kvRow), cache.v[l].subarray(0, nPos * kvRow), positions, nPos, c.nHeads, c.nKvHeads, c.headDim, undefined, window);
       addInPlace(x, this.linear(l, 'o_proj', attn, T));
       const h2 = rmsNormRef(x, this.weight(`model.layers.${l}.post_attention_layernorm.weight`), T, c.hiddenSize, c.rmsNormEps);
       const act = siluGateRef(this.linear(l, 'gate_proj', h2, T), this.linear(l, 'up_proj', h2, T));

@@ -1,9 +1,10 @@
-import { describe, expect, it } from 'vitest';
-import { attentionDecode, attentionDecodeRef, attentionPrefill, attentionRef } from '../../src/kernels/attention.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UNBOUNDED_WINDOW, attentionDecode, attentionDecodeRef, attentionPrefill, attentionRef, type KeyWindows } from '../../src/kernels/attention.ts';
 import { kvWrite, kvWriteRef, type PagedKvGpu } from '../../src/kernels/kvcache.ts';
+import { setReductionStyle, type ReductionStyle } from '../../src/kernels/plan.ts';
 import type { GpuContext } from '../../src/gpu/device.ts';
 import { ShapeError } from '../../src/gpu/errors.ts';
-import type { PagedKvHost } from '../../src/kv/layout.ts';
+import { NO_BLOCK, type PagedKvHost } from '../../src/kv/layout.ts';
 import { makePagedFixture, type PagedFixture } from '../util/paged-kv.ts';
 import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
 
@@ -32,6 +33,23 @@ function cloneHost(h: PagedKvHost): PagedKvHost {
 }
 
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+const U = UNBOUNDED_WINDOW;
+
+/** keyWindow [nSeqs, 2] u32: (sinks, window) per sequence. */
+function windowBuffer(ctx: GpuContext, w: KeyWindows): GPUBuffer {
+  return upload(ctx, Uint32Array.from(Array.from(w.window).flatMap((win, s) => [w.sinks[s], win])), 'keyWindow');
+}
+
+/** Table entries of logical blocks [from, to) of sequence s, whose positions no query sees, become `id`. */
+function holeBlocks(fx: PagedFixture, s: number, from: number, to: number, id: number): void {
+  for (let b = from; b < to; b++) fx.host.blockTable[s * fx.host.maxBlocksPerSeq + b] = id;
+}
+
+/** A block no table owns: every slot NaN, so a kernel that reads it cannot pass. */
+function poisonBlock(fx: PagedFixture): number {
+  const owned = new Set(fx.tables.flat());
+  return range(0, fx.nBlocks).find((b) => !owned.has(b))!;
+}
 
 describe('kv write', () => {
   it('writes tokens of two sequences through shuffled block tables', async () => {
@@ -136,10 +154,11 @@ describe('attention decode', () => {
  * A prefill step as the engine runs it: the chunks' K/V go in with kvWrite, then attention.
  * chunks: [sequence, first position, count]; the cache already holds `prefix[s]` tokens.
  */
-async function prefillCase(ctx: GpuContext, heads: [number, number, number], prefix: number[], chunks: [number, number, number][], seed: number, interleave = false) {
+async function prefillCase(ctx: GpuContext, heads: [number, number, number], prefix: number[], chunks: [number, number, number][], seed: number, interleave = false, windows?: KeyWindows, editTable?: (fx: PagedFixture) => void) {
   const [nHeads, nKvHeads, headDim] = heads;
   const final = prefix.map((p, s) => Math.max(p, ...chunks.filter((c) => c[0] === s).map((c) => c[1] + c[2])));
   const fx = makePagedFixture(seed, prefix, nKvHeads, headDim, final);
+  editTable?.(fx);
   const kv = uploadCache(ctx, fx);
   let tokenSeq = chunks.flatMap(([s, , n]) => new Array<number>(n).fill(s));
   let tokenPos = chunks.flatMap(([, p, n]) => range(p, p + n));
@@ -155,11 +174,11 @@ async function prefillCase(ctx: GpuContext, heads: [number, number, number], pre
   const out = upload(ctx, new Float32Array(q.length));
   await run(ctx, [
     kvWrite(ctx, { ...kv, k: upload(ctx, k), v: upload(ctx, v), tokenSeq: seqBuf, tokenPos: posBuf, T }),
-    attentionPrefill(ctx, { ...kv, q: upload(ctx, q), tokenSeq: seqBuf, tokenPos: posBuf, out, T, nHeads }),
+    attentionPrefill(ctx, { ...kv, q: upload(ctx, q), tokenSeq: seqBuf, tokenPos: posBuf, out, T, nHeads, keyWindow: windows ? windowBuffer(ctx, windows) : undefined }),
   ]);
   const host = cloneHost(fx.host);
   kvWriteRef(host, k, v, tokenSeq, tokenPos, T);
-  return { got: await download(ctx, out, q.length), want: attentionRef(q, host, tokenSeq, tokenPos, nHeads) };
+  return { got: await download(ctx, out, q.length), want: attentionRef(q, host, tokenSeq, tokenPos, nHeads, undefined, windows) };
 }
 
 describe('attention prefill', () => {
@@ -196,6 +215,131 @@ describe('attention prefill', () => {
   });
 });
 
+describe('attention with key windows (sinks + recent window per sequence)', () => {
+  let forced: GpuContext | undefined;
+  afterEach(() => {
+    if (forced) setReductionStyle(forced, undefined);
+    forced = undefined;
+  });
+  const styled = async (style: ReductionStyle, options = {}) => {
+    const ctx = await testGpu(options);
+    setReductionStyle(ctx, style);
+    forced = ctx;
+    return ctx;
+  };
+  // Mixed in one dispatch: unbounded, window 1, a window of exactly one block, sinks with a small
+  // window, a window longer than the sequence (= unbounded), sinks past the window's start.
+  const lens = [1, 5, 16, 40, 100, 37];
+  const windows: KeyWindows = { sinks: [0, 0, 0, 4, 2, 30], window: [U, 1, 16, 7, 1000, 3] };
+  const DECODE: [string, ReductionStyle, object, [number, number, number]][] = [
+    ['serial', 'serial', {}, [8, 4, 8]],
+    ['serial', 'serial', {}, [3, 1, 12]],
+    ['workgroup (subgroups if available)', 'workgroup', {}, [6, 2, 64]],
+    ['workgroup-memory fallback', 'workgroup', FALLBACK, [4, 2, 6]],
+  ];
+  for (const [label, style, options, [nHeads, nKvHeads, headDim]] of DECODE) {
+    it(`decode, ${label}: ${nHeads}/${nKvHeads} heads, headDim ${headDim}, mixed windows in one dispatch, reused as they change`, async () => {
+      const ctx = await styled(style, options);
+      const fx = makePagedFixture(700 + headDim, lens, nKvHeads, headDim);
+      const kv = uploadCache(ctx, fx);
+      const q = randomF32(lens.length * nHeads * headDim, 701);
+      const out = upload(ctx, new Float32Array(q.length));
+      const win = windowBuffer(ctx, windows);
+      const d = attentionDecode(ctx, { ...kv, q: upload(ctx, q), seqLens: upload(ctx, new Uint32Array(lens)), out, nHeads, keyWindow: win });
+      expect(d.label.includes('serial')).toBe(style === 'serial' && headDim % 4 === 0);
+      expect(d.label.endsWith('_win')).toBe(true);
+      await run(ctx, d);
+      const want = attentionDecodeRef(q, fx.host, lens, nHeads, undefined, windows);
+      expect(closeTo(await download(ctx, out, q.length), want, F32_TOL, 'windowed')).toBeNull();
+      // the window actually matters here
+      expect(closeTo(want, attentionDecodeRef(q, fx.host, lens, nHeads), { atol: 1e-3, rtol: 0 })).not.toBeNull();
+      // new windows through the same dispatch: all unbounded, then all window 2 with 1 sink
+      const every = (sinks: number, window: number): KeyWindows => ({ sinks: lens.map(() => sinks), window: lens.map(() => window) });
+      for (const w of [every(0, U), every(1, 2)]) {
+        ctx.device.queue.writeBuffer(win, 0, Uint32Array.from(lens.flatMap((_, s) => [w.sinks[s], w.window[s]])));
+        await run(ctx, d);
+        expect(closeTo(await download(ctx, out, q.length), attentionDecodeRef(q, fx.host, lens, nHeads, undefined, w), F32_TOL, `sinks ${w.sinks[0]} window ${w.window[0]}`)).toBeNull();
+      }
+    });
+
+    it(`decode, ${label}: a long sequence never reads its masked blocks (NaN-poisoned, then NO_BLOCK)`, async () => {
+      const ctx = await styled(style, options);
+      // 200 positions, sinks 4, window 20: the query at 199 sees 0..3 and 180..199; blocks 1..10 (16..175) are masked
+      const w: KeyWindows = { sinks: [4, 0], window: [20, 5] };
+      const fx = makePagedFixture(800 + headDim, [200, 33], nKvHeads, headDim);
+      const poison = poisonBlock(fx);
+      holeBlocks(fx, 0, 1, 11, poison);
+      holeBlocks(fx, 1, 0, 1, poison); // the second sequence's query at 32 sees 28..32: block 0 is masked
+      const q = randomF32(2 * nHeads * headDim, 801);
+      const want = attentionDecodeRef(q, fx.host, [200, 33], nHeads, undefined, w);
+      for (const id of [poison, NO_BLOCK]) {
+        holeBlocks(fx, 0, 1, 11, id);
+        holeBlocks(fx, 1, 0, 1, id);
+        const kv = uploadCache(ctx, fx);
+        const out = upload(ctx, new Float32Array(q.length));
+        await run(ctx, attentionDecode(ctx, { ...kv, q: upload(ctx, q), seqLens: upload(ctx, Uint32Array.of(200, 33)), out, nHeads, keyWindow: windowBuffer(ctx, w) }));
+        expect(closeTo(await download(ctx, out, q.length), want, F32_TOL, id === NO_BLOCK ? 'NO_BLOCK' : 'poisoned block')).toBeNull();
+      }
+    });
+  }
+
+  it('decode: a window at least as long as every sequence equals the unbounded kernel', async () => {
+    const ctx = await testGpu();
+    const [nHeads, nKvHeads, headDim] = [4, 2, 8];
+    const fx = makePagedFixture(900, lens, nKvHeads, headDim);
+    const kv = uploadCache(ctx, fx);
+    const q = upload(ctx, randomF32(lens.length * nHeads * headDim, 901));
+    const plain = upload(ctx, new Float32Array(lens.length * nHeads * headDim)), windowed = upload(ctx, new Float32Array(lens.length * nHeads * headDim));
+    const seqLens = upload(ctx, new Uint32Array(lens));
+    await run(ctx, [
+      attentionDecode(ctx, { ...kv, q, seqLens, out: plain, nHeads }),
+      attentionDecode(ctx, { ...kv, q, seqLens, out: windowed, nHeads, keyWindow: windowBuffer(ctx, { sinks: lens.map(() => 0), window: lens }) }),
+    ]);
+    const n = lens.length * nHeads * headDim;
+    expect(Array.from(await download(ctx, windowed, n))).toEqual(Array.from(await download(ctx, plain, n)));
+  });
+
+  const PREFILL_HEADS: [number, number, number][] = [[1, 1, 8], [6, 2, 64], [3, 1, 12]];
+  for (const heads of PREFILL_HEADS) {
+    const name = `${heads[0]}/${heads[1]} heads, headDim ${heads[2]}`;
+    it(`prefill, ${name}: a 40-token chunk with 2 sinks and window 7 (tiles in the gap skipped)`, async () => {
+      const { got, want } = await prefillCase(await testGpu(), heads, [0], [[0, 0, 40]], 1000, false, { sinks: [2], window: [7] });
+      expect(closeTo(got, want, F32_TOL)).toBeNull();
+    });
+    it(`prefill, ${name}: two sequences' chunks in one query tile with different windows (3 + 1 sink, unbounded)`, async () => {
+      const { got, want } = await prefillCase(await testGpu(), heads, [17, 0], [[0, 17, 17], [1, 0, 5]], 1100, false, { sinks: [1, 0], window: [3, U] });
+      expect(closeTo(got, want, F32_TOL)).toBeNull();
+    });
+  }
+  it('prefill: window 1 (each query sees itself and the sinks) after a cached prefix, fallback device', async () => {
+    const { got, want } = await prefillCase(await testGpu(FALLBACK), [4, 2, 8], [20], [[0, 20, 17]], 1200, false, { sinks: [3], window: [1] });
+    expect(closeTo(got, want, F32_TOL)).toBeNull();
+  });
+  it('prefill: a window at least as long as the sequence equals unbounded; interleaved sequences', async () => {
+    const chunks: [number, number, number][] = [[0, 3, 7], [1, 0, 1], [2, 16, 9]];
+    const a = await prefillCase(await testGpu(), [6, 2, 16], [3, 0, 16], chunks, 1300, true, { sinks: [0, 5, 0], window: [10, 1, 25] });
+    const b = await prefillCase(await testGpu(), [6, 2, 16], [3, 0, 16], chunks, 1300, true);
+    expect(Array.from(a.got)).toEqual(Array.from(b.got));
+    expect(closeTo(a.got, a.want, F32_TOL)).toBeNull();
+  });
+  for (const headDim of [8, 64]) {
+    it(`prefill, headDim ${headDim}: far-apart queries of one segment never read the blocks between their windows (NaN-poisoned, then NO_BLOCK)`, async () => {
+      // one segment: positions 5 and 60 of sequence 0 (window 4: keys 2..5 and 57..60), then a
+      // chunk of sequence 1 (sinks 2, window 3) whose blocks 1..2 are masked
+      const w: KeyWindows = { sinks: [0, 2], window: [4, 3] };
+      const chunks: [number, number, number][] = [[0, 5, 1], [0, 60, 1], [1, 50, 4]];
+      for (const hole of ['poison', 'none'] as const) {
+        const { got, want } = await prefillCase(await testGpu(), [2, 1, headDim], [61, 50], chunks, 1400 + headDim, false, w, (fx) => {
+          const id = hole === 'poison' ? poisonBlock(fx) : NO_BLOCK;
+          holeBlocks(fx, 0, 1, 3, id); // positions 16..47
+          holeBlocks(fx, 1, 1, 3, id); // positions 16..47: the chunk at 50..53 sees 0, 1 and 48..53
+        });
+        expect(closeTo(got, want, F32_TOL, hole)).toBeNull();
+      }
+    });
+  }
+});
+
 describe('attention guards', () => {
   it('reject bad shapes before dispatch, naming the shape', async () => {
     const ctx = await testGpu();
@@ -216,5 +360,22 @@ describe('attention guards', () => {
     expect(() => attentionPrefill(ctx, { ...pre, T: 9 })).toThrow(/tokenSeq|q .*\[9, 4, 8\]/);
     expect(() => attentionPrefill(ctx, { ...pre, scale: NaN })).toThrow(/scale/);
     expect(() => attentionPrefill(ctx, { ...pre, maxBlocksPerSeq: 7 })).toThrow(/blockTable .*\[2, 7\]/);
+  });
+
+  it('reject a keyWindow smaller than [nSeqs, 2]', async () => {
+    const ctx = await testGpu();
+    const fx = makePagedFixture(10, [5, 3, 2, 4, 1], 2, 8);
+    const kv = uploadCache(ctx, fx);
+    const q = upload(ctx, new Float32Array(5 * 4 * 8)), out = upload(ctx, new Float32Array(5 * 4 * 8));
+    const ids = upload(ctx, new Uint32Array(5));
+    const small = upload(ctx, new Uint32Array(8)), fits = upload(ctx, new Uint32Array(10));
+    const dec = { ...kv, q, out, seqLens: ids, nHeads: 4 };
+    expect(() => attentionDecode(ctx, { ...dec, keyWindow: small })).toThrow(ShapeError);
+    expect(() => attentionDecode(ctx, { ...dec, keyWindow: small })).toThrow(/attentionDecode: keyWindow .*\[5, 2\]/);
+    expect(() => attentionDecode(ctx, { ...dec, keyWindow: fits })).not.toThrow();
+    expect(() => attentionDecode(ctx, { ...dec, keyWindow: out })).toThrow(/keyWindow must not alias out/);
+    const pre = { ...kv, q, out, tokenSeq: ids, tokenPos: ids, T: 5, nHeads: 4 };
+    expect(() => attentionPrefill(ctx, { ...pre, keyWindow: small })).toThrow(/attentionPrefill: keyWindow .*\[5, 2\]/);
+    expect(() => attentionPrefill(ctx, { ...pre, keyWindow: fits })).not.toThrow();
   });
 });

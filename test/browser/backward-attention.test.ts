@@ -6,9 +6,12 @@
  * - lse: scores summed in another order and exp/log of f32: ~1e-6 absolute;
  * - gradients sum up to T·G products of O(1) terms with P recomputed from the GPU's own lse:
  *   ~1e-5 absolute; BWD_TOL = 1e-4 + 1e-3 relative. A wrong term is off by O(0.1-1).
+ * Key windows (sinks + recent window, the inference kernels' mask) in every reduction style.
  */
-import { describe, expect, it } from 'vitest';
-import { causalAttentionBackward, causalAttentionBackwardRef, causalAttentionForwardTrain, causalAttentionRef } from '../../src/kernels/attention-train.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { causalAttentionBackward, causalAttentionBackwardRef, causalAttentionForwardTrain, causalAttentionRef, type TrainKeyWindow } from '../../src/kernels/attention-train.ts';
+import { UNBOUNDED_WINDOW } from '../../src/kernels/attention.ts';
+import { setReductionStyle, type ReductionStyle } from '../../src/kernels/plan.ts';
 import type { GpuContext } from '../../src/gpu/device.ts';
 import { ShapeError } from '../../src/gpu/errors.ts';
 import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
@@ -137,5 +140,68 @@ describe('causal attention for training: properties', () => {
     expect(() => causalAttentionBackward(ctx, { q, k, v, out, lse, ...grads, dk: b(T * nKv * hd - 5), ...shape })).toThrow(/dk.*\[3, 2, 8\]/);
     expect(() => causalAttentionBackward(ctx, { q, k, v, out, lse, ...grads, dv: grads.dk, ...shape })).toThrow(/dv must not alias/);
     expect(() => causalAttentionBackward(ctx, { q, k, v, out, lse, ...grads, delta: b(T * nH - 5), ...shape })).toThrow(/delta/);
+  });
+});
+
+describe('causal attention for training with a key window', () => {
+  let forced: GpuContext | undefined;
+  afterEach(() => {
+    if (forced) setReductionStyle(forced, undefined);
+    forced = undefined;
+  });
+  const CASES: [string, ReductionStyle, object][] = [
+    ['serial', 'serial', {}],
+    ['workgroup', 'workgroup', {}],
+    ['workgroup, no subgroups', 'workgroup', { disableFeatures: { subgroups: true } }],
+  ];
+  const WINDOWS: TrainKeyWindow[] = [{ sinks: 2, window: 4 }, { sinks: 0, window: 1 }, { sinks: 5, window: 40 }];
+  for (const [label, style, options] of CASES) {
+    for (const [T, nHeads, nKvHeads, hd] of [[17, 4, 2, 8], [70, 3, 1, 8]] as const) {
+      it(`${label}: forward and backward match the references, T=${T} heads=(${nHeads},${nKvHeads}) hd=${hd}, windows ${WINDOWS.map((w) => `${w.sinks}+${w.window}`).join(', ')}`, async () => {
+        const ctx = await testGpu(options);
+        setReductionStyle(ctx, style);
+        forced = ctx;
+        const nq = T * nHeads * hd, nk = T * nKvHeads * hd;
+        const q = randomF32(nq, 90 + T, 1.5), k = randomF32(nk, 91 + T, 1.5), v = randomF32(nk, 92), dout = randomF32(nq, 93);
+        const qb = upload(ctx, q, 'q'), kb = upload(ctx, k, 'k'), vb = upload(ctx, v, 'v'), dob = upload(ctx, dout, 'dout');
+        for (const window of WINDOWS) {
+          const outb = zeros(ctx, nq, 'out'), lseb = zeros(ctx, T * nHeads, 'lse');
+          const dqb = zeros(ctx, nq, 'dq'), dkb = zeros(ctx, nk, 'dk'), dvb = zeros(ctx, nk, 'dv');
+          const shape = { T, nHeads, nKvHeads, headDim: hd, window };
+          const fwd = causalAttentionForwardTrain(ctx, { q: qb, k: kb, v: vb, out: outb, lse: lseb, ...shape });
+          expect(fwd.label.includes('serial')).toBe(style === 'serial');
+          await run(ctx, fwd, causalAttentionBackward(ctx, { q: qb, k: kb, v: vb, out: outb, lse: lseb, dout: dob, dq: dqb, dk: dkb, dv: dvb, ...shape }));
+          const what = `sinks ${window.sinks} window ${window.window}`;
+          const ref = causalAttentionRef(q, k, v, T, nHeads, nKvHeads, hd, undefined, window);
+          expect(closeTo(await download(ctx, outb, nq), ref.out, FWD_TOL, `out, ${what}`)).toBeNull();
+          expect(closeTo(await download(ctx, lseb, T * nHeads), ref.lse, LSE_TOL, `lse, ${what}`)).toBeNull();
+          const g = causalAttentionBackwardRef(q, k, v, ref.out, ref.lse, dout, T, nHeads, nKvHeads, hd, undefined, window);
+          expect(closeTo(await download(ctx, dqb, nq), g.dq, BWD_TOL, `dq, ${what}`)).toBeNull();
+          expect(closeTo(await download(ctx, dkb, nk), g.dk, BWD_TOL, `dk, ${what}`)).toBeNull();
+          expect(closeTo(await download(ctx, dvb, nk), g.dv, BWD_TOL, `dv, ${what}`)).toBeNull();
+        }
+      });
+    }
+  }
+
+  it('an unbounded window is bit for bit the plain kernels; a window of 0 is refused', async () => {
+    const ctx = await testGpu();
+    const [T, nHeads, nKvHeads, hd] = [13, 4, 2, 16];
+    const nq = T * nHeads * hd, nk = T * nKvHeads * hd;
+    const qb = upload(ctx, randomF32(nq, 1)), kb = upload(ctx, randomF32(nk, 2)), vb = upload(ctx, randomF32(nk, 3)), dob = upload(ctx, randomF32(nq, 4));
+    const results: Float32Array[][] = [];
+    for (const window of [undefined, { sinks: 0, window: UNBOUNDED_WINDOW }, { sinks: 4, window: T }]) {
+      const outb = zeros(ctx, nq, 'out'), lseb = zeros(ctx, T * nHeads, 'lse');
+      const dqb = zeros(ctx, nq, 'dq'), dkb = zeros(ctx, nk, 'dk'), dvb = zeros(ctx, nk, 'dv');
+      const shape = { T, nHeads, nKvHeads, headDim: hd, window };
+      await run(ctx, causalAttentionForwardTrain(ctx, { q: qb, k: kb, v: vb, out: outb, lse: lseb, ...shape }), causalAttentionBackward(ctx, { q: qb, k: kb, v: vb, out: outb, lse: lseb, dout: dob, dq: dqb, dk: dkb, dv: dvb, ...shape }));
+      results.push([await download(ctx, outb, nq), await download(ctx, dqb, nq), await download(ctx, dkb, nk), await download(ctx, dvb, nk)]);
+    }
+    for (const r of results.slice(1)) r.forEach((a, i) => expect(Array.from(a)).toEqual(Array.from(results[0][i])));
+    const b = (n: number) => upload(ctx, new Float32Array(n));
+    const args = { q: b(nq), k: b(nk), v: b(nk), out: b(nq), lse: b(T * nHeads), T, nHeads, nKvHeads, headDim: hd };
+    expect(() => causalAttentionForwardTrain(ctx, { ...args, window: { sinks: 0, window: 0 } })).toThrow(ShapeError);
+    expect(() => causalAttentionForwardTrain(ctx, { ...args, window: { sinks: 0, window: 0 } })).toThrow(/window = 0/);
+    expect(() => causalAttentionBackward(ctx, { ...args, dout: b(nq), dq: b(nq), dk: b(nk), dv: b(nk), window: { sinks: -1, window: 3 } })).toThrow(/sinks = -1/);
   });
 });

@@ -110,11 +110,6 @@ describe('loadModel: bad input', () => {
     await expectCleanFailure(mem(withFiles(fixture, { 'config.json': JSON.stringify({ ...fixture.rawConfig, architectures: ['GPT2LMHeadModel'] }) })), UnsupportedArchitectureError, /GPT2LMHeadModel/, { buffersBefore: 'none' });
   });
 
-  it('a Mistral sliding window shorter than the context', async () => {
-    const mistral = makeFixture({ arch: 'mistral', dtype: 'F32' }, tok);
-    await expectCleanFailure(mem(withFiles(mistral, { 'config.json': JSON.stringify({ ...mistral.rawConfig, sliding_window: 16 }) })), ConfigError, /config\.json: sliding_window = 16 .*not implemented/, { buffersBefore: 'none' });
-  });
-
   it('a malformed tokenizer.json (not JSON; no model)', async () => {
     await expectCleanFailure(mem(withFiles(fixture, { 'tokenizer.json': '{"model": ' })), TokenizerLoadError, /tokenizer\.json: is not valid JSON/, { buffersBefore: 'none' });
     await expectCleanFailure(mem(withFiles(fixture, { 'tokenizer.json': '{"version": "1.0"}' })), TokenizerLoadError, /tokenizer\.json: has no "model"/, { buffersBefore: 'none' });

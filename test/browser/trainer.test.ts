@@ -35,9 +35,10 @@ const pair: TokenPair = { prompt: [1, 57, 300, 12, 199], chosen: [88, 401, 7, 26
 const options: TrainerOptions = { maxTokens: 24, beta: 1, schedule: { kind: 'constant', baseLr: 1e-3, warmupSteps: 0, totalSteps: 10 } };
 const adapterConfig: AdapterConfig = { r: 4, loraAlpha: 8, useRslora: false, targetModules: [...LINEAR_MODULES], baseModelNameOrPath: 'fixture' };
 
-async function setup(arch: FixtureArch, format: WeightFormat, granularity: 'matmul' | 'layer' = 'matmul') {
+async function setup(arch: FixtureArch, format: WeightFormat, granularity: 'matmul' | 'layer' = 'matmul', slidingWindow?: number) {
   const ctx = await testGpu();
   const fx = makeFixture({ arch, dtype: 'F32', seed: 11 }, await stories260KTokenizer());
+  if (slidingWindow !== undefined) fx.config = { ...fx.config, slidingWindow };
   const weights = await uploadModelWeights(ctx, fx.config, fx.host, format);
   const adapter = await createAdapter(ctx, fx.config, adapterConfig, 5);
   const host = randomHostAdapter(fx.config, 4, 200, 0.3, 0.3);
@@ -172,6 +173,31 @@ describe('DPO gradients on the GPU vs TrainingReference', () => {
       });
     }
   }
+});
+
+describe('DPO gradients with a sliding window shorter than the pair', () => {
+  it('mistral fixture, sliding window 4 (sequences of 12 and 9 tokens): log-probs and every LoRA gradient match TrainingReference', async () => {
+    const { ctx, fx, adapter, host, trainer, reference, destroy } = await setup('mistral', 'f32', 'matmul', 4);
+    expect(trainer.weights.config.slidingWindow).toBe(4);
+    const P = pair.prompt.length;
+    const ref = { chosen: reference.responseLogprob(reference.forward([...pair.prompt, ...pair.chosen]), P), rejected: reference.responseLogprob(reference.forward([...pair.prompt, ...pair.rejected]), P) };
+    const want = reference.dpo(pair, ref, options.beta);
+    // the window matters: the same model without it gives other log-probs
+    const unwindowed = new TrainingReference({ ...fx.config, slidingWindow: null }, roundedHost(fx.config, fx.host, 'f32'), host);
+    const full = unwindowed.responseLogprob(unwindowed.forward([...pair.prompt, ...pair.chosen]), P);
+    expect(Math.abs(full - ref.chosen)).toBeGreaterThan(1e-3 * Math.abs(ref.chosen));
+    const { loss, grads } = await gradientsOf(ctx, trainer, trainer.plan(pair), ref);
+    zeroGrads(ctx, adapter);
+    expect(Math.abs(loss.policy.chosen - want.policy.chosen)).toBeLessThan(1e-4 * Math.abs(want.policy.chosen));
+    expect(Math.abs(loss.policy.rejected - want.policy.rejected)).toBeLessThan(1e-4 * Math.abs(want.policy.rejected));
+    const errors = compareGrads(adapter, grads, want.grads);
+    expect(errors).toHaveLength(2 * 7 * 2);
+    for (const e of errors) {
+      expect(e.refNorm, `${e.key}.${e.which} reference gradient is not ~0`).toBeGreaterThan(1e-4);
+      expect(e.rel, `${e.key}.${e.which}`).toBeLessThan(1e-3);
+    }
+    destroy();
+  });
 });
 
 describe('DPO gradients past one LM-head chunk', () => {

@@ -1,16 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import {
   MAX_HEAD_DIM,
+  UNBOUNDED_WINDOW,
   attentionDecodeRef,
   attentionDenseRef,
   attentionRef,
   decodeWorkgroupSize,
+  keyVisible,
   prefillTiling,
 } from '../../src/kernels/attention.ts';
 import { kvWriteRef } from '../../src/kernels/kvcache.ts';
 import { softmaxRef } from '../../src/kernels/softmax.ts';
-import { cacheRowOffset, packBlockTables, kvCacheElements } from '../../src/kv/layout.ts';
+import { cacheRowOffset, packBlockTables, kvCacheElements, NO_BLOCK } from '../../src/kv/layout.ts';
+import { ReferenceModel } from '../../src/model/reference.ts';
 import { closeTo, randomF32 } from '../util/random.ts';
+import { makeFixture } from '../util/fixtures.ts';
 import { makePagedFixture } from '../util/paged-kv.ts';
 
 // Both references accumulate in f64 and round once to f32 (paged) or round the scores to f32
@@ -111,6 +115,136 @@ describe('attention references', () => {
     const fx = makePagedFixture(13, [5], 1, 8, [16]);
     const out = attentionDecodeRef(randomF32(8, 14), fx.host, [5], 1);
     expect(out.every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('attention key windows (sinks + recent window) in the references', () => {
+  const U = UNBOUNDED_WINDOW;
+
+  it('keyVisible: causal, then the first `sinks` positions and the last `window` up to the query', () => {
+    // query at 9, sinks 2, window 3: keys 0, 1 and 7, 8, 9
+    const seen = Array.from({ length: 12 }, (_, p) => p).filter((p) => keyVisible(p, 9, 2, 3));
+    expect(seen).toEqual([0, 1, 7, 8, 9]);
+    expect(Array.from({ length: 12 }, (_, p) => p).filter((p) => keyVisible(p, 9))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(Array.from({ length: 12 }, (_, p) => p).filter((p) => keyVisible(p, 9, 0, 1))).toEqual([9]);
+    expect(Array.from({ length: 12 }, (_, p) => p).filter((p) => keyVisible(p, 3, 5, 1))).toEqual([0, 1, 2, 3]); // sinks past the query: causal still holds
+    expect(keyVisible(0, 0xfffffffe, 0, U)).toBe(true); // the sentinel never wraps
+  });
+
+  it('a hand-computed case: head size 1, scores ln(w) so the weights are w', () => {
+    // 6 positions; query at 5 with sinks 1, window 2 sees positions 0, 4, 5.
+    const fx = makePagedFixture(1, [6], 1, 1);
+    const kRow = [0, 10, 10, 10, Math.log(2), Math.log(4)]; // scores q·k*scale with q = 1, scale 1
+    const vRow = [10, -99, -99, -99, 20, 30];
+    kvWriteRef(fx.host, Float32Array.from(kRow), Float32Array.from(vRow), new Array(6).fill(0), [0, 1, 2, 3, 4, 5], 6);
+    const windows = { sinks: [1], window: [2] };
+    const out = attentionDecodeRef(Float32Array.of(1), fx.host, [6], 1, 1, windows);
+    // (1·10 + 2·20 + 4·30) / (1 + 2 + 4) = 170 / 7 (k rounded to f32: exp(ln 2) within 1e-7)
+    expect(out[0]).toBeCloseTo(170 / 7, 5);
+    // window 1, no sinks: only itself
+    expect(attentionDecodeRef(Float32Array.of(1), fx.host, [6], 1, 1, { sinks: [0], window: [1] })[0]).toBe(30);
+    // query at 2 (prefill row) with the same window: sees 0 (sink), 1, 2 -> weights e^0, e^10, e^10
+    const at2 = attentionRef(Float32Array.of(1), fx.host, [0], [2], 1, 1, windows);
+    expect(at2[0]).toBeCloseTo((10 + 2 * Math.exp(10) * -99) / (1 + 2 * Math.exp(10)), 4);
+    // the dense reference agrees
+    const dense = attentionDenseRef(Float32Array.of(1), Float32Array.from(kRow), Float32Array.from(vRow), [5], 6, 1, 1, 1, 1, { sinks: 1, window: 2 });
+    expect(dense[0]).toBeCloseTo(170 / 7, 5);
+  });
+
+  it('an unbounded window, or one at least as long as the sequence, is exactly the causal reference', () => {
+    const [nHeads, nKvHeads, headDim] = [6, 2, 8];
+    const lens = [1, 5, 17, 40];
+    const fx = makePagedFixture(21, lens, nKvHeads, headDim);
+    const seqs = lens.flatMap((len, s) => new Array<number>(len).fill(s));
+    const pos = lens.flatMap((len) => Array.from({ length: len }, (_, i) => i));
+    const q = randomF32(seqs.length * nHeads * headDim, 22);
+    const plain = Array.from(attentionRef(q, fx.host, seqs, pos, nHeads));
+    expect(Array.from(attentionRef(q, fx.host, seqs, pos, nHeads, undefined, { sinks: [0, 0, 0, 0], window: [U, U, U, U] }))).toEqual(plain);
+    expect(Array.from(attentionRef(q, fx.host, seqs, pos, nHeads, undefined, { sinks: [3, 0, 100, 7], window: lens }))).toEqual(plain);
+    const dq = randomF32(40 * nHeads * headDim, 23), p40 = Array.from({ length: 40 }, (_, i) => i);
+    const densePlain = Array.from(attentionDenseRef(dq, fx.k[3], fx.v[3], p40, 40, nHeads, nKvHeads, headDim));
+    expect(Array.from(attentionDenseRef(dq, fx.k[3], fx.v[3], p40, 40, nHeads, nKvHeads, headDim, undefined, { sinks: 0, window: 40 }))).toEqual(densePlain);
+    // and a real window changes the result
+    expect(closeTo(attentionRef(q, fx.host, seqs, pos, nHeads, undefined, { sinks: [0, 0, 0, 0], window: [4, 4, 4, 4] }), plain, { atol: 1e-3, rtol: 0 })).not.toBeNull();
+  });
+
+  it('paged and dense references agree under mixed windows and sinks per sequence', () => {
+    const [nHeads, nKvHeads, headDim] = [4, 2, 8];
+    const lens = [3, 17, 40, 33];
+    const windows = { sinks: [0, 4, 2, 1], window: [1, 5, 16, U] };
+    const fx = makePagedFixture(31, lens, nKvHeads, headDim);
+    lens.forEach((len, s) => {
+      const pos = Array.from({ length: len }, (_, i) => i);
+      const q = randomF32(len * nHeads * headDim, 40 + s);
+      const paged = attentionRef(q, fx.host, new Array(len).fill(s), pos, nHeads, undefined, windows);
+      const dense = attentionDenseRef(q, fx.k[s], fx.v[s], pos, len, nHeads, nKvHeads, headDim, undefined, { sinks: windows.sinks[s], window: windows.window[s] });
+      expect(closeTo(paged, dense, REF_TOL, `seq ${s}`)).toBeNull();
+    });
+  });
+
+  it('never reads a masked position: NO_BLOCK there is fine, a visible one without a block throws', () => {
+    const fx = makePagedFixture(41, [70], 1, 8); // 5 blocks
+    const q = randomF32(8, 42);
+    const want = attentionDecodeRef(q, fx.host, [70], 1, undefined, { sinks: [3], window: [10] });
+    // query at 69 sees 0..2 and 60..69: blocks 1, 2 (positions 16..47) are fully masked
+    const table = fx.host.blockTable.slice();
+    table[1] = NO_BLOCK;
+    table[2] = NO_BLOCK;
+    const holed = { ...fx.host, blockTable: table };
+    expect(Array.from(attentionDecodeRef(q, holed, [70], 1, undefined, { sinks: [3], window: [10] }))).toEqual(Array.from(want));
+    expect(() => attentionDecodeRef(q, holed, [70], 1, undefined, { sinks: [3], window: [40] })).toThrow(/no block for position 30 /) // window 40 reaches back to 30, in block 1;
+  });
+
+  it('rejects a window of 0 and non-integer sinks', () => {
+    const fx = makePagedFixture(51, [4], 1, 4);
+    expect(() => attentionDecodeRef(randomF32(4, 1), fx.host, [4], 1, undefined, { sinks: [0], window: [0] })).toThrow(/window 0 .*>= 1/);
+    expect(() => attentionDecodeRef(randomF32(4, 1), fx.host, [4], 1, undefined, { sinks: [1.5], window: [2] })).toThrow(/sinks 1.5/);
+    expect(() => attentionDenseRef(randomF32(4, 1), fx.k[0], fx.v[0], [3], 4, 1, 1, 4, undefined, { sinks: 0, window: 0 })).toThrow(/window 0/);
+  });
+});
+
+describe('ReferenceModel with config.slidingWindow', () => {
+  const tokenizer = { tokenizerJson: '{}', tokenizerConfig: '{}' }; // the files are not read here
+  const tokens = [1, 57, 300, 12, 199, 88, 401, 7, 260, 31];
+
+  function model(window: number | null) {
+    const fx = makeFixture({ arch: 'mistral', dtype: 'F32', seed: 5 }, tokenizer);
+    return new ReferenceModel({ ...fx.config, slidingWindow: window }, fx.host);
+  }
+
+  it('a window as long as the sequence is full attention; a shorter one is not', () => {
+    const full = model(null).forward(tokens, model(null).newCache(16));
+    const long = model(tokens.length);
+    expect(Array.from(long.forward(tokens, long.newCache(16)))).toEqual(Array.from(full));
+    const short = model(3);
+    const got = short.forward(tokens, short.newCache(16));
+    const V = 512;
+    // rows 0..2 see every earlier position either way; later rows differ
+    expect(Array.from(got.subarray(0, 3 * V))).toEqual(Array.from(full.subarray(0, 3 * V)));
+    expect(closeTo(got.subarray(9 * V), full.subarray(9 * V), { atol: 1e-4, rtol: 0 })).not.toBeNull();
+  });
+
+  it('the receptive field is layers × (window - 1): a token that far back cannot change the logits', () => {
+    // 2 layers, window 3: position q depends on tokens q-4..q only
+    const m = model(3);
+    const logitsAt = (ts: number[]) => m.forward(ts, m.newCache(16)).subarray((ts.length - 1) * 512);
+    const changedFirst = [9, ...tokens.slice(1, 6)]; // length 6: last position 5, token 0 is 5 back
+    expect(Array.from(logitsAt(changedFirst))).toEqual(Array.from(logitsAt(tokens.slice(0, 6))));
+    const changedSecond = [tokens[0], 9, ...tokens.slice(2, 6)]; // token 1 is 4 back: it matters
+    expect(closeTo(logitsAt(changedSecond), logitsAt(tokens.slice(0, 6)), { atol: 1e-5, rtol: 0 })).not.toBeNull();
+  });
+
+  it('prefill then decode equals one forward, under the window and under explicit sinks', () => {
+    for (const window of [undefined, { sinks: 2, window: 3 }]) {
+      const m = model(4);
+      const all = m.forward(tokens, m.newCache(16), window);
+      const cache = m.newCache(16);
+      m.forward(tokens.slice(0, 6), cache, window);
+      for (let i = 6; i < tokens.length; i++) {
+        const row = m.forward([tokens[i]], cache, window);
+        expect(Array.from(row)).toEqual(Array.from(all.subarray(i * 512, (i + 1) * 512)));
+      }
+    }
   });
 });
 

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { causalAttentionBackwardRef, causalAttentionRef } from '../../src/kernels/attention-train.ts';
-import { attentionDenseRef, defaultScale } from '../../src/kernels/attention.ts';
+import { UNBOUNDED_WINDOW, attentionDenseRef, defaultScale } from '../../src/kernels/attention.ts';
 import { matmulInputGradRef } from '../../src/kernels/matmul-bwd.ts';
 import { rmsNormBackwardRef } from '../../src/kernels/rmsnorm-bwd.ts';
 import { rmsNormRef } from '../../src/kernels/rmsnorm.ts';
@@ -151,6 +151,37 @@ describe('causal attention references', () => {
     const { dq } = causalAttentionBackwardRef(q, k, v, out, lse, dout, T, nH, nKv, hd, scale);
     const num = numericGrad((x) => causalAttentionRef(x, k, v, T, nH, nKv, hd, scale).out, q, dout, 1e-3);
     expect(gradMismatch(dq, num, GRAD_TOL, 'dq')).toBeNull();
+  });
+  for (const window of [{ sinks: 2, window: 3 }, { sinks: 0, window: 1 }, { sinks: 1, window: 4 }]) {
+    it(`with a key window (sinks ${window.sinks}, window ${window.window}): forward is the windowed dense reference, backward its gradient`, () => {
+      const [T, nHeads, nKvHeads, hd] = [9, 4, 2, 3];
+      const nq = T * nHeads * hd, nk = T * nKvHeads * hd;
+      const q = randomF32(nq, 60, 1.5), k = randomF32(nk, 61, 1.5), v = randomF32(nk, 62), dout = randomF32(nq, 63);
+      const scale = defaultScale(hd);
+      const { out, lse } = causalAttentionRef(q, k, v, T, nHeads, nKvHeads, hd, scale, window);
+      const pos = Array.from({ length: T }, (_, t) => t);
+      expect(closeTo(out, attentionDenseRef(q, k, v, pos, T, nHeads, nKvHeads, hd, scale, window), { atol: 1e-6, rtol: 1e-5 }, 'out')).toBeNull();
+      expect(closeTo(out, causalAttentionRef(q, k, v, T, nHeads, nKvHeads, hd).out, { atol: 1e-3, rtol: 0 })).not.toBeNull(); // the window matters
+      const { dq, dk, dv } = causalAttentionBackwardRef(q, k, v, out, lse, dout, T, nHeads, nKvHeads, hd, scale, window);
+      const f = (qq: Float32Array, kk: Float32Array, vv: Float32Array) => causalAttentionRef(qq, kk, vv, T, nHeads, nKvHeads, hd, scale, window).out;
+      expect(gradMismatch(dq, numericGrad((x) => f(x, k, v), q, dout, 1e-3), GRAD_TOL, 'dq')).toBeNull();
+      expect(gradMismatch(dk, numericGrad((x) => f(q, x, v), k, dout, 1e-3), GRAD_TOL, 'dk')).toBeNull();
+      expect(gradMismatch(dv, numericGrad((x) => f(q, k, x), v, dout, 1e-3), GRAD_TOL, 'dv')).toBeNull();
+    });
+  }
+  it('an unbounded window, or one of T, is exactly plain causal; window 0 is refused', () => {
+    const [T, nH, nKv, hd] = [6, 2, 1, 4];
+    const q = randomF32(T * nH * hd, 70), k = randomF32(T * nKv * hd, 71), v = randomF32(T * nKv * hd, 72), dout = randomF32(T * nH * hd, 73);
+    const plain = causalAttentionRef(q, k, v, T, nH, nKv, hd);
+    const plainG = causalAttentionBackwardRef(q, k, v, plain.out, plain.lse, dout, T, nH, nKv, hd);
+    for (const window of [{ sinks: 0, window: UNBOUNDED_WINDOW }, { sinks: 3, window: T }]) {
+      const w = causalAttentionRef(q, k, v, T, nH, nKv, hd, undefined, window);
+      expect(Array.from(w.out)).toEqual(Array.from(plain.out));
+      expect(Array.from(w.lse)).toEqual(Array.from(plain.lse));
+      const g = causalAttentionBackwardRef(q, k, v, w.out, w.lse, dout, T, nH, nKv, hd, undefined, window);
+      expect(Array.from(g.dk)).toEqual(Array.from(plainG.dk));
+    }
+    expect(() => causalAttentionRef(q, k, v, T, nH, nKv, hd, undefined, { sinks: 0, window: 0 })).toThrow(/window = 0/);
   });
   it('rejects incomplete GQA groups and short arrays', () => {
     const a = new Float32Array(64);

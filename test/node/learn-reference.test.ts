@@ -28,9 +28,12 @@ function randomAdapter(fx: ReturnType<typeof makeFixture>, r: number, seed: numb
 
 const pair: TokenPair = { prompt: [1, 57, 300, 12], chosen: [88, 401, 7, 260], rejected: [89, 33, 500] };
 
-for (const arch of ['llama', 'qwen2', 'llama-tied'] as FixtureArch[]) {
-  describe(`training reference, ${arch} fixture`, () => {
-    const fx = makeFixture({ arch, dtype: 'F32', seed: 11 }, tokenizer);
+// The mistral case has a sliding window (3) shorter than the pair's sequences (8 and 7 tokens).
+const CASES: [FixtureArch, number | null][] = [['llama', null], ['qwen2', null], ['llama-tied', null], ['mistral', 3]];
+for (const [arch, slidingWindow] of CASES) {
+  describe(`training reference, ${arch} fixture${slidingWindow ? `, sliding window ${slidingWindow}` : ''}`, () => {
+    const base = makeFixture({ arch, dtype: 'F32', seed: 11 }, tokenizer);
+    const fx = slidingWindow ? { ...base, config: { ...base.config, slidingWindow } } : base;
 
     it('with B = 0 its forward equals the serving reference (the adapter is a no-op)', () => {
       const train = new TrainingReference(fx.config, fx.host, randomAdapter(fx, 4, 100, 0));

@@ -75,7 +75,7 @@ export function fixtureConfig(arch: FixtureArch): Record<string, unknown> {
     case 'llama-tied':
       return { ...base, architectures: ['LlamaForCausalLM'], model_type: 'llama', tie_word_embeddings: true, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 } };
     case 'mistral':
-      // A window as long as the context: full attention is exact, so the loader accepts it.
+      // A window as long as the context (= full attention); arch-fixtures.test.ts also runs a shorter one.
       return { ...base, architectures: ['MistralForCausalLM'], model_type: 'mistral', tie_word_embeddings: false, sliding_window: 64, rope_theta: 1e6 };
     case 'qwen2':
       return { ...base, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', tie_word_embeddings: true, use_sliding_window: false, sliding_window: 32, eos_token_id: [2, 0] };
