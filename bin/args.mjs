@@ -14,6 +14,9 @@ Commands:
   bench prefix     Prefix-cache benchmark: a multi-turn chat trace and a shared-system-prompt trace,
                    each with the prefix cache off and on in one run; TTFT p50/p95 and prefill
                    tokens computed against the trace's ideal shared fraction.
+  bench prune      KV-pruning experiment on the CPU reference (real weights): next-token agreement
+                   and log-prob difference against the full cache for attention sinks + window and
+                   heavy hitters (H2O) at several KV budgets, over long greedy generations.
   bench kernels    Benchmark the GPU kernels: copy bandwidth, decode GEMV (M = 1, 4) and
                    prefill GEMM (M = 128) in f32/f16/q4 on SmolLM2-135M and Llama-3.2-1B shapes.
                    Prints a markdown table (weight GB/s, roofline = GB/s / copy GB/s).
@@ -140,6 +143,15 @@ Options of \`bench prefix\`:
   --json             Print only the result JSON.   --out FILE: also write it to FILE.
   --node | --browser Runtime (default --browser: headless Chromium).
 
+Options of \`bench prune\`:
+  --model DIR        Model directory (default public/models/stories260K) with config.json,
+                     model.safetensors, tokenizer.json and tokenizer_config.json.
+  --prompts N        Story prompts to generate from (default 8).
+  --tokens N         Tokens generated per prompt (default 480).
+  --fractions LIST   KV budgets as fractions of the sequence (default 0.25,0.5,0.75).
+  --sinks N          Attention sinks of the sinks + window policy (default 4).
+  --json             Print only the result JSON.   --out FILE: also write it to FILE.
+
 Options of \`bench drift\`:
   --model M          The served model (default public/models/stories260K: the rules are about its stories).
   --policy P         mace, inference-only, periodic, sync, or a comma list (default all four).
@@ -204,6 +216,7 @@ const VALUE_OPTIONS = {
   'bench drift': ['model', 'policy', 'duration', 'load', 'answer-tokens', 'eval-every', 'feedback-rate', 'noise', 'regenerations', 'anchor-every', 'pairs-per-rating', 'anchors', 'seeds', 'pair-samples', 'budget-multiple', 'max-seqs', 'rank', 'lr', 'beta', 'epochs', 'seed', 'plot', 'out'],
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
   'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out', 'plan'],
+  'bench prune': ['model', 'prompts', 'tokens', 'fractions', 'sinks', 'out'],
   'bench prefix': ['model', 'dtype', 'conversations', 'turns', 'user-tokens', 'reply-tokens', 'system-tokens', 'requests', 'clients', 'seed', 'out'],
   'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon', 'ablate', 'max-seqs', 'records', 'unloaded'],
   train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens', 'plan'],
@@ -215,6 +228,7 @@ const FLAG_OPTIONS = {
   generate: ['json', 'node', 'browser'],
   'bench decode': ['json', 'node', 'browser'],
   'bench prefix': ['json', 'node', 'browser'],
+  'bench prune': ['json'],
   'bench serve': ['json', 'node', 'browser'],
   train: ['json', 'node', 'browser', 'stories', 'cpu'],
 };
@@ -406,6 +420,20 @@ function parseBenchPrefix(flags, values) {
   };
 }
 
+function parseBenchPrune(flags, values) {
+  const opt = (name, parse, def) => (values.has(name) ? parse(values.get(name)) : def);
+  return {
+    command: 'bench-prune',
+    model: values.get('model') ?? 'public/models/stories260K',
+    prompts: opt('prompts', (v) => intValue('prompts', v, 1, 64), 8),
+    tokens: opt('tokens', (v) => intValue('tokens', v, 1, 1_000_000), 480),
+    fractions: opt('fractions', (v) => listValue('fractions', v, (n, p) => numValue(n, p, 0, 1, true)), [0.25, 0.5, 0.75]),
+    sinks: opt('sinks', (v) => intValue('sinks', v, 0, 1_000_000), 4),
+    json: flags.has('json'),
+    out: values.get('out'),
+  };
+}
+
 /** `bench drift` presets (bench/drift/run.ts DRIFT_PRESETS; kept equal by a test). */
 export const DRIFT_PRESETS = {
   full: { durationS: 360, evalEveryS: 20, ratePerS: 1, seedsPerPrompt: 8, pairSamplesPerPrompt: 16 },
@@ -531,6 +559,7 @@ export function parseArgs(argv) {
   if (command === 'bench decode') return parseBenchDecode(flags, values);
   if (command === 'bench serve') return parseBenchServe(flags, values);
   if (command === 'bench prefix') return parseBenchPrefix(flags, values);
+  if (command === 'bench prune') return parseBenchPrune(flags, values);
   if (command === 'bench drift') return parseBenchDrift(flags, values);
   if (command === 'bench all') {
     if (!values.has('out')) throw new UsageError('`bench all` needs --out DIR (one JSON and markdown file per benchmark, and all.json)');

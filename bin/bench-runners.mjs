@@ -2,9 +2,9 @@
 // it), or Node through Dawn (the `webgpu` package) with Vite's SSR loader. `bench kernels` runs
 // bench/kernels.ts, `bench decode` bench/decode.ts, `generate` bench/generate.ts and `train`
 // bench/train.ts in either.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { SWIFTSHADER_ICD, chromiumArgs, findChromium } from '../scripts/chromium.mjs';
@@ -338,6 +338,31 @@ export async function runPrefixBench(runtime, opts, log) {
     const out = await page.evaluate((o) => window.macePrefixBench(o), opts);
     if (!out.ok) throw pageFailure(out.error);
     return out.result;
+  });
+}
+
+// ---------------------------------------------------------------- prune
+
+/**
+ * The KV-pruning experiment (bench/prune.ts) on the CPU reference: a model directory's files read
+ * here (a single model.safetensors), the experiment loaded through Vite's SSR loader. Resolves with
+ * its result (markdown included).
+ */
+export async function runPruneBench(dir, opts, log) {
+  const read = (f) => {
+    try {
+      return readFileSync(join(dir, f));
+    } catch (e) {
+      const err = new Error(`model file '${f}': ${join(dir, f)} cannot be read (${e.code ?? e.message}); bench prune needs config.json, model.safetensors, tokenizer.json and tokenizer_config.json`);
+      err.name = 'ModelFileError';
+      err.code = 'model-file';
+      throw err;
+    }
+  };
+  const files = { name: basename(dir), config: read('config.json').toString('utf8'), safetensors: new Uint8Array(read('model.safetensors')), tokenizer: read('tokenizer.json').toString('utf8'), tokenizerConfig: read('tokenizer_config.json').toString('utf8') };
+  return withSsr(log, async (server) => {
+    const bench = await server.ssrLoadModule('/bench/prune.ts');
+    return bench.runPruneOnModel(files, { ...opts, onProgress: log });
   });
 }
 

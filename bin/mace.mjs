@@ -10,6 +10,7 @@
 //   policy; headless Chromium by default.
 // - `mace bench prefix`: the prefix-cache benchmark (bench/prefix.ts): multi-turn and shared-system-
 //   prompt traces with the cache off and on; headless Chromium by default.
+// - `mace bench prune`: the KV-pruning experiment on the CPU reference (bench/prune.ts).
 // - `mace bench all`: every benchmark on real-model shapes, one file each (bin/bench-all.mjs).
 // - `mace bench kernels`: bench/kernels.ts in headless Chromium (a Vite dev server serves
 //   bench/index.html, Playwright drives it) or, with --node, in Node through Dawn.
@@ -18,7 +19,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { USAGE, UsageError, parseArgs } from './args.mjs';
-import { runBenchInChromium, runBenchInNode, runDecodeBench, runDriftBench, runGenerate, runPrefixBench, runServeBench, runTrain, runTrainStepBench } from './bench-runners.mjs';
+import { runBenchInChromium, runBenchInNode, runDecodeBench, runDriftBench, runGenerate, runPrefixBench, runPruneBench, runServeBench, runTrain, runTrainStepBench } from './bench-runners.mjs';
 import { checkModelDir, resolveModelArg } from './model-source.mjs';
 import { benchAll } from './bench-all.mjs';
 
@@ -110,6 +111,16 @@ async function benchServe(opts) {
 async function benchPrefix(opts) {
   const { command: _c, runtime, json, out, dtype, ...rest } = opts;
   const result = await runPrefixBench(runtime, { ...rest, format: dtype }, log);
+  writeOut(out, result);
+  process.stdout.write(json ? JSON.stringify(result, null, 2) + '\n' : result.markdown + '\n');
+}
+
+async function benchPrune(opts) {
+  const { command: _c, json, out, model, ...rest } = opts;
+  const spec = resolveModelArg(model);
+  if (spec.kind !== 'dir') throw new UsageError(`bench prune --model takes a local directory, got '${model}'`);
+  checkModelDir(spec);
+  const result = await runPruneBench(spec.dir, rest, log);
   writeOut(out, result);
   process.stdout.write(json ? JSON.stringify(result, null, 2) + '\n' : result.markdown + '\n');
 }
@@ -229,7 +240,7 @@ async function benchAllCommand(opts) {
   if (failed.length) throw new Error(`bench all: ${failed.map((p) => `${p.name} (${p.error})`).join('; ')}`);
 }
 
-const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, 'bench-serve': benchServe, 'bench-prefix': benchPrefix, 'bench-all': benchAllCommand, 'bench-drift': benchDrift, train, 'train-step-bench': trainStepBench };
+const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, 'bench-serve': benchServe, 'bench-prefix': benchPrefix, 'bench-prune': benchPrune, 'bench-all': benchAllCommand, 'bench-drift': benchDrift, train, 'train-step-bench': trainStepBench };
 
 function usageFailure(e) {
   log(`mace: ${e.message}\n`);

@@ -9,6 +9,8 @@ import { BLOCK_SIZE, blocksForLength, NO_BLOCK } from '../kv/layout.ts';
 import type { BlockPool } from '../kv/pool.ts';
 import { OutOfBlocksError } from '../kv/pool.ts';
 import type { BatchStep, U32 } from '../model/forward.ts';
+import { UNBOUNDED_WINDOW } from '../kernels/attention.ts';
+import { deadBlocks, type SinksWindow } from '../kv/pruning.ts';
 
 export interface SequenceState {
   /** Prompt and generated tokens so far. */
@@ -19,6 +21,11 @@ export interface SequenceState {
   blocks: number[];
   /** Adapter-bank slot whose LoRA this sequence runs with; absent (or NO_ADAPTER): the base model. */
   adapterSlot?: number;
+  /**
+   * Its key window (attention sinks + recent window, src/kv/pruning.ts); absent: the model's
+   * default. Blocks out of reach are NO_BLOCK holes in `blocks` (freed early).
+   */
+  keyWindow?: SinksWindow;
 }
 
 export interface BatchEntry {
@@ -44,7 +51,7 @@ function blocksNeeded(entries: readonly BatchEntry[]): number[] {
  * Build the step for `entries` and grow their block lists from `pool`. Does NOT advance
  * `computed`: call `commitBatch` once the GPU work is submitted.
  */
-export function buildBatchStep(entries: readonly BatchEntry[], pool: BlockPool, maxBlocksPerSeq: number): BatchStep {
+export function buildBatchStep(entries: readonly BatchEntry[], pool: BlockPool, maxBlocksPerSeq: number, defaultWindow = UNBOUNDED_WINDOW): BatchStep {
   if (entries.length === 0) throw new BatchError('has no entries');
   const seen = new Set<SequenceState>();
   for (const [i, { seq, count }] of entries.entries()) {
@@ -84,6 +91,10 @@ export function buildBatchStep(entries: readonly BatchEntry[], pool: BlockPool, 
     step.seqLens[s] = seq.computed + count;
     step.lastRows[s] = t - 1;
   });
+  if (entries.some((e) => e.seq.keyWindow)) {
+    step.seqSinks = Uint32Array.from(entries, (e) => e.seq.keyWindow?.sinks ?? 0) as U32;
+    step.seqWindows = Uint32Array.from(entries, (e) => e.seq.keyWindow?.window ?? defaultWindow) as U32;
+  }
   return step;
 }
 
@@ -92,9 +103,23 @@ export function commitBatch(entries: readonly BatchEntry[]): void {
   for (const e of entries) e.seq.computed += e.count;
 }
 
+/**
+ * Free the blocks of `seq` that no later query can attend to under its key window (holes left as
+ * NO_BLOCK; the attention kernels never read a masked position). Returns how many were freed.
+ */
+export function pruneSequence(seq: SequenceState, pool: BlockPool): number {
+  const w = seq.keyWindow;
+  if (!w || w.window === UNBOUNDED_WINDOW) return 0;
+  const dead = deadBlocks(seq.computed, w).filter((b) => b < seq.blocks.length && seq.blocks[b] !== NO_BLOCK);
+  if (dead.length === 0) return 0;
+  pool.free(dead.map((b) => seq.blocks[b]));
+  for (const b of dead) seq.blocks[b] = NO_BLOCK;
+  return dead.length;
+}
+
 /** Give a finished or cancelled sequence's blocks back (tail blocks first: evicted first). */
 export function releaseSequence(seq: SequenceState, pool: BlockPool): void {
-  pool.free([...seq.blocks].reverse());
+  pool.free(seq.blocks.filter((b) => b !== NO_BLOCK).reverse());
   seq.blocks = [];
   seq.computed = 0;
 }

@@ -29,7 +29,11 @@ import type { TextTokenizer } from '../model/tokenizer.ts';
 import { TOPK_MAX } from '../kernels/sampling.ts';
 import type { HostAdapter } from '../learn/adapter.ts';
 import { AdapterRegistry, AdapterUnloadedError, resolveAdapterOptions } from './adapters.ts';
-import { buildBatchStep, commitBatch, releaseSequence, type BatchEntry } from './batch.ts';
+import { buildBatchStep, commitBatch, pruneSequence, releaseSequence, type BatchEntry, type SequenceState } from './batch.ts';
+import { kvWindowOf } from './params.ts';
+import type { SinksWindow } from '../kv/pruning.ts';
+import { UNBOUNDED_WINDOW } from '../kernels/attention.ts';
+import { NO_BLOCK } from '../kv/layout.ts';
 import { EngineClosedError, EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
 import type { RequestSettings } from './params.ts';
 import { IDLE_ROW, Request } from './request.ts';
@@ -137,6 +141,10 @@ export class EngineCore {
   readonly adapters: AdapterRegistry | null;
   /** Reuse of cached prompt prefixes (src/engine/prefix.ts); null when options.prefixCache is false. */
   readonly prefix: PrefixReuse | null;
+  /** kv_window of requests that give none (options.kvWindow); null: the model's own window. */
+  private readonly kvWindow: SinksWindow | null;
+  /** Blocks freed early out of their sequence's key window. */
+  private prunedBlocks = 0;
   private running: Request[] = [];
   private waiting: Request[] = [];
   private freeSlots: number[];
@@ -178,6 +186,13 @@ export class EngineCore {
     this.frames = frameBudgetFor(options.scheduler, sched.config.budgetMs);
     const timing = options.scheduler?.timing ?? 'auto';
     if (timing !== 'auto' && timing !== 'wall') throw new EngineOptionsError('scheduler.timing', `= ${JSON.stringify(timing)} is not 'auto' or 'wall'`);
+    let kvWindow: SinksWindow | null;
+    try {
+      kvWindow = kvWindowOf(options.kvWindow, 'kvWindow');
+    } catch (e) {
+      throw new EngineOptionsError('kvWindow', e instanceof Error ? e.message.replace(/^request: kvWindow\S* /, '') : String(e));
+    }
+    this.kvWindow = kvWindow;
     const prefixCache = options.prefixCache ?? true;
     if (typeof prefixCache !== 'boolean') throw new EngineOptionsError('prefixCache', `= ${JSON.stringify(prefixCache)} must be true or false`);
     // The engine owns its KV cache, adapter bank, forward arena, sampler and timer (not the model's
@@ -201,7 +216,7 @@ export class EngineCore {
       made.abandon();
       throw e;
     }
-    this.prefix = prefixCache ? new PrefixReuse(this.kv.pool, (slot) => this.adapters!.epochOf(slot)) : null;
+    this.prefix = prefixCache ? new PrefixReuse(this.kv.pool, (slot) => this.adapters!.epochOf(slot), c.slidingWindow ?? UNBOUNDED_WINDOW) : null;
     if (this.prefix && this.adapters) {
       const prefix = this.prefix;
       this.adapters.onChange((slot, oldEpoch) => prefix.invalidateSlot(slot, oldEpoch));
@@ -287,6 +302,8 @@ export class EngineCore {
     const ctx = { eosIds: this.eosIds, maxContext: this.limits.maxContext, decoder: this.model.tokenizer.streamDecoder(promptIds.slice(-4)), now: this.now };
     const req = new Request(this.nextId++, promptIds, settings, ctx, () => this.abort(req));
     if (adapterSlot !== undefined) req.seq.adapterSlot = adapterSlot;
+    const keyWindow = this.keyWindowFor(settings.kvWindow);
+    if (keyWindow) req.seq.keyWindow = keyWindow;
     if (signal) {
       if (signal.aborted) {
         req.finish('abort');
@@ -299,6 +316,18 @@ export class EngineCore {
     this.waiting.push(req);
     this.kick();
     return req;
+  }
+
+  /**
+   * A request's key window: its kv_window (or the engine's), narrowed to the model's sliding window;
+   * the model's window alone when neither is set (so its blocks out of reach are freed too); none
+   * for full attention.
+   */
+  private keyWindowFor(requested: SinksWindow | null): SinksWindow | undefined {
+    const model = this.model.config.slidingWindow ?? UNBOUNDED_WINDOW;
+    const w = requested ?? this.kvWindow;
+    if (w) return { sinks: w.sinks, window: Math.min(w.window, model) };
+    return model === UNBOUNDED_WINDOW ? undefined : { sinks: 0, window: model };
   }
 
   /** The bank slot of a request's adapter (undefined: none); an unknown name fails the request. */
@@ -363,6 +392,7 @@ export class EngineCore {
       costSamples: this.cost.samples,
       learning: this.learningStatus(),
       prefixCache: this.prefixCounts(),
+      prunedBlocks: this.prunedBlocks,
     };
   }
 
@@ -466,9 +496,14 @@ export class EngineCore {
 
   /** A running request as the planner sees it (with the prefix cache: the blocks preempting it would free). */
   private view(r: Request): RequestView {
-    const v: RequestView = { id: r.id, length: r.seq.tokens.length, computed: r.seq.computed, blocks: r.seq.blocks.length, arrivedAt: r.createdAt };
-    if (this.prefix) v.exclusiveBlocks = this.prefix.exclusiveBlocks(r.seq);
-    return v;
+    return { id: r.id, length: r.seq.tokens.length, computed: r.seq.computed, blocks: r.seq.blocks.length, arrivedAt: r.createdAt, exclusiveBlocks: this.exclusiveBlocks(r.seq) };
+  }
+
+  /** Blocks of `seq` that releasing it would return to the pool (shared ones and freed holes stay as they are). */
+  private exclusiveBlocks(seq: SequenceState): number {
+    let n = 0;
+    for (const b of seq.blocks) if (b !== NO_BLOCK && this.kv.pool.refCount(b) === 1) n++;
+    return n;
   }
 
   /**
@@ -592,8 +627,16 @@ export class EngineCore {
     const fin = learner ? await learner.afterSubmit() : null;
     if (inference) {
       this.acceptSampled(inference);
-      // Blocks filled by this step become matchable (before finished requests release them).
-      if (this.prefix) for (const r of inference.reqs) this.prefix.register(r.seq, r.reuse);
+      // Blocks filled by this step become matchable (before finished requests release them); then
+      // blocks out of every later query's window go back to the pool.
+      for (const r of inference.reqs) {
+        this.prefix?.register(r.seq, r.reuse);
+        const freed = pruneSequence(r.seq, this.kv.pool);
+        if (freed > 0) {
+          this.prunedBlocks += freed;
+          this.prefix?.stopRegistering(r.reuse);
+        }
+      }
     }
     // An iteration that built dispatch lists (a new batch shape or unit length) also paid their
     // set-up and maybe shader compiles: not a sample of the steady cost.

@@ -6,6 +6,7 @@
 import type { SamplingSettings } from '../kernels/sampling.ts';
 import { InvalidRequestError } from './errors.ts';
 import type { SamplingParams } from './types.ts';
+import type { SinksWindow } from '../kv/pruning.ts';
 
 export interface PenaltySettings {
   repetition: number;
@@ -27,6 +28,8 @@ export interface RequestSettings {
   returnTokenIds: boolean;
   /** Name of the LoRA adapter to run with (checked against the loaded ones at submit); null: none. */
   adapter: string | null;
+  /** Attention sinks + recent window (KV pruning, src/kv/pruning.ts); null: the engine's default. */
+  kvWindow: SinksWindow | null;
 }
 
 export interface ParamLimits {
@@ -102,7 +105,21 @@ export function normalizeParams(p: SamplingParams, topLogprobs: number | null, l
     topLogprobs,
     returnTokenIds: p.return_token_ids === true,
     adapter: adapterOf(p.adapter),
+    kvWindow: kvWindowOf(p.kv_window, 'kv_window'),
   };
+}
+
+/** A request's kv_window ({sinks, window}), checked; null when absent. */
+export function kvWindowOf(v: unknown, field: string): SinksWindow | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new InvalidRequestError(field, `must be an object {sinks, window}, got ${JSON.stringify(v)}`);
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (k !== 'sinks' && k !== 'window') throw new InvalidRequestError(`${field}.${k}`, 'is not a field of kv_window (it takes sinks and window)');
+  const sinks = o.sinks ?? 0;
+  const window = o.window;
+  if (typeof sinks !== 'number' || !Number.isInteger(sinks) || sinks < 0) throw new InvalidRequestError(`${field}.sinks`, `= ${String(sinks)} must be an integer >= 0`);
+  if (typeof window !== 'number' || !Number.isInteger(window) || window < 1) throw new InvalidRequestError(`${field}.window`, `= ${String(window)} must be an integer >= 1 (the positions a query sees, its own included)`);
+  return { sinks, window };
 }
 
 function adapterOf(v: string | null | undefined): string | null {

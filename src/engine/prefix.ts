@@ -12,7 +12,9 @@
  *   so the next turn of the same chat, or another request with the same system prompt, finds them.
  *
  * K/V depend on the weights, so entries are keyed by what a sequence runs with: 'base', or the
- * adapter-bank slot and its epoch (`lora:<slot>@<epoch>`). The registry bumps a slot's epoch when
+ * adapter-bank slot and its epoch (`lora:<slot>@<epoch>`), plus its key window when that is not the
+ * model's own (`~s<sinks>w<window>`: past the window, attention and so every later layer's K/V differ).
+ * A sequence that freed blocks out of its window (holes in its block list) registers nothing more. The registry bumps a slot's epoch when
  * its weights change (load, replace, unload, a learner's published step); the old key's entries are
  * invalidated then. A sequence admitted under an epoch that has since changed holds K/V from two
  * weight versions, so it registers nothing more.
@@ -55,18 +57,22 @@ export class PrefixReuse {
     private readonly pool: BlockPool,
     /** Current epoch of an adapter-bank slot (src/engine/adapters.ts). */
     private readonly epochOf: (slot: number) => number,
+    /** The model's own key window (config.slidingWindow, or UNBOUNDED_WINDOW). */
+    private readonly modelWindow: number,
   ) {
     this.cache = new PrefixCache(pool);
   }
 
-  /** The key a sequence running with `adapterSlot` (undefined: base) computes its K/V under now. */
-  keyFor(adapterSlot: number | undefined): string {
-    return adapterSlot === undefined ? BASE_KEY : `lora:${adapterSlot}@${this.epochOf(adapterSlot)}`;
+  /** The key `seq` computes its K/V under now (its adapter's epoch, its key window). */
+  keyFor(seq: Pick<SequenceState, 'adapterSlot' | 'keyWindow'>): string {
+    const weights = seq.adapterSlot === undefined ? BASE_KEY : `lora:${seq.adapterSlot}@${this.epochOf(seq.adapterSlot)}`;
+    const w = seq.keyWindow;
+    return w && (w.sinks !== 0 || w.window !== this.modelWindow) ? `${weights}~s${w.sinks}w${w.window}` : weights;
   }
 
   /** What `seq` (waiting, holding no blocks) would reuse now; not counted in the stats. */
   peek(seq: SequenceState): PrefixMatch {
-    const blocks = this.cache.match(seq.tokens, this.keyFor(seq.adapterSlot), { record: false });
+    const blocks = this.cache.match(seq.tokens, this.keyFor(seq), { record: false });
     return { blocks, free: this.cache.freeAmong(blocks) };
   }
 
@@ -77,7 +83,7 @@ export class PrefixReuse {
    */
   admit(seq: SequenceState, reuse: SequenceReuse, promptLength: number, firstAdmission: boolean): number {
     if (seq.blocks.length !== 0 || seq.computed !== 0) throw new Error(`prefix reuse: admitting a sequence that holds ${seq.blocks.length} blocks`);
-    const key = this.keyFor(seq.adapterSlot);
+    const key = this.keyFor(seq);
     const blocks = this.cache.match(seq.tokens, key, { record: firstAdmission });
     this.cache.acquire(blocks);
     seq.blocks = blocks;
@@ -95,7 +101,7 @@ export class PrefixReuse {
   /** After a step: register the blocks `seq` filled (its K/V are written up to `computed`). */
   register(seq: SequenceState, reuse: SequenceReuse): void {
     if (reuse.key === null) return;
-    if (reuse.key !== this.keyFor(seq.adapterSlot)) {
+    if (reuse.key !== this.keyFor(seq)) {
       reuse.key = null; // the weights changed under it: its K/V mix two versions
       return;
     }
@@ -105,16 +111,15 @@ export class PrefixReuse {
     reuse.registered = full;
   }
 
-  /** A slot's weights changed (its epoch moved on from `oldEpoch`): its entries are stale. */
+  /** A slot's weights changed (its epoch moved on from `oldEpoch`): its entries are stale (every key window's). */
   invalidateSlot(slot: number, oldEpoch: number): void {
-    this.cache.invalidate(`lora:${slot}@${oldEpoch}`);
+    const stale = `lora:${slot}@${oldEpoch}`;
+    for (const key of this.cache.adapterKeys()) if (key === stale || key.startsWith(`${stale}~`)) this.cache.invalidate(key);
   }
 
-  /** Blocks of `seq` that releasing it would return to the free pool (the others are shared). */
-  exclusiveBlocks(seq: SequenceState): number {
-    let n = 0;
-    for (const b of seq.blocks) if (this.pool.refCount(b) === 1) n++;
-    return n;
+  /** `seq` freed blocks out of its window: its block list has holes from now on, so it registers nothing more. */
+  stopRegistering(reuse: SequenceReuse): void {
+    reuse.key = null;
   }
 
   stats(): PrefixCacheStats & { cachedTokens: number; promptTokens: number } {

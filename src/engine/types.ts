@@ -52,6 +52,12 @@ export interface SamplingParams {
   n?: number | null;
   /** Name of a LoRA adapter loaded with engine.adapters.load; absent or null: the base model. */
   adapter?: string | null;
+  /**
+   * KV pruning (StreamingLLM): each query attends to the first `sinks` positions (default 0) and
+   * the last `window` ones, its own included; blocks out of every later query's reach are freed as
+   * the sequence grows. Absent or null: the engine's `kvWindow` (default: the full cache).
+   */
+  kv_window?: { sinks?: number; window: number } | null;
   user?: string;
   /** Cancels the request and frees its KV blocks; it then finishes with finish_reason 'abort'. */
   signal?: AbortSignal;
@@ -199,6 +205,8 @@ export interface EngineOptions {
   adapters?: AdapterOptions;
   /** The iteration scheduler (policy, per-submission GPU-time budget). */
   scheduler?: SchedulerOptions;
+  /** Default kv_window of requests that give none (see SamplingParams.kv_window); absent: the full cache. */
+  kvWindow?: { sinks?: number; window: number };
   /**
    * Reuse the K/V of cached prompt prefixes (full 16-token blocks: a chat's earlier turns, a shared
    * system prompt) per model/adapter version; unreferenced blocks stay matchable until the pool
@@ -280,6 +288,8 @@ export interface EngineStats {
   learning: LearningStatus | null;
   /** The prefix cache's counts (src/engine/prefix.ts), or null when it is off. */
   prefixCache: PrefixCacheCounts | null;
+  /** KV blocks freed early because no later query of their sequence could attend to them (kv_window). */
+  prunedBlocks: number;
 }
 
 /** Cumulative prefix-cache counts (see PrefixStats in src/scheduler/stats.ts for their meaning). */

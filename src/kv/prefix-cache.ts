@@ -224,6 +224,11 @@ export class PrefixCache {
     return result;
   }
 
+  /** Adapter keys that have cached nodes. */
+  adapterKeys(): string[] {
+    return [...this.roots.keys()];
+  }
+
   /** Whether `block` backs a cached node. */
   isCached(block: number): boolean {
     return this.nodeOfBlock[block] !== undefined;
