@@ -18,6 +18,7 @@ export interface PageDecodeOptions {
   promptTokens: number;
   tokens: number;
   plans?: KernelPlan[];
+  kvWindows?: ({ sinks: number; window: number } | null)[];
 }
 
 declare global {

@@ -16,6 +16,8 @@ export interface DecodeRow {
   format: WeightFormat;
   /** Kernel plan of the run (src/kernels/plan.ts); absent in results from before issue 11 (= unfused). */
   plan?: KernelPlan;
+  /** The requests' kv_window as 'sSINKSwWINDOW' (absent: the full cache). */
+  kvWindow?: string;
   batch: number;
   /** Median over the batch's requests. */
   ttftMs: number;
@@ -45,6 +47,21 @@ export interface DecodeBenchResult {
    * (> 1: the fused plan is faster), e.g. {"f32:1": 2.3}.
    */
   decodeSpeedup?: Record<string, number>;
+  /**
+   * With a kv_window variant beside the full cache: per (window, format, batch), full-cache decode
+   * ms/token ÷ windowed decode ms/token (same plan), e.g. {"s4w60:f32:1": 1.4}.
+   */
+  kvWindowSpeedup?: Record<string, number>;
+}
+
+/** kvWindowSpeedup of a run's rows (empty without a windowed variant). */
+export function windowSpeedups(rows: readonly DecodeRow[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const w of rows.filter((r) => r.kvWindow !== undefined)) {
+    const full = rows.find((r) => r.kvWindow === undefined && r.plan === w.plan && r.format === w.format && r.batch === w.batch);
+    if (full) out[`${w.kvWindow}:${w.format}:${w.batch}`] = full.decodeMsPerToken / w.decodeMsPerToken;
+  }
+  return out;
 }
 
 /** decodeSpeedup of a run's rows (empty when it ran one plan). */
@@ -106,14 +123,15 @@ export function decodeToMarkdown(r: DecodeBenchResult): string {
     `Device: ${r.device.description || 'unknown adapter'}, run in ${r.env}. Prompt ${r.promptTokens} tokens, ${r.tokens} generated per request (EOS ignored), greedy. Copy kernel ${fix(r.copyGBs, 2)} GB/s.`,
     '',
     table(
-      ['plan', 'format', 'batch', 'TTFT ms', 'prefill tok/s (req / all)', 'decode tok/s (req / all)', 'decode ms/token', 'weight MB/token', 'bound ms/token', 'roofline'],
+      ['plan', 'kv_window', 'format', 'batch', 'TTFT ms', 'prefill tok/s (req / all)', 'decode tok/s (req / all)', 'decode ms/token', 'weight MB/token', 'bound ms/token', 'roofline'],
       r.rows.map((x) => [
-        x.plan ?? 'unfused', x.format, String(x.batch), sig(x.ttftMs), `${sig(x.prefillTokensPerSec)} / ${sig(x.prefillTokensPerSecAgg)}`, `${sig(x.decodeTokensPerSec)} / ${sig(x.decodeTokensPerSecAgg)}`,
+        x.plan ?? 'unfused', x.kvWindow ?? 'full', x.format, String(x.batch), sig(x.ttftMs), `${sig(x.prefillTokensPerSec)} / ${sig(x.prefillTokensPerSecAgg)}`, `${sig(x.decodeTokensPerSec)} / ${sig(x.decodeTokensPerSecAgg)}`,
         sig(x.decodeMsPerToken), fix(x.weightBytesPerToken / 1e6, 2), sig(x.boundMsPerToken), fix(x.roofline, 3),
       ]),
     ),
     '',
     ...Object.entries(r.decodeSpeedup ?? {}).map(([k, v]) => `Decode speed-up, unfused ÷ fused ms/token, ${k.replace(':', ' batch ')}: ${fix(v, 2)}×`),
+    ...Object.entries(r.kvWindowSpeedup ?? {}).map(([k, v]) => `Decode speed-up, full cache ÷ kv_window ${k.split(':')[0]} ms/token, ${k.split(':')[1]} batch ${k.split(':')[2]}: ${fix(v, 2)}×`),
     '',
   ].join('\n');
 }

@@ -20,7 +20,7 @@ import { createEngine, type Engine } from '../src/engine/openai.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { loadModel } from '../src/model/loader.ts';
 import type { ModelSource } from '../src/model/source.ts';
-import { decodeRow, planSpeedups, type DecodeBenchResult, type DecodeRow, type RequestTiming } from './decode-report.ts';
+import { decodeRow, planSpeedups, windowSpeedups, type DecodeBenchResult, type DecodeRow, type RequestTiming } from './decode-report.ts';
 import { runKernelBench } from './kernels.ts';
 import { decodeWeightBytes, parameterCount, SYNTHETIC_MODEL_IDS, SYNTHETIC_MODEL_NAMES, syntheticConfig, syntheticEngineModel, syntheticPrompt, type SyntheticModelId } from './synthetic-model.ts';
 
@@ -33,6 +33,8 @@ export interface DecodeBenchOptions {
   batches: number[];
   /** Kernel plans to run, each on its own engine (default: the context's, normally 'fused'); ['fused', 'unfused'] compares them in one run. */
   plans?: KernelPlan[];
+  /** KV windows to run, each on its own engine (null: the full cache; default [null]); [null, {sinks, window}] compares them in one run. */
+  kvWindows?: ({ sinks: number; window: number } | null)[];
   promptTokens: number;
   tokens: number;
   seed?: number;
@@ -58,9 +60,10 @@ async function copyBandwidth(ctx: GpuContext): Promise<number> {
 }
 
 /** Engine sizes: every request of the largest batch prefills in one iteration and runs at once. */
-function engineFor(ctx: GpuContext, model: EngineModel, o: DecodeBenchOptions): Engine {
+function engineFor(ctx: GpuContext, model: EngineModel, o: DecodeBenchOptions, kvWindow: { sinks: number; window: number } | null): Engine {
   const maxBatch = Math.max(...o.batches);
   return createEngine(ctx, model, {
+    ...(kvWindow ? { kvWindow } : {}),
     maxSeqs: maxBatch,
     maxTokensPerIteration: Math.max(256, maxBatch * o.promptTokens),
     maxContext: Math.min(model.config.maxPositionEmbeddings, o.promptTokens + o.tokens + 1),
@@ -111,18 +114,21 @@ export async function runDecodeBench(ctx: GpuContext, o: DecodeBenchOptions): Pr
         const bytes = decodeWeightBytes(model.config, format);
         // Plans alternate per batch size on engines over the same weights, so both see the same machine load.
         setKernelPlan(ctx, plans[0]);
-        const engines = plans.map((plan) => {
-          setKernelPlan(ctx, plan); // read when the engine's ForwardPass and kernels are built
-          return { plan, engine: engineFor(ctx, model, o) };
-        });
+        const windows = o.kvWindows ?? [null];
+        const engines = plans.flatMap((plan) =>
+          windows.map((w) => {
+            setKernelPlan(ctx, plan); // read when the engine's ForwardPass and kernels are built
+            return { plan, kvWindow: w ? `s${w.sinks}w${w.window}` : undefined, engine: engineFor(ctx, model, o, w) };
+          }),
+        );
         try {
           for (const batch of o.batches) {
-            for (const { plan, engine } of engines) {
+            for (const { plan, kvWindow, engine } of engines) {
               setKernelPlan(ctx, plan); // dispatches of a new batch shape are built with the engine's plan
               await runBatch(engine, model.config, batch, o, 2, seed + 1000); // warm-up, same shapes
-              const row = { ...decodeRow(format, await runBatch(engine, model.config, batch, o, o.tokens, seed), bytes, copyGBs), plan };
+              const row = { ...decodeRow(format, await runBatch(engine, model.config, batch, o, o.tokens, seed), bytes, copyGBs), plan, ...(kvWindow ? { kvWindow } : {}) };
               rows.push(row);
-              progress(`${plan} ${format} batch ${batch}: TTFT ${row.ttftMs.toFixed(0)} ms, decode ${row.decodeMsPerToken.toFixed(1)} ms/token, ${row.decodeTokensPerSecAgg.toFixed(2)} tok/s in all, roofline ${row.roofline.toFixed(3)}`);
+              progress(`${plan}${kvWindow ? ` ${kvWindow}` : ''} ${format} batch ${batch}: TTFT ${row.ttftMs.toFixed(0)} ms, decode ${row.decodeMsPerToken.toFixed(1)} ms/token, ${row.decodeTokensPerSecAgg.toFixed(2)} tok/s in all, roofline ${row.roofline.toFixed(3)}`);
             }
           }
         } finally {
@@ -155,5 +161,6 @@ export async function runDecodeBench(ctx: GpuContext, o: DecodeBenchOptions): Pr
     loadMs,
     rows,
     ...(plans.length > 1 ? { decodeSpeedup: planSpeedups(rows) } : {}),
+    ...((o.kvWindows ?? []).some((w) => w !== null) && (o.kvWindows ?? []).includes(null) ? { kvWindowSpeedup: windowSpeedups(rows) } : {}),
   };
 }

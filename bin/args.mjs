@@ -127,6 +127,9 @@ Options of \`bench decode\`:
   --plan LIST        Kernel plans, comma-separated: fused (default) and/or unfused (the plan before
                      issue 11: one dispatch per operation, workgroup reductions); with both, the two
                      engines alternate per batch size in one run and the JSON has decodeSpeedup.
+  --kv-window LIST   KV windows, comma-separated: full (default) and/or SINKS:WINDOW (every request's
+                     kv_window); with full and a window the JSON has kvWindowSpeedup (long prompts
+                     show it: --prompt-tokens 400).
   --json             Print only the result JSON on stdout (progress goes to stderr).
   --out FILE         Also write the result JSON to FILE.
   --node | --browser Runtime (default --browser: headless Chromium).
@@ -215,7 +218,7 @@ const VALUE_OPTIONS = {
   'bench all': ['out'],
   'bench drift': ['model', 'policy', 'duration', 'load', 'answer-tokens', 'eval-every', 'feedback-rate', 'noise', 'regenerations', 'anchor-every', 'pairs-per-rating', 'anchors', 'seeds', 'pair-samples', 'budget-multiple', 'max-seqs', 'rank', 'lr', 'beta', 'epochs', 'seed', 'plot', 'out'],
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
-  'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out', 'plan'],
+  'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out', 'plan', 'kv-window'],
   'bench prune': ['model', 'prompts', 'tokens', 'fractions', 'sinks', 'out'],
   'bench prefix': ['model', 'dtype', 'conversations', 'turns', 'user-tokens', 'reply-tokens', 'system-tokens', 'requests', 'clients', 'seed', 'out'],
   'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon', 'ablate', 'max-seqs', 'records', 'unloaded'],
@@ -330,6 +333,14 @@ function parseGenerate(flags, values) {
   };
 }
 
+/** `full`, or SINKS:WINDOW (attention sinks + recent window, a request's kv_window). */
+function kvWindowValue(name, v) {
+  if (v === 'full') return 'full';
+  const m = /^(\d+):(\d+)$/.exec(v);
+  if (!m || +m[2] < 1) throw new UsageError(`--${name} takes full or SINKS:WINDOW (integers, WINDOW >= 1), e.g. full,4:60; got '${v}'`);
+  return { sinks: +m[1], window: +m[2] };
+}
+
 function parseBenchDecode(flags, values) {
   const opt = (name, parse, def) => (values.has(name) ? parse(values.get(name)) : def);
   return {
@@ -340,6 +351,7 @@ function parseBenchDecode(flags, values) {
     promptTokens: opt('prompt-tokens', (v) => intValue('prompt-tokens', v, 1), 16),
     tokens: opt('tokens', (v) => intValue('tokens', v, 2), 32),
     plans: opt('plan', (v) => listValue('plan', v, planValue), ['fused']),
+    kvWindows: opt('kv-window', (v) => listValue('kv-window', v, kvWindowValue).map((w) => (w === 'full' ? null : w)), [null]),
     json: flags.has('json'),
     out: values.get('out'),
     runtime: runtime(flags),

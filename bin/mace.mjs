@@ -70,7 +70,7 @@ async function benchDecode(opts) {
     if (model.kind !== 'dir') throw new UsageError(`bench decode --model takes ${known.join(', ')} or a local directory, got '${opts.model}'`);
     checkModelDir(model);
   }
-  const benchOpts = { model, formats: opts.dtypes, batches: opts.batches, promptTokens: opts.promptTokens, tokens: opts.tokens, plans: opts.plans };
+  const benchOpts = { model, formats: opts.dtypes, batches: opts.batches, promptTokens: opts.promptTokens, tokens: opts.tokens, plans: opts.plans, kvWindows: opts.kvWindows };
   const { result, markdown } = await runDecodeBench(opts.runtime, benchOpts, log);
   writeOut(opts.out, result);
   process.stdout.write(opts.json ? JSON.stringify(result, null, 2) + '\n' : markdown);

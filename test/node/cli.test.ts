@@ -102,7 +102,7 @@ describe('mace argument parsing', () => {
   });
 
   it('parses bench decode lists and defaults', () => {
-    expect(parseArgs(['bench', 'decode'])).toEqual({ command: 'bench-decode', model: 'stories260k', dtypes: ['f32', 'f16', 'q4'], batches: [1, 4, 8], promptTokens: 16, tokens: 32, plans: ['fused'], json: false, out: undefined, runtime: 'browser' });
+    expect(parseArgs(['bench', 'decode'])).toEqual({ command: 'bench-decode', model: 'stories260k', dtypes: ['f32', 'f16', 'q4'], batches: [1, 4, 8], promptTokens: 16, tokens: 32, plans: ['fused'], kvWindows: [null], json: false, out: undefined, runtime: 'browser' });
     expect(parseArgs(['bench', 'decode', '--plan', 'fused,unfused'])).toMatchObject({ plans: ['fused', 'unfused'] });
     expect(() => parseArgs(['bench', 'decode', '--plan', 'fast'])).toThrow(/--plan must be one of fused, unfused/);
     expect(parseArgs(['train', '--synthetic', 'stories260k', '--plan', 'unfused,fused'])).toMatchObject({ command: 'train-step-bench', plans: ['unfused', 'fused'] });
@@ -112,6 +112,9 @@ describe('mace argument parsing', () => {
     expect(() => parseArgs(['bench', 'decode', '--batches', '1,,4'])).toThrow(/comma-separated list/);
     expect(() => parseArgs(['bench', 'decode', '--dtype', 'f32,f32'])).toThrow(/twice/);
     expect(() => parseArgs(['bench', 'decode', '--tokens', '1'])).toThrow(/--tokens must be an integer in \[2/);
+    expect(parseArgs(['bench', 'decode', '--kv-window', 'full,4:60'])).toMatchObject({ kvWindows: [null, { sinks: 4, window: 60 }] });
+    expect(() => parseArgs(['bench', 'decode', '--kv-window', '4:0'])).toThrow(/--kv-window takes full or SINKS:WINDOW/);
+    expect(() => parseArgs(['bench', 'decode', '--kv-window', '60'])).toThrow(/--kv-window takes/);
     expect(() => parseArgs(['bench', 'nothing'])).toThrow("unknown command 'bench nothing'");
   });
 });
