@@ -64,6 +64,9 @@ function engineFor(ctx: GpuContext, model: EngineModel, o: DecodeBenchOptions, k
   const maxBatch = Math.max(...o.batches);
   return createEngine(ctx, model, {
     ...(kvWindow ? { kvWindow } : {}),
+    // Prefill and decode are timed, not reuse: runs repeat prompts (warm-up, batch sizes), which a
+    // prefix cache would partly skip (bench prefix measures that).
+    prefixCache: false,
     maxSeqs: maxBatch,
     maxTokensPerIteration: Math.max(256, maxBatch * o.promptTokens),
     maxContext: Math.min(model.config.maxPositionEmbeddings, o.promptTokens + o.tokens + 1),

@@ -44,6 +44,8 @@ export interface PrefixBenchOptions {
   systemTokens: number;
   requests: number;
   clients: number;
+  /** Timed replays of each trace per variant, alternating off/on, pooled (default 1). */
+  repeats?: number;
   seed?: number;
   env?: 'chromium' | 'node';
   onProgress?: (message: string) => void;
@@ -90,11 +92,11 @@ export interface PrefixBenchResult {
   markdown: string;
 }
 
-export const PREFIX_DEFAULTS = { conversations: 4, turns: 4, userTokens: 48, replyTokens: 24, systemTokens: 160, requests: 16, clients: 4, format: 'f32' as WeightFormat };
+export const PREFIX_DEFAULTS = { conversations: 4, turns: 4, userTokens: 48, replyTokens: 24, systemTokens: 160, requests: 16, clients: 4, repeats: 4, format: 'f32' as WeightFormat };
 
 function checkOptions(o: PrefixBenchOptions, maxContext: number): void {
-  for (const k of ['conversations', 'turns', 'userTokens', 'replyTokens', 'systemTokens', 'requests', 'clients'] as const) {
-    const v = o[k];
+  for (const k of ['conversations', 'turns', 'userTokens', 'replyTokens', 'systemTokens', 'requests', 'clients', 'repeats'] as const) {
+    const v = o[k] ?? 1;
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`bench prefix: ${k} = ${v} must be a positive integer`);
   }
   if (typeof o.model === 'string' && !SYNTHETIC_MODEL_IDS.includes(o.model)) throw new RangeError(`bench prefix: unknown model '${o.model}' (known: ${SYNTHETIC_MODEL_IDS.join(', ')}, or a directory)`);
@@ -179,26 +181,36 @@ async function sharedSystem(e: Engine, model: EngineModel, o: PrefixBenchOptions
 
 const TRACES: Record<PrefixTraceName, (e: Engine, m: EngineModel, o: PrefixBenchOptions, seed: number) => Promise<TraceRun>> = { 'multi-turn': multiTurn, 'shared-system': sharedSystem };
 
-async function measure(engine: Engine, model: EngineModel, trace: PrefixTraceName, o: PrefixBenchOptions, seed: number, prefixCache: boolean): Promise<PrefixRun> {
+/** One timed replay of a trace: its requests, the prefill tokens the engine ran, its wall time. */
+interface Measured {
+  run: TraceRun;
+  computed: number;
+  wallMs: number;
+}
+
+async function measure(engine: Engine, model: EngineModel, trace: PrefixTraceName, o: PrefixBenchOptions, seed: number): Promise<Measured> {
   let computed = 0;
   const off = engine.core.onStats((r: StatsRecord) => {
     if (r.type === 'iteration') computed += r.prefillTokens;
   });
   const t0 = performance.now();
-  let run: TraceRun;
   try {
-    run = await TRACES[trace](engine, model, o, seed);
+    return { run: await TRACES[trace](engine, model, o, seed), computed, wallMs: performance.now() - t0 };
   } finally {
     off();
   }
-  const wallMs = performance.now() - t0;
-  const ttft = run.done.map((d) => d.ttftMs);
-  const promptTokens = run.done.reduce((a, d) => a + d.prompt.length, 0);
+}
+
+/** The replays of one variant pooled into its row (percentiles over every request of every repeat). */
+function pooled(trace: PrefixTraceName, prefixCache: boolean, ms: readonly Measured[]): PrefixRun {
+  const done = ms.flatMap((m) => m.run.done);
+  const ttft = done.map((d) => d.ttftMs);
+  const promptTokens = done.reduce((a, d) => a + d.prompt.length, 0);
   return {
-    trace, prefixCache, requests: run.done.length,
+    trace, prefixCache, requests: done.length,
     ttftP50Ms: percentile(ttft, 50)!, ttftP95Ms: percentile(ttft, 95)!, ttftMeanMs: ttft.reduce((a, b) => a + b, 0) / ttft.length,
-    promptTokens, prefillTokensComputed: computed, cachedTokens: run.done.reduce((a, d) => a + d.cached, 0),
-    idealSharedFraction: run.ideal / promptTokens, wallMs,
+    promptTokens, prefillTokensComputed: ms.reduce((a, m) => a + m.computed, 0), cachedTokens: done.reduce((a, d) => a + d.cached, 0),
+    idealSharedFraction: ms.reduce((a, m) => a + m.run.ideal, 0) / promptTokens, wallMs: ms.reduce((a, m) => a + m.wallMs, 0),
   };
 }
 
@@ -220,9 +232,14 @@ export async function runPrefixBench(ctx: GpuContext, o: PrefixBenchOptions): Pr
       for (const trace of Object.keys(TRACES) as PrefixTraceName[]) {
         // Warm-up: each engine runs the trace once with other ids (same shapes), untimed.
         for (const { engine } of engines) await TRACES[trace](engine, model, o, seed + 7777);
-        for (const { engine, prefixCache } of engines) {
-          const r = await measure(engine, model, trace, o, seed, prefixCache);
-          o.onProgress?.(`${trace}, cache ${prefixCache ? 'on' : 'off'}: TTFT p50 ${r.ttftP50Ms.toFixed(1)} ms, p95 ${r.ttftP95Ms.toFixed(1)} ms; prefill computed ${r.prefillTokensComputed} of ${r.promptTokens} prompt tokens, cached ${r.cachedTokens}`);
+        // Repeats alternate off/on with fresh ids each (machine noise hits both alike); pooled per variant.
+        const measured = engines.map(() => [] as Measured[]);
+        for (let rep = 0; rep < (o.repeats ?? 1); rep++) {
+          for (const [i, { engine }] of engines.entries()) measured[i].push(await measure(engine, model, trace, o, seed + 100_003 * rep));
+        }
+        for (const [i, { prefixCache }] of engines.entries()) {
+          const r = pooled(trace, prefixCache, measured[i]);
+          o.onProgress?.(`${trace}, cache ${prefixCache ? 'on' : 'off'}: ${r.requests} requests, TTFT p50 ${r.ttftP50Ms.toFixed(1)} ms, p95 ${r.ttftP95Ms.toFixed(1)} ms; prefill computed ${r.prefillTokensComputed} of ${r.promptTokens} prompt tokens, cached ${r.cachedTokens}`);
           runs.push(r);
         }
       }
@@ -254,7 +271,7 @@ function compare(runs: readonly PrefixRun[]): PrefixComparison[] {
 export function prefixToMarkdown(r: Omit<PrefixBenchResult, 'markdown'>): string {
   const o = r.options;
   const lines = [
-    `Model ${r.model} (${r.format}) on ${r.gpu} (${r.env}). Multi-turn: ${o.conversations} chats × ${o.turns} turns (${o.userTokens}-token user turns, ${o.replyTokens}-token replies); shared system prompt: ${o.requests} requests from ${o.clients} clients, ${o.systemTokens}-token system prompt + ${o.userTokens}-token question.`,
+    `Model ${r.model} (${r.format}) on ${r.gpu} (${r.env}). Multi-turn: ${o.conversations} chats × ${o.turns} turns (${o.userTokens}-token user turns, ${o.replyTokens}-token replies); shared system prompt: ${o.requests} requests from ${o.clients} clients, ${o.systemTokens}-token system prompt + ${o.userTokens}-token question. Engine defaults (8 ms per-submission budget headless); ${o.repeats ?? 1} timed replay(s) per variant, alternating off/on, pooled.`,
     '',
     '| trace | prefix cache | requests | TTFT p50 (ms) | TTFT p95 (ms) | prompt tokens | prefill computed | cached | ideal shared |',
     '|---|---|---|---|---|---|---|---|---|',

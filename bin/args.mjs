@@ -142,6 +142,7 @@ Options of \`bench prefix\`:
   --reply-tokens N   Tokens per reply, EOS ignored (default 24).
   --system-tokens N  Shared-system-prompt trace: the system prompt's length (default 160).
   --requests N       Its requests in all (default 16).   --clients N: sent by N clients (default 4).
+  --repeats N        Timed replays of each trace per variant, alternating off/on, pooled (default 4).
   --seed S           Prompt ids' seed (default 1).
   --json             Print only the result JSON.   --out FILE: also write it to FILE.
   --node | --browser Runtime (default --browser: headless Chromium).
@@ -220,7 +221,7 @@ const VALUE_OPTIONS = {
   generate: ['model', 'prompt', 'messages', 'max-tokens', 'temperature', 'top-p', 'seed', 'dtype'],
   'bench decode': ['model', 'dtype', 'batches', 'prompt-tokens', 'tokens', 'out', 'plan', 'kv-window'],
   'bench prune': ['model', 'prompts', 'tokens', 'fractions', 'sinks', 'out'],
-  'bench prefix': ['model', 'dtype', 'conversations', 'turns', 'user-tokens', 'reply-tokens', 'system-tokens', 'requests', 'clients', 'seed', 'out'],
+  'bench prefix': ['model', 'dtype', 'conversations', 'turns', 'user-tokens', 'reply-tokens', 'system-tokens', 'requests', 'clients', 'repeats', 'seed', 'out'],
   'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon', 'ablate', 'max-seqs', 'records', 'unloaded'],
   train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens', 'plan'],
 };
@@ -425,6 +426,7 @@ function parseBenchPrefix(flags, values) {
     systemTokens: count('system-tokens', 160),
     requests: count('requests', 16),
     clients: count('clients', 4, 64),
+    repeats: count('repeats', 4, 100),
     seed: opt('seed', (v) => intValue('seed', v, 0, 2 ** 32 - 1), 1),
     json: flags.has('json'),
     out: values.get('out'),

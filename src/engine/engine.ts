@@ -19,117 +19,47 @@
  */
 import { Building } from '../gpu/owner.ts';
 import type { GpuContext } from '../gpu/device.ts';
-import { encodeDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
-import { blocksForBudget, createKvCache, type KvCacheGpu } from '../kv/cache.ts';
-import { BLOCK_SIZE, blocksForLength } from '../kv/layout.ts';
+import { UNBOUNDED_WINDOW } from '../kernels/attention.ts';
+import { createKvCache, type KvCacheGpu } from '../kv/cache.ts';
+import type { SinksWindow } from '../kv/pruning.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { ForwardPass } from '../model/forward.ts';
 import type { GpuModelWeights } from '../model/gpu-weights.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
-import { TOPK_MAX } from '../kernels/sampling.ts';
 import type { HostAdapter } from '../learn/adapter.ts';
-import { AdapterRegistry, AdapterUnloadedError, resolveAdapterOptions } from './adapters.ts';
-import { buildBatchStep, commitBatch, pruneSequence, releaseSequence, type BatchEntry, type SequenceState } from './batch.ts';
-import { kvWindowOf } from './params.ts';
-import type { SinksWindow } from '../kv/pruning.ts';
-import { UNBOUNDED_WINDOW } from '../kernels/attention.ts';
-import { NO_BLOCK } from '../kv/layout.ts';
-import { EngineClosedError, EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
-import type { RequestSettings } from './params.ts';
-import { IDLE_ROW, Request } from './request.ts';
-import { GpuSampler } from './sampler.ts';
-import type { AdapterInfo, EngineOptions, EngineStats, SchedulerOptions } from './types.ts';
-import { CostModel, addFeatures, zeroFeatures, type WorkFeatures } from '../scheduler/cost-model.ts';
-import { entryFeatures, unitFeatures } from '../scheduler/features.ts';
-import { planIteration } from '../scheduler/planner.ts';
-import { DEFAULT_PERIODIC, FinetuneGate, isPolicy, POLICIES } from '../scheduler/policy.ts';
-import type { FinetuneStats, IterationStats, LearningStatus, MemoryStats, RequestStats, StatsRecord } from '../scheduler/stats.ts';
-import { DEFAULT_BUDGET_MS, defaultSchedulerConfig, type FinetuneJobView, type IterationPlan, type RequestView, type SchedulerConfig } from '../scheduler/types.ts';
-import { KindTimer, type KindTimes, type TimedKind } from './kind-timer.ts';
-import { Learner, type LearningOptions } from './learner.ts';
-import { frameBudgetFor } from './budget-source.ts';
-import { constantBudget, validateFrameReport, type BudgetNow, type FrameBudget, type FrameReport } from '../scheduler/frame-budget.ts';
-import { partitionSlices } from './slices.ts';
-import { PrefixReuse } from './prefix.ts';
 import { tokenizePair, truncatePair, type TextPair } from '../learn/pair-tokens.ts';
 import type { TokenPair } from '../learn/reference.ts';
 import type { PairLogprobs } from '../learn/trainer.ts';
+import { CostModel, addFeatures, zeroFeatures, type WorkFeatures } from '../scheduler/cost-model.ts';
+import { entryFeatures, unitFeatures } from '../scheduler/features.ts';
+import { constantBudget, validateFrameReport, type BudgetNow, type FrameBudget, type FrameReport } from '../scheduler/frame-budget.ts';
+import { planIteration } from '../scheduler/planner.ts';
+import { FinetuneGate } from '../scheduler/policy.ts';
+import type { FinetuneStats, IterationStats, LearningStatus, StatsRecord } from '../scheduler/stats.ts';
+import type { FinetuneJobView, IterationPlan, SchedulerConfig } from '../scheduler/types.ts';
+import { AdapterRegistry, AdapterUnloadedError, resolveAdapterOptions } from './adapters.ts';
+import { pruneSequence } from './batch.ts';
+import { frameBudgetFor } from './budget-source.ts';
+import { EngineClosedError, EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
+import { KindTimer } from './kind-timer.ts';
+import { Learner, type LearningOptions } from './learner.ts';
+import { resolveLimits, resolveScheduler, type ResolvedLimits } from './limits.ts';
+import { kvWindowOf, type RequestSettings } from './params.ts';
+import { PrefixReuse } from './prefix.ts';
+import { Request } from './request.ts';
+import { GpuSampler } from './sampler.ts';
+import { RequestQueues } from './queues.ts';
+import { StatsStream } from './stats-stream.ts';
+import { acceptSampled, encodeInference, submitParts, type Measured, type StepGpu, type WorkPart } from './step-gpu.ts';
+import type { AdapterInfo, EngineOptions, EngineStats } from './types.ts';
+
+export { ENGINE_DEFAULTS, resolveLimits, resolveScheduler, type ResolvedLimits } from './limits.ts';
 
 /** What the engine serves: a loader (or a test) builds it. */
 export interface EngineModel {
   config: ModelConfig;
   tokenizer: TextTokenizer;
   weights: GpuModelWeights;
-}
-
-/** Engine sizes after defaults and caps. */
-export interface ResolvedLimits {
-  nBlocks: number;
-  maxContext: number;
-  maxBlocksPerSeq: number;
-  maxTokens: number;
-  maxSeqs: number;
-  candidates: number;
-  topLogprobs: number;
-}
-
-/** Limits an EngineOptions field takes when absent (candidates: logits a sampled token is drawn from). */
-export const ENGINE_DEFAULTS = { kvBudgetBytes: 64 * 2 ** 20, maxTokensPerIteration: 256, maxSeqs: 8, candidates: 64 } as const;
-/** OpenAI's cap on top_logprobs. */
-const MAX_TOP_LOGPROBS = 20;
-
-function positiveInt(name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) throw new EngineOptionsError(name, `= ${v} must be a positive integer`);
-  return v;
-}
-
-export function resolveLimits(ctx: Pick<GpuContext, 'limits'>, config: ModelConfig, o: EngineOptions): ResolvedLimits {
-  const budget = o.kvBudgetBytes ?? ENGINE_DEFAULTS.kvBudgetBytes;
-  if (!(budget > 0)) throw new EngineOptionsError('kvBudgetBytes', `= ${budget} must be > 0`);
-  const nBlocks = blocksForBudget(ctx, { nLayers: config.nLayers, nKvHeads: config.nKvHeads, headDim: config.headDim }, budget);
-  // One sequence alone must always fit the pool, or preemption could not make progress.
-  const maxContext = Math.min(positiveInt('maxContext', o.maxContext ?? config.maxPositionEmbeddings), config.maxPositionEmbeddings, nBlocks * BLOCK_SIZE);
-  if (maxContext < 2) throw new EngineOptionsError('maxContext', `= ${maxContext} leaves no room for a prompt and a token`);
-  const candidates = Math.min(positiveInt('candidates', o.candidates ?? ENGINE_DEFAULTS.candidates), config.vocabSize);
-  if (candidates > TOPK_MAX) throw new EngineOptionsError('candidates', `= ${candidates} exceeds the top-k kernel's maximum ${TOPK_MAX}`);
-  return {
-    nBlocks,
-    maxContext,
-    maxBlocksPerSeq: blocksForLength(maxContext),
-    maxTokens: positiveInt('maxTokensPerIteration', o.maxTokensPerIteration ?? ENGINE_DEFAULTS.maxTokensPerIteration),
-    maxSeqs: positiveInt('maxSeqs', o.maxSeqs ?? ENGINE_DEFAULTS.maxSeqs),
-    candidates,
-    topLogprobs: Math.min(MAX_TOP_LOGPROBS, candidates),
-  };
-}
-
-/** Scheduler settings after defaults; bad values name the option. */
-export function resolveScheduler(o: SchedulerOptions = {}): { config: SchedulerConfig; periodic: typeof DEFAULT_PERIODIC } {
-  const policy = o.policy ?? 'mace';
-  if (!isPolicy(policy)) throw new EngineOptionsError('scheduler.policy', `= ${JSON.stringify(policy)} is not one of ${POLICIES.join(', ')}`);
-  const raw = o.budgetMs ?? DEFAULT_BUDGET_MS;
-  if (typeof raw !== 'number' || Number.isNaN(raw) || raw < 0) throw new EngineOptionsError('scheduler.budgetMs', `= ${raw} must be a number of ms >= 0 (0 or Infinity: no budget)`);
-  const config: SchedulerConfig = { ...defaultSchedulerConfig(policy, raw === 0 ? Infinity : raw), ...o.tuning, policy, budgetMs: raw === 0 ? Infinity : raw };
-  for (const [k, v] of Object.entries(config)) if (k !== 'policy' && (typeof v !== 'number' || Number.isNaN(v))) throw new EngineOptionsError(`scheduler.tuning.${k}`, `= ${String(v)} must be a number`);
-  const periodic = { ...DEFAULT_PERIODIC, ...o.periodic };
-  if (!(periodic.periodMs >= 0) || !(Number.isInteger(periodic.pairsTrigger) && periodic.pairsTrigger >= 1)) throw new EngineOptionsError('scheduler.periodic', `= ${JSON.stringify(o.periodic)}: periodMs must be >= 0 and pairsTrigger a positive integer`);
-  return { config, periodic };
-}
-
-/** A part of one iteration's GPU work: encoded in order, submitted in slices. */
-interface WorkPart {
-  encode: (enc: GPUCommandEncoder) => void;
-  /** Predicted ms (for balancing slices). */
-  ms: number;
-  /** What it runs (its GPU time is measured per kind). */
-  kind: TimedKind;
-}
-
-/** An iteration's measured time: wall time submit → results, and GPU time per kind when timed. */
-interface Measured {
-  measuredMs: number;
-  slices: number;
-  gpu: KindTimes | null;
 }
 
 export class EngineCore {
@@ -145,14 +75,12 @@ export class EngineCore {
   private readonly kvWindow: SinksWindow | null;
   /** Blocks freed early out of their sequence's key window. */
   private prunedBlocks = 0;
-  private running: Request[] = [];
-  private waiting: Request[] = [];
-  private freeSlots: number[];
+  /** Running and waiting requests, sequence slots, admission and preemption (src/engine/queues.ts). */
+  private readonly queues: RequestQueues;
   private nextId = 1;
   private looping = false;
   private closed: Error | null = null;
   private iterations = 0;
-  private preemptions = 0;
   private sliced = 0;
   private readonly eosIds: ReadonlySet<number>;
   private readonly now: () => number = () => performance.now();
@@ -162,8 +90,8 @@ export class EngineCore {
   private readonly gate: FinetuneGate;
   /** On-device learning; null until enableLearning(). */
   private learner: Learner | null = null;
-  /** Receive the stats stream (iteration, request, fine-tune records). */
-  private readonly statsListeners = new Set<(r: StatsRecord) => void>();
+  /** The stats stream (iteration, request, fine-tune, memory, prefix records). */
+  private readonly stream = new StatsStream();
   /** A timer that re-kicks the loop when fine-tuning waits for its policy's window. */
   private gateTimer: ReturnType<typeof setTimeout> | null = null;
   /** The budget from the page's frames (reportFrames); null: always scheduler.budgetMs. */
@@ -221,7 +149,7 @@ export class EngineCore {
       const prefix = this.prefix;
       this.adapters.onChange((slot, oldEpoch) => prefix.invalidateSlot(slot, oldEpoch));
     }
-    this.freeSlots = Array.from({ length: L.maxSeqs }, (_, i) => L.maxSeqs - 1 - i);
+    this.queues = new RequestQueues({ maxSeqs: L.maxSeqs, pool: this.kv.pool, prefix: this.prefix, sampler: this.sampler, now: this.now, onRetired: (r) => this.stream.request(r, this.now()) });
     this.eosIds = new Set([...model.tokenizer.eosIds, ...c.eosTokenIds]);
     this.cost = new CostModel({ intercept: this.timer.mode === 'timestamp' ? 'inference' : 'submission' });
     this.gate = new FinetuneGate(sched.config.policy, sched.periodic, this.now());
@@ -229,18 +157,7 @@ export class EngineCore {
 
   /** Receive the stats stream (plain-data records). Returns the unsubscribe. */
   onStats(listener: (r: StatsRecord) => void): () => void {
-    this.statsListeners.add(listener);
-    return () => this.statsListeners.delete(listener);
-  }
-
-  private emit(r: StatsRecord): void {
-    for (const l of this.statsListeners) {
-      try {
-        l(r);
-      } catch {
-        // a failing listener never stops serving
-      }
-    }
+    return this.stream.on(listener);
   }
 
   /**
@@ -313,7 +230,7 @@ export class EngineCore {
       signal.addEventListener('abort', onAbort, { once: true });
       req.cleanup = () => signal.removeEventListener('abort', onAbort);
     }
-    this.waiting.push(req);
+    this.queues.waiting.push(req);
     this.kick();
     return req;
   }
@@ -365,11 +282,12 @@ export class EngineCore {
   unloadAdapter(name: string): AdapterInfo {
     const info = this.requireAdapters().unload(name);
     const err = new AdapterUnloadedError(name);
-    for (const r of this.waiting.filter((w) => w.settings.adapter === name)) {
-      this.waiting.splice(this.waiting.indexOf(r), 1);
+    const waiting = this.queues.waiting;
+    for (const r of waiting.filter((w) => w.settings.adapter === name)) {
+      waiting.splice(waiting.indexOf(r), 1);
       r.fail(err);
     }
-    for (const r of this.running) if (r.settings.adapter === name) r.fail(err);
+    for (const r of this.queues.running) if (r.settings.adapter === name) r.fail(err);
     return info;
   }
 
@@ -379,13 +297,13 @@ export class EngineCore {
 
   stats(): EngineStats {
     return {
-      running: this.running.length,
-      waiting: this.waiting.length,
+      running: this.queues.running.length,
+      waiting: this.queues.waiting.length,
       freeBlocks: this.kv.pool.numFree,
       totalBlocks: this.kv.pool.numBlocks,
       maxContext: this.limits.maxContext,
       iterations: this.iterations,
-      preemptions: this.preemptions,
+      preemptions: this.queues.preemptions,
       policy: this.scheduler.policy,
       budgetMs: this.scheduler.budgetMs,
       slicedIterations: this.sliced,
@@ -423,9 +341,10 @@ export class EngineCore {
     req.aborted = true;
     // A waiting request holds no blocks: finish it now. A running one is finished by the loop at
     // the next step boundary (its blocks may be in the step on the GPU right now).
-    const w = this.waiting.indexOf(req);
+    const waiting = this.queues.waiting;
+    const w = waiting.indexOf(req);
     if (w >= 0) {
-      this.waiting.splice(w, 1);
+      waiting.splice(w, 1);
       req.finish('abort');
     }
   }
@@ -441,7 +360,7 @@ export class EngineCore {
     try {
       while (!this.closed && this.hasWork()) {
         const progressed = await this.iterate();
-        if (!progressed && this.running.length === 0 && this.waiting.length === 0) {
+        if (!progressed && this.queues.empty) {
           // Only fine-tuning is left and its policy holds it back: look again in a while.
           this.gateTimer ??= setTimeout(() => {
             this.gateTimer = null;
@@ -474,107 +393,18 @@ export class EngineCore {
 
   /** Work that could run now: requests, or fine-tuning its policy lets run (benchmarks' busy time). */
   pendingWork(): boolean {
-    if (this.running.length > 0 || this.waiting.length > 0) return true;
+    if (!this.queues.empty) return true;
     if (!this.learner?.hasWork) return false;
     const p = this.scheduler.policy;
     return p === 'mace' || p === 'sync' || (p === 'periodic' && this.gate.open);
   }
 
   private hasWork(): boolean {
-    return this.running.length > 0 || this.waiting.length > 0 || (this.learner?.hasWork ?? false);
+    return !this.queues.empty || (this.learner?.hasWork ?? false);
   }
 
   private failAll(e: unknown): void {
-    for (const r of [...this.running, ...this.waiting]) {
-      if (r.seq.blocks.length) releaseSequence(r.seq, this.kv.pool);
-      r.fail(e);
-    }
-    this.running = [];
-    this.waiting = [];
-    this.freeSlots = Array.from({ length: this.limits.maxSeqs }, (_, i) => this.limits.maxSeqs - 1 - i);
-  }
-
-  /** A running request as the planner sees it (with the prefix cache: the blocks preempting it would free). */
-  private view(r: Request): RequestView {
-    return { id: r.id, length: r.seq.tokens.length, computed: r.seq.computed, blocks: r.seq.blocks.length, arrivedAt: r.createdAt, exclusiveBlocks: this.exclusiveBlocks(r.seq) };
-  }
-
-  /** Blocks of `seq` that releasing it would return to the pool (shared ones and freed holes stay as they are). */
-  private exclusiveBlocks(seq: SequenceState): number {
-    let n = 0;
-    for (const b of seq.blocks) if (b !== NO_BLOCK && this.kv.pool.refCount(b) === 1) n++;
-    return n;
-  }
-
-  /**
-   * A waiting request as the planner sees it: with the prefix cache, the first ones that could be
-   * admitted now (free slots) show the prefix they would reuse as computed tokens and held blocks.
-   */
-  private waitingViews(): RequestView[] {
-    const admissible = this.limits.maxSeqs - this.running.length;
-    return this.waiting.map((r, i) => {
-      const v: RequestView = { id: r.id, length: r.seq.tokens.length, computed: 0, blocks: 0, arrivedAt: r.createdAt };
-      if (this.prefix && i < admissible) {
-        const m = this.prefix.peek(r.seq);
-        v.computed = m.blocks.length * BLOCK_SIZE;
-        v.blocks = m.blocks.length;
-        v.cachedFree = m.free;
-      }
-      return v;
-    });
-  }
-
-  /** Drop a running request from the batch state: blocks and slot back. */
-  private retire(r: Request): void {
-    releaseSequence(r.seq, this.kv.pool);
-    if (r.slot >= 0) this.freeSlots.push(r.slot);
-    r.slot = -1;
-    this.running.splice(this.running.indexOf(r), 1);
-  }
-
-  /** Running requests that finished or were aborted leave the batch (blocks and slot back). */
-  private reapFinished(): void {
-    for (const r of [...this.running]) {
-      if (r.aborted || r.finished) {
-        this.retire(r);
-        r.finish('abort'); // no-op when it already finished
-        this.emitRequest(r);
-      }
-    }
-  }
-
-  /** Apply the plan's preemptions and admissions to the queues. */
-  private applyPlan(plan: IterationPlan): void {
-    const byId = new Map(this.running.map((r) => [r.id, r]));
-    const requeued = plan.preempted.map((id) => byId.get(id)!);
-    for (const r of requeued) this.retire(r);
-    this.preemptions += requeued.length;
-    // Preempted newest first: put them back oldest first, ahead of everyone waiting.
-    this.waiting.unshift(...requeued.reverse());
-    for (const id of plan.admitted) {
-      const r = this.waiting.find((w) => w.id === id)!;
-      this.waiting.splice(this.waiting.indexOf(r), 1);
-      // The prefix the planner saw (nothing allocated since the plan, so the match is the same).
-      if (this.prefix) {
-        const reused = this.prefix.admit(r.seq, r.reuse, r.promptIds.length, r.scheduledAt < 0);
-        if (r.scheduledAt < 0) r.cachedTokens = Math.min(reused, r.promptIds.length);
-      }
-      this.running.push(r);
-      r.slot = this.freeSlots.pop()!;
-      if (r.seen) this.sampler.writeSeen(r.slot, r.seen.pack());
-      if (r.scheduledAt < 0) r.scheduledAt = this.now();
-    }
-  }
-
-  private emitRequest(r: Request): void {
-    if (this.statsListeners.size === 0) return;
-    const times = r.tokenTimes;
-    const rec: RequestStats = {
-      type: 'request', id: `req-${r.id}`, t: this.now(), arrivedAt: r.createdAt, promptTokens: r.promptIds.length, completionTokens: r.output.length,
-      ttftMs: times.length ? times[0] - r.createdAt : null, tbtMs: times.slice(1).map((t, i) => t - times[i]),
-      finishReason: r.finishReason ?? 'error', adapter: r.settings.adapter, cachedTokens: r.cachedTokens,
-    };
-    this.emit(rec);
+    this.queues.failAll(e);
   }
 
   private plansBuilt(): number {
@@ -583,7 +413,7 @@ export class EngineCore {
 
   /** One iteration; false when nothing could run (only held-back fine-tuning). */
   private async iterate(): Promise<boolean> {
-    this.reapFinished();
+    this.queues.reapFinished();
     const L = this.limits;
     const t0 = this.now();
     const builtBefore = this.plansBuilt();
@@ -591,8 +421,7 @@ export class EngineCore {
     const learner = this.learner;
     const jobs: FinetuneJobView[] = learner ? learner.views() : [];
     const allowed = learner !== null && this.gate.allowed(t0, learner.pendingSteps, learner.stepsDone);
-    const running = this.running.map((r) => this.view(r));
-    const waiting = this.waitingViews();
+    const { running, waiting } = this.queues.views();
     const budget = this.budgetNow(); // the page's frames, or the constant
     const plan = planIteration(
       { now: t0, running, waiting, finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed, finetuneArenaBytes: learner?.arenaBytes ?? 0 },
@@ -601,13 +430,14 @@ export class EngineCore {
     );
     const schedulerMs = this.now() - t0;
     const views = new Map([...running, ...waiting].map((v) => [v.id, v]));
-    this.applyPlan(plan);
+    this.queues.applyPlan(plan);
     if (plan.entries.length === 0 && !plan.finetune) return plan.preempted.length > 0; // preemptions only: plan again
     this.iterations++;
 
     const parts: WorkPart[] = [];
     const features = { inference: zeroFeatures(), finetune: zeroFeatures() };
-    const inference = plan.entries.length > 0 ? this.encodeInference(plan, parts) : null;
+    const byId = new Map(this.queues.running.map((r) => [r.id, r]));
+    const inference = plan.entries.length > 0 ? encodeInference(this.gpu, plan, plan.entries.map((e) => byId.get(e.id)!), parts) : null;
     for (const e of plan.entries) {
       const v = views.get(e.id)!;
       features.inference = addFeatures(features.inference, entryFeatures(v.computed, e.count));
@@ -623,10 +453,10 @@ export class EngineCore {
       }
     }
 
-    const measured = await this.submitParts(parts, plan.slices, inference);
+    const measured = await submitParts(this.gpu, parts, plan.slices, inference, `iteration ${this.iterations}`);
     const fin = learner ? await learner.afterSubmit() : null;
     if (inference) {
-      this.acceptSampled(inference);
+      acceptSampled(this.gpu, inference);
       // Blocks filled by this step become matchable (before finished requests release them); then
       // blocks out of every later query's window go back to the pool.
       for (const r of inference.reqs) {
@@ -642,9 +472,9 @@ export class EngineCore {
     // set-up and maybe shader compiles: not a sample of the steady cost.
     if (this.plansBuilt() === builtBefore) this.observeCost(features, measured);
     if (measured.slices > 1) this.sliced++;
-    this.reapFinished(); // finished and aborted requests leave the batch now
+    this.queues.reapFinished(); // finished and aborted requests leave the batch now
     this.emitIteration(plan, t0, measured, schedulerMs, budget, { plans: this.plansBuilt() - builtBefore, pipelines: this.ctx.pipelines.size - pipelinesBefore });
-    if (fin) this.emit(fin satisfies FinetuneStats);
+    if (fin) this.stream.emit(fin satisfies FinetuneStats);
     return true;
   }
 
@@ -661,83 +491,8 @@ export class EngineCore {
     } else if (m.slices === 1) this.cost.observe(addFeatures(features.inference, features.finetune), m.measuredMs);
   }
 
-  /** Build and write the batch step; its forward parts and the sampling go into `parts`. */
-  private encodeInference(plan: IterationPlan, parts: WorkPart[]): InferenceStep {
-    const L = this.limits;
-    const all = new Map(this.running.map((r) => [r.id, r]));
-    const reqs = plan.entries.map((e) => all.get(e.id)!);
-    const entries: BatchEntry[] = plan.entries.map((e, i) => ({ seq: reqs[i].seq, count: e.count }));
-    const step = buildBatchStep(entries, this.kv.pool, L.maxBlocksPerSeq);
-    const { T, nSeqs, lora } = this.forward.write(step);
-    const rows = plan.entries.map((e, i) => (e.sample ? reqs[i].sampleRow() : IDLE_ROW));
-    this.sampler.writeRows(rows);
-    const withPenalties = rows.some((r) => r.penalty.nSeen > 0);
-    const withLogprobs = plan.entries.some((e, i) => e.sample && reqs[i].settings.topLogprobs !== null);
-    const k = this.sampler.candidatesFor(rows, withLogprobs);
-    const layerParts = this.forward.dispatchParts(T, nSeqs, step.mode, lora);
-    const sampling: KernelDispatch[] = this.sampler.dispatches(nSeqs, k, withPenalties, withLogprobs);
-    const perLayer = (plan.predictedMs.decode + plan.predictedMs.prefill) / layerParts.length;
-    layerParts.forEach((dispatches, l) => {
-      const last = l === layerParts.length - 1;
-      parts.push({
-        ms: perLayer,
-        kind: 'inference',
-        encode: (enc) => {
-          encodeDispatches(enc, last ? [...dispatches, ...sampling] : dispatches);
-          if (last) this.sampler.encodeReadback(enc, nSeqs, withLogprobs);
-        },
-      });
-    });
-    return { plan, reqs, entries, nSeqs, withLogprobs, result: null };
-  }
-
-  /**
-   * Submit the parts in `slices` balanced groups, waiting for each group before the next (so one
-   * submission holds the GPU about one budget), then read the sampled ids. Returns the measured
-   * wall time from the first submission to the last result.
-   */
-  private async submitParts(parts: WorkPart[], slices: number, inference: InferenceStep | null): Promise<Measured> {
-    const groups = partitionSlices(parts.map((p) => p.ms), slices);
-    const queue = this.ctx.device.queue;
-    const timer = this.timer;
-    timer.begin();
-    const t0 = this.now();
-    for (const [g, group] of groups.entries()) {
-      const enc = this.ctx.device.createCommandEncoder({ label: `iteration ${this.iterations}${groups.length > 1 ? ` slice ${g + 1}/${groups.length}` : ''}` });
-      let kind: TimedKind | null = null;
-      for (const i of group) {
-        if (parts[i].kind !== kind) timer.mark(enc, (kind = parts[i].kind));
-        parts[i].encode(enc);
-      }
-      timer.mark(enc, null);
-      const last = g === groups.length - 1;
-      if (last) timer.resolve(enc);
-      queue.submit([enc.finish()]);
-      if (!last) await queue.onSubmittedWorkDone();
-    }
-    // The marks map in parallel with the sampled ids: the same wait, not another round trip. A
-    // failed map (the engine destroyed mid-iteration, a lost device) leaves this iteration on wall
-    // time; whatever failed shows in the sampled ids' read-back.
-    const gpu = timer.read().catch(() => null);
-    if (inference) {
-      commitBatch(inference.entries);
-      inference.result = await this.sampler.read(inference.nSeqs, inference.withLogprobs);
-    } else await queue.onSubmittedWorkDone();
-    return { measuredMs: this.now() - t0, slices: groups.length, gpu: await gpu };
-  }
-
-  private acceptSampled(s: InferenceStep): void {
-    const result = s.result!;
-    s.plan.entries.forEach((e, i) => {
-      const r = s.reqs[i];
-      if (!e.sample || r.aborted || r.finished) return;
-      const update = r.accept(result.ids[i], result.logprobs?.[i] ?? null);
-      if (update && r.slot >= 0) this.sampler.updateSeen(r.slot, update);
-    });
-  }
-
   private emitIteration(plan: IterationPlan, t: number, m: Measured, schedulerMs: number, budget: BudgetNow, built: { plans: number; pipelines: number }): void {
-    if (this.statsListeners.size === 0) return;
+    if (!this.stream.active) return;
     const rec: IterationStats = {
       type: 'iteration', iteration: this.iterations, t,
       prefillTokens: plan.entries.filter((e) => e.kind === 'prefill').reduce((a, e) => a + e.count, 0),
@@ -746,50 +501,16 @@ export class EngineCore {
       plannedMs: { ...plan.predictedMs }, budgetMs: budget.budgetMs, budgetSource: budget.source, frameDrops: budget.frameDrops, frameIntervalMs: budget.frameIntervalMs, measuredMs: m.gpu ? m.gpu.inference + m.gpu.finetune : m.measuredMs, wallMs: m.measuredMs, timing: m.gpu ? 'timestamp' : 'wall', slices: m.slices, schedulerMs, plansBuilt: built.plans, pipelinesCreated: built.pipelines,
       gpuMs: m.gpu ? { inference: plan.entries.length > 0 ? m.gpu.inference : null, finetune: plan.finetune ? m.gpu.finetune : null } : null,
       kvBlocksUsed: this.kv.pool.numBlocks - this.kv.pool.numFree, kvBlocksTotal: this.kv.pool.numBlocks,
-      waitingRequests: this.waiting.length, runningRequests: this.running.length, pendingPairs: this.learner?.pendingPairs ?? 0,
+      waitingRequests: this.queues.waiting.length, runningRequests: this.queues.running.length, pendingPairs: this.learner?.pendingPairs ?? 0,
     };
-    this.emit(rec);
-    this.emitMemory(t);
-    this.emitPrefix(t);
+    this.stream.emit(rec);
+    this.stream.memory(t, this.ctx.tally);
+    this.stream.prefix(t, this.prefix);
   }
 
-  /** Prefix-cache counts, at most once a second and only when they changed. */
-  private emitPrefix(t: number): void {
-    if (!this.prefix || t - this.prefixAt < MEMORY_EVERY_MS) return;
-    const rec = this.prefix.record(t);
-    const sig = `${rec.queries},${rec.cachedBlocks},${rec.evictions},${rec.invalidated}`;
-    if (sig === this.prefixLast) return;
-    this.prefixAt = t;
-    this.prefixLast = sig;
-    this.emit(rec);
+  /** What the iteration's GPU side needs (src/engine/step-gpu.ts). */
+  private get gpu(): StepGpu {
+    return { ctx: this.ctx, forward: this.forward, sampler: this.sampler, timer: this.timer, pool: this.kv.pool, maxBlocksPerSeq: this.limits.maxBlocksPerSeq, now: this.now };
   }
-
-  private prefixAt = -Infinity;
-  private prefixLast = '';
-
-  /** GPU memory by owner, at most once a second and only when it changed (the tally's snapshot walks every live buffer). */
-  private emitMemory(t: number): void {
-    if (t - this.memoryAt < MEMORY_EVERY_MS) return;
-    this.memoryAt = t;
-    const s = this.ctx.tally.snapshot();
-    if (this.memoryLast && this.memoryLast.buffers === s.buffers && this.memoryLast.bytes === s.bytes) return;
-    this.memoryLast = { buffers: s.buffers, bytes: s.bytes };
-    this.emit({ type: 'memory', t, buffers: s.buffers, bytes: s.bytes, querySets: s.querySets, byOwner: s.byOwner } satisfies MemoryStats);
-  }
-
-  private memoryAt = -Infinity;
-  private memoryLast: { buffers: number; bytes: number } | null = null;
 }
 
-/** Memory records are sent at most this often (ms). */
-const MEMORY_EVERY_MS = 1000;
-
-/** One iteration's inference rows between encode and read-back. */
-interface InferenceStep {
-  plan: IterationPlan;
-  reqs: Request[];
-  entries: BatchEntry[];
-  nSeqs: number;
-  withLogprobs: boolean;
-  result: Awaited<ReturnType<GpuSampler['read']>> | null;
-}

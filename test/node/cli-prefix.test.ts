@@ -32,7 +32,7 @@ function mace(args: string[], timeoutMs: number): Promise<{ code: number | null;
 describe('mace bench prefix', () => {
   it('parses its options, defaults and refusals', () => {
     expect(parseArgs(['bench', 'prefix'])).toEqual({
-      command: 'bench-prefix', model: 'stories260k', dtype: 'f32', conversations: 4, turns: 4, userTokens: 48, replyTokens: 24, systemTokens: 160, requests: 16, clients: 4, seed: 1, json: false, out: undefined, runtime: 'browser',
+      command: 'bench-prefix', model: 'stories260k', dtype: 'f32', conversations: 4, turns: 4, userTokens: 48, replyTokens: 24, systemTokens: 160, requests: 16, clients: 4, repeats: 4, seed: 1, json: false, out: undefined, runtime: 'browser',
     });
     expect(parseArgs(['bench', 'prefix', '--turns', '3', '--system-tokens', '64', '--node', '--json'])).toMatchObject({ turns: 3, systemTokens: 64, runtime: 'node', json: true });
     expect(() => parseArgs(['bench', 'prefix', '--turns', '0'])).toThrow(/--turns must be an integer in \[1/);
@@ -41,7 +41,7 @@ describe('mace bench prefix', () => {
   });
 
   it('a tiny run: both traces, cache off and on, in one JSON', async () => {
-    const args = ['bench', 'prefix', '--node', '--json', '--conversations', '2', '--turns', '2', '--user-tokens', '20', '--reply-tokens', '4', '--system-tokens', '40', '--requests', '3', '--clients', '1'];
+    const args = ['bench', 'prefix', '--node', '--json', '--conversations', '2', '--turns', '2', '--user-tokens', '20', '--reply-tokens', '4', '--system-tokens', '40', '--requests', '3', '--clients', '1', '--repeats', '1'];
     const r = await mace(args, 240_000);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { runs: { trace: string; prefixCache: boolean; requests: number; cachedTokens: number; prefillTokensComputed: number; promptTokens: number }[]; comparisons: { trace: string; prefillComputedDrop: number }[] };
