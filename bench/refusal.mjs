@@ -44,6 +44,14 @@ try {
   await time('parsePreferenceFile, one 10 MiB JSONL record (strict)', () => parsePreferenceFile('prefs.jsonl', line, { strict: true }));
   await time('engine.preferences.add, 10 MiB answer', () => engine.preferences.add({ prompt: 'Tell me a story.', chosen: big, rejected: 'No.' }));
   await time('PreferenceSet.add, 10 MiB prompt', () => new PreferenceSet().add({ prompt: big, chosen: 'a', rejected: 'b' }));
+  const { TextTokenizer } = await load('/src/model/tokenizer.ts');
+  const { readFileSync } = await import('node:fs');
+  const tj = readFileSync(join(root, 'public/models/stories260K/tokenizer.json'), 'utf8');
+  const tc = JSON.parse(readFileSync(join(root, 'public/models/stories260K/tokenizer_config.json'), 'utf8'));
+  const expanding = "{% for i in range(200000) %}xxxxxxxxxx{% endfor %}{% for m in messages %}{{ m['content'] }}{% endfor %}";
+  await time('TextTokenizer.load, a chat template expanding every prompt by 2 MB (refused at load)', () => TextTokenizer.load(tj, JSON.stringify({ ...tc, chat_template: expanding }), [2]));
+  const repeating = "{% for m in messages %}{% for i in range(10000) %}{{ m['content'] }}{% endfor %}{% endfor %}";
+  await time('TextTokenizer.load, a chat template repeating each message 10 000 times (refused at load)', () => TextTokenizer.load(tj, JSON.stringify({ ...tc, chat_template: repeating }), [2]));
   await time('then a good request (greedy, 16 tokens)', async () => {
     const r = await engine.completions.create({ prompt: 'Once upon a time', temperature: 0, max_tokens: 16 });
     console.log(`  -> ${JSON.stringify(r.choices[0].text)}`);

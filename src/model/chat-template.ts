@@ -67,6 +67,11 @@ const RAISE = '__mace_raise_exception';
 const withOwnRaise = (text: string) => text.replace(/\braise_exception\b/g, RAISE);
 
 const OPTIONS = { lstrip_blocks: true, trim_blocks: true };
+/**
+ * Most characters a probe conversation (~80 characters of messages) may render to. Real templates
+ * add role markers and at most a default system prompt or tool preamble of a few KiB.
+ */
+export const MAX_PROBE_RENDER_CHARS = 64 * 1024;
 const MAX_LOCATE_LINES = 2000;
 
 /**
@@ -150,13 +155,23 @@ const PROBES: { what: string; messages: { role: string; content: string }[] }[] 
 export function probeTemplate(t: Template, source: TemplateSource, specials: Specials): string {
   let refusal = '';
   for (const p of PROBES) {
+    let out: string;
     try {
-      return render(t, p.messages, true, specials);
+      out = render(t, p.messages, true, specials);
     } catch (e) {
       const msg = (e as Error).message;
       if (!(e instanceof TemplateRaise)) throw new ChatTemplateLoadError(source.file, source.name, null, msg, `fails on a probe conversation (${p.what}, add_generation_prompt)`);
       refusal = msg;
+      continue;
     }
+    // A template whose output does not follow its messages (a loop over a constant range, content
+    // repeated many times) would blow every request up the same way: refused here, once, rather
+    // than rendered for each request and refused after (src/model/prompt.ts bounds requests).
+    if (out.length > MAX_PROBE_RENDER_CHARS) {
+      const chars = p.messages.reduce((a, m) => a + m.content.length, 0);
+      throw new ChatTemplateLoadError(source.file, source.name, null, `${out.length} characters from ${chars} characters of messages`, `expands a probe conversation (${p.what}) past ${MAX_PROBE_RENDER_CHARS} characters, so its output does not follow its messages`);
+    }
+    return out;
   }
   throw new ChatTemplateLoadError(source.file, source.name, null, refusal, 'refuses every probe conversation, even one user message (raise_exception)');
 }

@@ -216,6 +216,17 @@ describe('chat templates rendered once at load', () => {
     expect(never.message).toBe("tokenizer_config.json: chat template 'default' refuses every probe conversation, even one user message (raise_exception): no chat here");
   });
 
+  it('a template whose output does not follow its messages is refused at load', async () => {
+    const t0 = performance.now();
+    const e = await caught(ChatTemplateLoadError, () => TextTokenizer.load(tok.tokenizerJson, withTemplate("{% for i in range(200000) %}xxxxxxxxxx{% endfor %}{% for m in messages %}{{ m['content'] }}{% endfor %}")));
+    console.log(`template expanding a probe to 2 MB refused at load in ${(performance.now() - t0).toFixed(0)} ms`);
+    expect(e.message).toMatch(/^tokenizer_config\.json: chat template 'default' expands a probe conversation \(system, user, assistant, user\) past 65536 characters, so its output does not follow its messages: 2000\d+ characters from \d+ characters of messages$/);
+    // One that repeats each message 10 000 times is refused the same way; a long fixed preamble (8 KiB) is fine.
+    await caught(ChatTemplateLoadError, () => TextTokenizer.load(tok.tokenizerJson, withTemplate("{% for m in messages %}{% for i in range(10000) %}{{ m['content'] }}{% endfor %}{% endfor %}")));
+    const preamble = TextTokenizer.load(tok.tokenizerJson, withTemplate(`${'x'.repeat(8192)}{% for m in messages %}{{ m['content'] }}{% endfor %}`));
+    expect(preamble.hasChatTemplate).toBe(true);
+  });
+
   it('chat_template.jinja replaces tokenizer_config.json and is named in errors', async () => {
     const { tokenizer } = await loadModelFiles(sourceFromMemory(withFiles(fixture, { 'chat_template.jinja': good })));
     expect(tokenizer.chatTemplateSource).toEqual({ file: 'chat_template.jinja', name: 'default' });
