@@ -27,6 +27,7 @@ import { engineFeedback, memoryFeedback, type EngineFeedback, type FeedbackSink 
 import type { CompletionInput } from '../learn/feedback.ts';
 import { checkPromptChars, normalizeParams, promptCharLimit } from './params.ts';
 import { fitChatPrompt, truncationOf, type PromptBound } from '../model/prompt.ts';
+import { checkRequestFields } from './request-fields.ts';
 export { chatPromptIds, type PromptBound } from '../model/prompt.ts';
 import type { Request, RequestEvent, TokenLogprob } from './request.ts';
 import type {
@@ -277,6 +278,7 @@ function chunks<C>(req: Request, make: (ev: RequestEvent, first: boolean) => C, 
 
 function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreateParams, record: Recorder): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
   try {
+    checkRequestFields(p, 'chat');
     if (p.top_logprobs !== null && p.top_logprobs !== undefined && p.logprobs !== true) throw new InvalidRequestError('top_logprobs', 'needs logprobs: true');
     const settings = normalizeParams(p, p.logprobs === true ? (p.top_logprobs ?? 0) : null, core.limits);
     const tok = core.model.tokenizer;
@@ -341,6 +343,7 @@ function legacyLogprobs(tok: TextTokenizer, lps: readonly TokenLogprob[], offset
 
 function completion(core: EngineCore, model: string, p: CompletionCreateParams, record: Recorder): Promise<Completion | AsyncIterable<Completion>> {
   try {
+    checkRequestFields(p, 'completions');
     const settings = normalizeParams(p, p.logprobs ?? null, core.limits);
     const tok = core.model.tokenizer;
     const promptIds = completionPromptIds(tok, p.prompt, core.limits);

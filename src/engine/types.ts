@@ -86,6 +86,8 @@ export interface CompletionCreateParams extends SamplingParams {
   stream?: boolean | null;
   /** Legacy completions: the number of top tokens per position, in [0, 20] (0: chosen only). */
   logprobs?: number | null;
+  /** Streaming: the last chunk carries usage whatever include_usage says (accepted for OpenAI clients). */
+  stream_options?: { include_usage?: boolean } | null;
 }
 
 /** Usage with the engine's timing figures. */
