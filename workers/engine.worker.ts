@@ -15,7 +15,8 @@ import { installErrorTransfer, serializeError } from '../src/engine/errors-wire.
 import { createEngine, type Engine, type SavedLearning } from '../src/engine/openai.ts';
 import { memoryFeedback, type FeedbackInput, type FeedbackSink } from '../src/engine/feedback.ts';
 import { LearnStore, PersistentFeedback } from '../src/learn/store.ts';
-import { importPeft } from '../src/learn/peft.ts';
+import { exportPeft, importPeft, type PeftFiles } from '../src/learn/peft.ts';
+import type { AdapterVersionInfo } from '../src/learn/store.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import type { RateResult } from '../src/learn/feedback.ts';
 import type { AddedPair, PairInput, PreferencePair } from '../src/learn/pairs.ts';
@@ -23,8 +24,11 @@ import type { LearningStatus, SessionStats, StatsRecord } from '../src/scheduler
 import { validateFrameReport, type FrameReport } from '../src/scheduler/frame-budget.ts';
 import type { ChatCompletion, ChatCompletionChunk, Completion, EngineStats } from '../src/engine/types.ts';
 import {
+  NoAdapterStoreError,
   NoModelError,
   RequestIdError,
+  type AdapterImported,
+  type AdapterVersions,
   type DeviceLostSink,
   type EngineWorkerApi,
   type LoadRequest,
@@ -155,6 +159,9 @@ class AdapterSaver {
   private lastSave = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
+  /** Told of each version saved (the host tracks which version serves). */
+  onSaved: (info: AdapterVersionInfo) => void = () => {};
+
   attach(engine: Engine, store: LearnStore, config: ModelConfig): void {
     this.detach?.();
     const off = engine.core.onStats((r) => {
@@ -181,7 +188,7 @@ class AdapterSaver {
     try {
       const snap = await engine.learning.snapshot();
       const status = engine.learning.status();
-      await store.saveAdapterVersion({ model: config, host: snap.host }, { label: status?.adapter ?? 'learnt', metrics: { version: snap.version, steps: status?.steps ?? 0 }, note: JSON.stringify({ trainedPairs: snap.trainedKeys }) });
+      this.onSaved(await store.saveAdapterVersion({ model: config, host: snap.host }, { label: status?.adapter ?? 'learnt', metrics: { version: snap.version, steps: status?.steps ?? 0 }, note: JSON.stringify({ trainedPairs: snap.trainedKeys }) }));
     } catch (e) {
       console.warn(`mace: saving the learnt adapter failed (${e instanceof Error ? e.message : String(e)}); will retry after the next step`);
     } finally {
@@ -198,12 +205,12 @@ class AdapterSaver {
 }
 
 /** The latest saved adapter of this store, or null (none, or none readable: a warning says why). */
-async function loadSavedLearning(store: LearnStore, config: ModelConfig): Promise<SavedLearning | null> {
+async function loadSavedLearning(store: LearnStore, config: ModelConfig): Promise<(SavedLearning & { stored: number }) | null> {
   try {
     const saved = await store.loadLatestAdapter({ fallback: true });
     if (!saved) return null;
     const host = await importPeft(config, { weights: saved.weights, config: saved.config });
-    return { host, version: saved.meta.metrics?.version ?? saved.version, trainedKeys: parseNote(saved.meta.note).trainedPairs };
+    return { host, version: saved.meta.metrics?.version ?? saved.version, trainedKeys: parseNote(saved.meta.note).trainedPairs, stored: saved.version };
   } catch (e) {
     console.warn(`mace: the saved adapter cannot be read (${e instanceof Error ? e.message : String(e)}); learning starts fresh`);
     return null;
@@ -236,6 +243,9 @@ class EngineHost implements EngineWorkerApi {
   private lostSink: DeviceLostSink | null = null;
   private readonly statsPump = new StatsPump();
   private readonly saver = new AdapterSaver();
+  /** The loaded model's feedback store (null: feedbackStore false) and the saved adapter version serving. */
+  private store: LearnStore | null = null;
+  private serving: number | null = null;
   /** The page's latest frame report: a model loaded later starts from it (a page hidden during the load). */
   private frames: FrameReport | null = null;
 
@@ -269,7 +279,11 @@ class EngineHost implements EngineWorkerApi {
         const saved = store ? await loadSavedLearning(store, model.config) : null;
         const status = await engine.learning.enable(learning, saved ?? undefined);
         if (status.restoreError) console.warn(`mace: the saved adapter was not restored (${status.restoreError}); learning starts fresh`);
-        if (store) this.saver.attach(engine, store, model.config);
+        this.serving = saved && !status.restoreError ? saved.stored : null;
+        if (store) {
+          this.saver.onSaved = (info) => (this.serving = info.version);
+          this.saver.attach(engine, store, model.config);
+        }
       }
     } catch (e) {
       engine.destroy();
@@ -278,6 +292,7 @@ class EngineHost implements EngineWorkerApi {
     }
     this.statsPump.attach(engine);
     if (this.frames) engine.core.reportFrames(this.frames);
+    this.store = learning !== false ? store : null;
     this.model = model;
     this.engine = engine;
     const c = model.config;
@@ -315,6 +330,8 @@ class EngineHost implements EngineWorkerApi {
   /** Destroy the engine (its requests fail with 'engine-closed') and the weights. */
   private dropModel(): void {
     this.saver.stop();
+    this.store = null;
+    this.serving = null;
     this.engine?.destroy();
     this.model?.weights.destroy();
     this.engine = null;
@@ -416,6 +433,58 @@ class EngineHost implements EngineWorkerApi {
 
   learningStatus(): LearningStatus | null {
     return this.engine?.learning.status() ?? null;
+  }
+
+  // ---- the learnt adapter's versions (src/learn/store.ts keeps the newest few)
+
+  async adapterVersions(): Promise<AdapterVersions> {
+    const engine = this.loaded();
+    return { versions: this.store ? await this.store.listAdapterVersions() : [], serving: this.serving, learning: engine.learning.status() };
+  }
+
+  async serveAdapterVersion(version: number): Promise<LearningStatus> {
+    const engine = this.loaded();
+    const store = this.requireStore('serveAdapterVersion');
+    if (!Number.isInteger(version) || version < 1) throw new InvalidRequestError('version', `= ${JSON.stringify(version)} must be a saved version number (adapterVersions())`);
+    const rec = await store.loadAdapterVersion(version); // StoredRecordError when missing or corrupt
+    const host = await importPeft(this.model!.config, { weights: rec.weights, config: rec.config, weightsFile: `adapter version ${version} (adapter_model.safetensors)`, configFile: `adapter version ${version} (adapter_config.json)` });
+    const status = await engine.learning.restore({ host, version: rec.meta.metrics?.version ?? version, trainedKeys: parseNote(rec.meta.note).trainedPairs });
+    this.serving = version;
+    return status;
+  }
+
+  async resetAdapter(): Promise<LearningStatus> {
+    const status = await this.loaded().learning.reset();
+    this.serving = null;
+    return status;
+  }
+
+  async exportAdapter(version?: number): Promise<PeftFiles> {
+    const engine = this.loaded();
+    if (version === undefined) return exportPeft(this.model!.config, (await engine.learning.snapshot()).host);
+    const rec = await this.requireStore('exportAdapter(version)').loadAdapterVersion(version);
+    return { weights: rec.weights, config: rec.config };
+  }
+
+  async importAdapter(files: PeftFiles, options: { allowBaseMismatch?: boolean } = {}): Promise<AdapterImported> {
+    const engine = this.loaded();
+    const config = this.model!.config;
+    if (!files || typeof files !== 'object') throw new InvalidRequestError('files', 'must be PEFT files {weights: adapter_model.safetensors bytes, config: adapter_config.json text}');
+    const host = await importPeft(config, { weights: files.weights, config: files.config, allowBaseMismatch: options.allowBaseMismatch === true });
+    const before = engine.learning.status();
+    const learning = await engine.learning.restore({ host, version: (before?.version ?? 0) + 1, trainedKeys: [] });
+    let saved: AdapterVersionInfo | null = null;
+    if (this.store) {
+      const snap = await engine.learning.snapshot();
+      saved = await this.store.saveAdapterVersion({ model: config, host }, { label: 'imported', metrics: { version: learning.version, steps: learning.steps }, note: JSON.stringify({ trainedPairs: snap.trainedKeys }) });
+      this.serving = saved.version;
+    }
+    return { learning, saved };
+  }
+
+  private requireStore(what: string): LearnStore {
+    if (!this.store) throw new NoAdapterStoreError(what);
+    return this.store;
   }
 
   subscribeStats(sink: StatsSink | null): void {

@@ -25,7 +25,8 @@ import { installErrorTransfer, reviveError, type MaceRemoteError } from './error
 import type { ChatCompletions, Completions } from './openai.ts';
 import type { LearningStatus, StatsBatch } from '../scheduler/stats.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Completion, CompletionCreateParams, EngineStats } from './types.ts';
-import { WorkerGoneError, type EngineWorkerApi, type LoadRequest, type ModelInfo, type ProgressSink, type StreamEvent, type StreamSink } from './worker-api.ts';
+import { WorkerGoneError, type AdapterImported, type AdapterVersions, type EngineWorkerApi, type LoadRequest, type ModelInfo, type ProgressSink, type StreamEvent, type StreamSink } from './worker-api.ts';
+import type { PeftFiles } from '../learn/peft.ts';
 
 export interface WorkerEngineOptions {
   /** A worker running workers/engine.worker.ts; default: a new module worker. */
@@ -57,6 +58,18 @@ export interface WorkerEngine {
   readonly learning: {
     /** Adapter name, version, steps, pending pairs; null when no model is loaded or learning is off. */
     status(): Promise<LearningStatus | null>;
+  };
+  /** The learnt adapter's saved versions (IndexedDB, newest few): list, switch or roll back, reset, export, import. */
+  readonly adapter: {
+    versions(): Promise<AdapterVersions>;
+    /** Serve (and train on from) saved version `version`. */
+    serve(version: number): Promise<LearningStatus>;
+    /** Back to the base model's behaviour; feedback trains the adapter again. */
+    reset(): Promise<LearningStatus>;
+    /** PEFT files (adapter_model.safetensors bytes, adapter_config.json text) of the serving adapter or a saved version. */
+    export(version?: number): Promise<PeftFiles>;
+    /** Serve PEFT files from now on (checked against the model), saved as a new version. */
+    import(files: PeftFiles, options?: { allowBaseMismatch?: boolean }): Promise<AdapterImported>;
   };
   /**
    * Receive the engine's stats stream (iterations, finished requests, fine-tune steps) in batches.
@@ -230,6 +243,13 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
       list: () => call(remote.preferences()),
     },
     learning: { status: () => call(remote.learningStatus()) },
+    adapter: {
+      versions: () => call(remote.adapterVersions()),
+      serve: (version) => call(remote.serveAdapterVersion(version)),
+      reset: () => call(remote.resetAdapter()),
+      export: (version) => call(remote.exportAdapter(version)),
+      import: (files, options) => call(remote.importAdapter(files, options)),
+    },
     onStats(listener) {
       statsListeners.add(listener);
       if (statsListeners.size === 1 && !goneError) remote.subscribeStats(statsSink).catch(() => undefined);

@@ -26,7 +26,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { ForwardPass } from '../model/forward.ts';
 import type { GpuModelWeights } from '../model/gpu-weights.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
-import type { HostAdapter } from '../learn/adapter.ts';
+import { checkHostAdapter as checkHostAdapterFits, type HostAdapter } from '../learn/adapter.ts';
 import { tokenizePair, truncatePair, type TextPair } from '../learn/pair-tokens.ts';
 import type { TokenPair } from '../learn/reference.ts';
 import type { PairLogprobs } from '../learn/trainer.ts';
@@ -79,6 +79,8 @@ export class EngineCore {
   private readonly queues: RequestQueues;
   private nextId = 1;
   private looping = false;
+  /** Changes that must wait for a step boundary (no submission in flight): run at the next iteration's start. */
+  private atBoundary: (() => void)[] = [];
   private closed: Error | null = null;
   private iterations = 0;
   private sliced = 0;
@@ -191,6 +193,32 @@ export class EngineCore {
     if (!this.learner || this.closed || !this.learner.enqueue(key, pair, ref)) return false;
     this.kick();
     return true;
+  }
+
+  /**
+   * Replace the learnt adapter (a saved version, a rollback, an import, the base): at the next step
+   * boundary the step in flight is dropped (its pair starts over later) and the adapter's weights
+   * become `host`, served from then on. Pairs in `trainedKeys` are not trained again. Rejects with a
+   * typed error, changing nothing, when `host` does not fit.
+   */
+  replaceLearnt(host: HostAdapter, version: number, trainedKeys: readonly string[]): Promise<LearningStatus> {
+    const learner = this.learner;
+    if (!learner) return Promise.reject(new EngineOptionsError('learning', 'is off: call learning.enable() first'));
+    return new Promise<LearningStatus>((resolve, reject) => {
+      const apply = () => {
+        try {
+          if (this.closed) throw new EngineClosedError(this.closed.message);
+          checkHostAdapterFits(this.model.config, host);
+          learner.abandonStep();
+          learner.restore(host, version, trainedKeys);
+          resolve(learner.status());
+        } catch (e) {
+          reject(e);
+        }
+      };
+      if (this.looping) this.atBoundary.push(apply);
+      else apply();
+    });
   }
 
   /** The learner (tests and tools: its adapter and trainer); null while learning is off. */
@@ -334,6 +362,7 @@ export class EngineCore {
     this.adapters?.destroy();
     this.timer.destroy();
     if (this.gateTimer) clearTimeout(this.gateTimer);
+    for (const run of this.atBoundary.splice(0)) run(); // each rejects: the engine is closed
   }
 
   private abort(req: Request): void {
@@ -373,6 +402,7 @@ export class EngineCore {
       this.failAll(e);
     } finally {
       this.looping = false;
+      for (const run of this.atBoundary.splice(0)) run(); // the loop ended: nothing is in flight
     }
   }
 
@@ -413,6 +443,7 @@ export class EngineCore {
 
   /** One iteration; false when nothing could run (only held-back fine-tuning). */
   private async iterate(): Promise<boolean> {
+    for (const run of this.atBoundary.splice(0)) run();
     this.queues.reapFinished();
     const L = this.limits;
     const t0 = this.now();

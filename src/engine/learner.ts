@@ -358,6 +358,16 @@ export class Learner {
     for (let i = this.jobs.length - 1; i >= 0; i--) if (this.trained.has(this.jobs[i].key)) this.jobs.splice(i, 1);
   }
 
+  /**
+   * Drop the step in flight, if any (its pair stays queued and starts over later; half-accumulated
+   * gradients are cleared): the engine does this between iterations before replacing the adapter.
+   */
+  abandonStep(): void {
+    if (!this.active) return;
+    this.active = null;
+    this.trainer.clearGrads();
+  }
+
   /** The adapter as it is now, with its version and the pairs fully trained (to save it). */
   async snapshot(): Promise<{ host: HostAdapter; version: number; trainedKeys: string[] }> {
     return { host: await readAdapter(this.ctx, this.adapter), version: this.version, trainedKeys: [...this.trained] };

@@ -94,6 +94,14 @@ export interface EngineLearning {
   status(): LearningStatus | null;
   /** The learnt adapter now, to save it. */
   snapshot(): Promise<{ host: HostAdapter; version: number; trainedKeys: string[] }>;
+  /**
+   * Serve and train from `saved` from now on (a stored version, a rollback, an imported adapter):
+   * applied at the next step boundary, the step in flight starting over; pairs in its trainedKeys
+   * are not trained again. A host that does not fit the model is refused, changing nothing.
+   */
+  restore(saved: SavedLearning): Promise<LearningStatus>;
+  /** Back to the base model's behaviour: the adapter's B matrices zeroed (version 0); new feedback trains it again. */
+  reset(): Promise<LearningStatus>;
 }
 
 export interface Engine extends EngineFeedback {
@@ -168,6 +176,15 @@ export function createEngine(ctx: GpuContext, model: EngineModel, options: Engin
         const l = core.learnerState;
         if (!l) throw new EngineOptionsError('learning', 'is off: call learning.enable() first');
         return l.snapshot();
+      },
+      restore: (saved) => core.replaceLearnt(saved.host, saved.version, saved.trainedKeys),
+      reset: async () => {
+        const l = core.learnerState;
+        if (!l) throw new EngineOptionsError('learning', 'is off: call learning.enable() first');
+        const { host, trainedKeys } = await l.snapshot();
+        // B = 0: the LoRA delta is exactly zero (A keeps its init, so training can start again).
+        const base: HostAdapter = { config: host.config, tensors: host.tensors.map((t) => ({ ...t, B: new Float32Array(t.B.length) })) };
+        return core.replaceLearnt(base, 0, trainedKeys);
       },
     },
     chat: { completions: { create: chatCreate as ChatCompletions['create'] } },

@@ -21,6 +21,8 @@ import type { WireError } from './errors-wire.ts';
 import type { FeedbackInput } from './feedback.ts';
 import type { RateResult } from '../learn/feedback.ts';
 import type { AddedPair, PairInput, PreferencePair } from '../learn/pairs.ts';
+import type { PeftFiles } from '../learn/peft.ts';
+import type { AdapterVersionInfo } from '../learn/store.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Completion, CompletionCreateParams, EngineOptions, EngineStats } from './types.ts';
 
 /** Where the worker loads a model from (a plain-data stand-in for a ModelSource). */
@@ -122,6 +124,16 @@ export interface EngineWorkerApi {
   preferences(): PreferencePair[] | null;
   /** Learning status, or null when no model is loaded or learning is off. */
   learningStatus(): LearningStatus | null;
+  /** Saved versions of the learnt adapter (newest first), the one serving, and the learner's status. */
+  adapterVersions(): Promise<AdapterVersions>;
+  /** Serve (and train on from) a saved version: a switch or a rollback. */
+  serveAdapterVersion(version: number): Promise<LearningStatus>;
+  /** Back to the base model's behaviour (the adapter's delta zeroed); feedback trains it again. */
+  resetAdapter(): Promise<LearningStatus>;
+  /** PEFT files of the adapter serving now, or of a saved version. */
+  exportAdapter(version?: number): Promise<PeftFiles>;
+  /** PEFT files to serve and train on from now, saved as a new version (validated against the model first). */
+  importAdapter(files: PeftFiles, options?: { allowBaseMismatch?: boolean }): Promise<AdapterImported>;
   /** Register the page's stats listener (one; a new one replaces it; null: stop). */
   subscribeStats(sink: StatsSink | null): void;
   /**
@@ -139,6 +151,29 @@ export interface EngineWorkerApi {
 }
 
 /** A request needs a model and none is loaded (or it was unloaded, or the device was lost). */
+/** The learnt adapter's saved versions and which one serves. */
+export interface AdapterVersions {
+  versions: AdapterVersionInfo[];
+  /** The saved version serving now; null: none saved yet, reset to base, or no store. */
+  serving: number | null;
+  learning: LearningStatus | null;
+}
+
+/** An imported adapter: the learner's status, and its saved version (null without a store). */
+export interface AdapterImported {
+  learning: LearningStatus;
+  saved: AdapterVersionInfo | null;
+}
+
+/** The worker was loaded without a feedback store (feedbackStore: false): no saved versions. */
+export class NoAdapterStoreError extends Error {
+  readonly code = 'no-adapter-store';
+  constructor(detail: string) {
+    super(`engine worker: ${detail}: this model was loaded without a feedback store (feedbackStore: false), so no adapter versions are saved`);
+    this.name = 'NoAdapterStoreError';
+  }
+}
+
 export class NoModelError extends Error {
   readonly code = 'no-model';
   constructor(detail = 'no model is loaded; call load() first') {
