@@ -511,6 +511,44 @@ describe('<mace-chat> feedback and learning', () => {
     await answered(el, req2, 'Hello again.');
   });
 
+  it('offers the learnt adapter as PEFT files once a version exists (header download button)', async () => {
+    const engine = new ScriptedEngine();
+    const files = { weights: new Uint8Array([1, 2, 3, 4]), config: '{"peft_type":"LORA","r":4}' };
+    let exports = 0;
+    Object.assign(engine, { adapter: { export: async () => (exports++, files) } });
+    engine.learningStatus = learning(0);
+    const el = mount(engine);
+    await ready(el);
+    const button = el.shadowRoot!.querySelector<HTMLButtonElement>('button.download')!;
+    expect(button.hidden).toBe(true); // nothing learnt yet
+    engine.finetune(2);
+    expect(button.hidden).toBe(false);
+    expect(button.getAttribute('aria-label')).toBe('Download the learnt adapter (PEFT files)');
+    const saved: { name: string; blob: Blob }[] = [];
+    const realCreate = URL.createObjectURL;
+    const realClick = HTMLAnchorElement.prototype.click;
+    const blobs = new Map<string, Blob>();
+    URL.createObjectURL = (b: Blob | MediaSource) => {
+      const url = realCreate.call(URL, b);
+      blobs.set(url, b as Blob);
+      return url;
+    };
+    HTMLAnchorElement.prototype.click = function (this: HTMLAnchorElement) {
+      saved.push({ name: this.download, blob: blobs.get(this.href)! });
+    };
+    try {
+      button.click();
+      await expect.poll(() => saved.length).toBe(2);
+    } finally {
+      URL.createObjectURL = realCreate;
+      HTMLAnchorElement.prototype.click = realClick;
+    }
+    expect(exports).toBe(1);
+    expect(saved.map((f) => f.name)).toEqual(['learnt-v2-adapter_model.safetensors', 'learnt-v2-adapter_config.json']);
+    expect(new Uint8Array(await saved[0].blob.arrayBuffer())).toEqual(files.weights);
+    expect(await saved[1].blob.text()).toBe(files.config);
+  });
+
   it('learning status from the engine sets the badge on load', async () => {
     const engine = new ScriptedEngine();
     engine.learningStatus = learning(4);

@@ -443,11 +443,26 @@ export class MaceChatElement extends HTMLElement {
     const badge = this.dom.learnt;
     const l = this.learnt;
     badge.hidden = !l || l.version < 1;
+    this.dom.download.hidden = badge.hidden || !this.engine?.adapter;
     if (!l || l.version < 1) return;
     badge.textContent = `learnt · v${l.version}`;
     const attr = this.getAttribute('adapter');
     const used = adapterFor(attr, l) === l.adapter;
     badge.title = `Learnt from your feedback: adapter "${l.adapter}", version ${l.version}. ${used ? 'New answers use it.' : `Not used: the adapter attribute says "${attr}".`}`;
+  }
+
+  /** Save the serving adapter as PEFT's two files (adapter_model.safetensors, adapter_config.json). */
+  private async downloadAdapter(): Promise<void> {
+    const exporter = this.engine?.adapter;
+    if (!exporter) return;
+    try {
+      const files = await exporter.export();
+      const version = this.learnt?.version ?? 0;
+      saveFile(`learnt-v${version}-adapter_model.safetensors`, new Blob([files.weights.slice()], { type: 'application/octet-stream' }));
+      saveFile(`learnt-v${version}-adapter_config.json`, new Blob([files.config], { type: 'application/json' }));
+    } catch (e) {
+      this.showNotice('error', friendlyError(e, 'Exporting the adapter'));
+    }
   }
 
   private onDeviceLost(e: MaceRemoteError): void {
@@ -577,6 +592,7 @@ export class MaceChatElement extends HTMLElement {
       d.input.focus();
     });
     d.clear.addEventListener('click', () => void this.clearConversation());
+    d.download.addEventListener('click', () => void this.downloadAdapter());
     d.noticeAction.addEventListener('click', () => this.reload());
     d.log.addEventListener(
       'scroll',
@@ -628,4 +644,14 @@ declare global {
     'mace-feedback': CustomEvent<MaceFeedbackDetail>;
     'mace-state': CustomEvent<MaceStateDetail>;
   }
+}
+
+/** Offer `blob` as a download named `name` (an object URL on a temporary link, revoked after the click). */
+function saveFile(name: string, blob: Blob): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 0);
 }

@@ -11,6 +11,7 @@ import type { FeedbackInput } from '../../engine/feedback.ts';
 import type { ChatCompletionChunk, ChatCompletionCreateParams } from '../../engine/types.ts';
 import type { LoadRequest, ModelInfo, ProgressSink } from '../../engine/worker-api.ts';
 import type { RateResult } from '../../learn/feedback.ts';
+import type { PeftFiles } from '../../learn/peft.ts';
 import type { LearningStatus, StatsBatch } from '../../scheduler/stats.ts';
 
 export interface ChatEngine {
@@ -24,6 +25,8 @@ export interface ChatEngine {
   onDeviceLost(listener: (error: MaceRemoteError) => void): () => void;
   onStats?(listener: (batch: StatsBatch) => void): () => void;
   readonly learning?: { status(): Promise<LearningStatus | null> };
+  /** PEFT export of the serving adapter (the header's download button); absent: no button. */
+  readonly adapter?: { export(): Promise<PeftFiles> };
   terminate?(): void;
 }
 

@@ -15,6 +15,7 @@ const PATHS = {
   send: 'M4 12 20 4l-4 16-4-7-8-1Zm8 1 8-9',
   stop: 'M7 7h10v10H7z',
   clear: 'M4 7h16M9 7V4h6v3m-8 0 1 13h8l1-13',
+  download: 'M12 4v11m-5-5 5 5 5-5M5 20h14',
   chevronLeft: 'M15 5l-7 7 7 7',
   chevronRight: 'M9 5l7 7-7 7',
 } as const;

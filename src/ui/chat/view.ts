@@ -14,6 +14,8 @@ export interface WidgetDom {
   title: HTMLElement;
   subtitle: HTMLElement;
   learnt: HTMLElement;
+  /** Download the learnt adapter as PEFT files (shown once a version exists and the engine can export). */
+  download: HTMLButtonElement;
   clear: HTMLButtonElement;
   status: HTMLElement;
   bar: HTMLProgressElement;
@@ -58,8 +60,10 @@ export function buildShell(root: ShadowRoot): WidgetDom {
   titles.append(title, subtitle);
   const learnt = el('span', 'learnt');
   learnt.hidden = true;
+  const download = iconButton('download', 'Download the learnt adapter (PEFT files)', { className: 'download' });
+  download.hidden = true;
   const clear = iconButton('clear', 'Clear conversation', { className: 'clear' });
-  bar.append(titles, el('span', 'spacer'), learnt, clear);
+  bar.append(titles, el('span', 'spacer'), learnt, download, clear);
 
   const status = el('div', 'status');
   status.setAttribute('role', 'status');
@@ -102,7 +106,7 @@ export function buildShell(root: ShadowRoot): WidgetDom {
   hint.id = 'mace-hint';
 
   root.append(bar, status, notice, log, form, hint);
-  return { title, subtitle, learnt, clear, status, bar: progress, statusLine, notice, noticeText, noticeAction, log, empty, form, input, send, stop, hint };
+  return { title, subtitle, learnt, download, clear, status, bar: progress, statusLine, notice, noticeText, noticeAction, log, empty, form, input, send, stop, hint };
 }
 
 /** Fill an answer's bubble with its rendered text (called per frame while it streams). */
