@@ -185,12 +185,13 @@ export class EngineCore {
     const learner = this.learner;
     if (!learner || this.closed) return false;
     const tokens = truncatePair(tokenizePair(this.model.tokenizer, pair, { eos: null }), learner.maxTokens);
-    return tokens !== null && this.learnTokens(key, tokens);
+    // Its conversation: the context both answers reply to.
+    return tokens !== null && this.learnTokens(key, tokens, null, JSON.stringify(pair.messages ?? pair.prompt ?? ''));
   }
 
-  /** Queue a token pair for training; `ref`: its reference log-probs when already known. */
-  learnTokens(key: string, pair: TokenPair, ref: PairLogprobs | null = null): boolean {
-    if (!this.learner || this.closed || !this.learner.enqueue(key, pair, ref)) return false;
+  /** Queue a token pair for training; `ref`: its reference log-probs when already known; `context`: its conversation (default: its prompt ids). */
+  learnTokens(key: string, pair: TokenPair, ref: PairLogprobs | null = null, context?: string): boolean {
+    if (!this.learner || this.closed || !this.learner.enqueue(key, pair, ref, context)) return false;
     this.kick();
     return true;
   }

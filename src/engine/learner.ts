@@ -47,6 +47,13 @@ export interface LearningOptions {
   /** Seed of the adapter's initialisation. */
   seed?: number;
   /**
+   * Untrained pairs one conversation (one context: the same prompt or messages) may have queued;
+   * more are refused until some are trained (they stay stored, only not queued). The scheduler also
+   * sees one job per conversation at a time, so a flood of ratings in one chat cannot crowd out the
+   * others. Default 32.
+   */
+  maxPairsPerConversation?: number;
+  /**
    * Size of the training work units the scheduler packs: 'matmul' (default: one matmul of a layer,
    * small enough to share an iteration with decodes) or 'layer' (a whole layer; the ablation).
    */
@@ -78,6 +85,8 @@ function copyPlan(adapter: GpuAdapter, bank: AdapterBank, slot: number): ByteCop
 interface Job {
   id: number;
   key: string;
+  /** Its conversation (see LearningOptions.maxPairsPerConversation). */
+  context: string;
   pair: TokenPair;
   /**
    * Its units as the planner sees them, per phase (the reference pass is the forward without LoRA);
@@ -115,6 +124,8 @@ export class Learner {
   private readonly jobs: Job[] = [];
   private active: ActiveStep | null = null;
   private nextJobId = 1;
+  /** Pairs refused because their conversation had maxPairsPerConversation queued. */
+  private rateLimited = 0;
   private version = 0;
   private last: FinetuneStats | null = null;
   private pairsSeen = 0;
@@ -131,6 +142,7 @@ export class Learner {
     private readonly now: () => number,
     readonly policy: PolicyName,
     served: { name: string; copies: ByteCopy[] | null },
+    private readonly perConversation: number,
   ) {
     this.adapterName = served.name;
     this.copies = served.copies;
@@ -145,6 +157,8 @@ export class Learner {
     if (!Number.isInteger(rank) || rank < 1 || rank > bank.r) throw new EngineOptionsError('learning.rank', `= ${rank} must be an integer in 1..${bank.r} (the bank's rank)`);
     const epochs = o.epochs ?? 2;
     if (!Number.isInteger(epochs) || epochs < 1) throw new EngineOptionsError('learning.epochs', `= ${epochs} must be a positive integer`);
+    const perConversation = o.maxPairsPerConversation ?? 32;
+    if (!Number.isInteger(perConversation) || perConversation < 1) throw new EngineOptionsError('learning.maxPairsPerConversation', `= ${perConversation} must be a positive integer`);
     const maxTokens = Math.min(o.maxTokens ?? 128, maxContext);
     const granularity = o.unitGranularity ?? 'matmul';
     if (!UNIT_GRANULARITIES.includes(granularity)) throw new EngineOptionsError('learning.unitGranularity', `= ${JSON.stringify(granularity)} is not one of ${UNIT_GRANULARITIES.join(', ')}`);
@@ -160,7 +174,7 @@ export class Learner {
     }
     try {
       const info = registry.load(name, await readAdapter(ctx, adapter));
-      return new Learner(ctx, trainer, adapter, registry, epochs, now, policy, { name, copies: rank === bank.r ? copyPlan(adapter, registry.bank, info.slot) : null });
+      return new Learner(ctx, trainer, adapter, registry, epochs, now, policy, { name, copies: rank === bank.r ? copyPlan(adapter, registry.bank, info.slot) : null }, perConversation);
     } catch (e) {
       trainer.destroy();
       adapter.destroy();
@@ -177,11 +191,15 @@ export class Learner {
    * already known (e.g. kept from an earlier session), else the first step computes them.
    * Returns false when it cannot be trained.
    */
-  enqueue(key: string, pair: TokenPair, ref: PairLogprobs | null = null): boolean {
+  enqueue(key: string, pair: TokenPair, ref: PairLogprobs | null = null, context = pair.prompt.join(',')): boolean {
     if (this.jobs.some((j) => j.key === key) || this.trained.has(key)) return true;
     if (pair.prompt.length === 0 || pair.chosen.length === 0 || pair.rejected.length === 0) return false;
     if (Math.max(pair.chosen.length, pair.rejected.length) + pair.prompt.length > this.maxTokens) return false;
-    this.jobs.push({ id: this.nextJobId++, key, pair, unitViews: null, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
+    if (this.jobs.filter((j) => j.context === context).length >= this.perConversation) {
+      this.rateLimited++;
+      return false;
+    }
+    this.jobs.push({ id: this.nextJobId++, key, context, pair, unitViews: null, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
     this.pairsSeen++;
     return true;
   }
@@ -240,7 +258,11 @@ export class Learner {
   /** The queue as the planner sees it (empty for 'inference-only': pairs are kept, never trained). */
   views(): FinetuneJobView[] {
     if (this.policy === 'inference-only') return [];
-    return this.jobs.map((j) => {
+    // One job per conversation: the one in flight, else its oldest (fair shares between chats).
+    const shown = new Map<string, Job>();
+    if (this.active) shown.set(this.active.job.context, this.active.job);
+    for (const j of this.jobs) if (!shown.has(j.context)) shown.set(j.context, j);
+    return this.jobs.filter((j) => shown.get(j.context) === j).map((j) => {
       const a = this.active?.job === j ? this.active : null;
       const unitViews = this.unitViewsOf(j);
       let ready: readonly UnitView[];
@@ -374,7 +396,7 @@ export class Learner {
   }
 
   status(): LearningStatus {
-    return { enabled: true, policy: this.policy, adapter: this.adapterName, version: this.version, steps: this.trainer.steps, pairs: this.pairsSeen, pendingPairs: this.pendingPairs, failedSteps: this.failures, last: this.last };
+    return { enabled: true, policy: this.policy, adapter: this.adapterName, version: this.version, steps: this.trainer.steps, pairs: this.pairsSeen, pendingPairs: this.pendingPairs, failedSteps: this.failures, rateLimitedPairs: this.rateLimited, last: this.last };
   }
 
   /** Steps dropped after an error. */

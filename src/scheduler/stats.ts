@@ -182,6 +182,8 @@ export interface LearningStatus {
   pendingPairs: number;
   /** Steps dropped because they failed (non-finite log-probs, a read-back or device error); serving went on. */
   failedSteps: number;
+  /** Pairs not queued because their conversation already had its share queued (LearningOptions.maxPairsPerConversation). */
+  rateLimitedPairs?: number;
   /** The last step's metrics, or null before the first. */
   last: FinetuneStats | null;
 }

@@ -164,4 +164,23 @@ describe('engine learning', () => {
     expect(engine.learning.status()!.steps).toBe(1);
     engine.destroy();
   });
+
+  it('one conversation cannot flood the queue: a cap per conversation, and one job per conversation shown to the scheduler', async () => {
+    const engine = make(0, 'mace');
+    await engine.learning.enable({ rank: 4, lr: 5e-3, epochs: 1, maxTokens: 32, maxPairsPerConversation: 3 });
+    const core = engine.core;
+    const burst = Array.from({ length: 6 }, (_, i) => core.learnPair(`flood-${i}`, { prompt: 'The cat', chosen: ` played ${i}.`, rejected: ` slept ${i}.` }));
+    expect(burst).toEqual([true, true, true, false, false, false]);
+    expect(core.learnPair('other', { prompt: 'Once upon a time', chosen: ' a girl played.', rejected: ' a dog slept.' })).toBe(true);
+    const learner = core.learnerState!;
+    expect(learner.pendingPairs).toBe(4);
+    expect(learner.views().length).toBe(2); // one per conversation
+    expect(engine.learning.status()).toMatchObject({ rateLimitedPairs: 3 });
+    await until(() => engine.learning.status()!.pendingPairs === 0);
+    expect(engine.learning.status()!.steps).toBe(4);
+    // Trained: the conversation has room again.
+    expect(core.learnPair('flood-late', { prompt: 'The cat', chosen: ' ran.', rejected: ' sat.' })).toBe(true);
+    await expect(engine.learning.enable({ maxPairsPerConversation: 0 })).resolves.toBeDefined(); // idempotent: options of a running learner are not re-read
+    engine.destroy();
+  });
 });
