@@ -217,6 +217,9 @@ async function loadSavedLearning(store: LearnStore, config: ModelConfig): Promis
   }
 }
 
+/** The worker's poisoning guard: one pair in four held out as an anchor, sets of 8. */
+const DEFAULT_GUARD = { anchorEvery: 4, setSize: 8, threshold: 0.1 };
+
 /** Save the learnt adapter at most this often. */
 const SAVE_INTERVAL_MS = 2000;
 
@@ -264,7 +267,8 @@ class EngineHost implements EngineWorkerApi {
     const ctx = await this.gpu();
     const model = await loadModel(ctx, source, { format: request.format, onProgress: throttledProgress(onProgress) });
     let engine: Engine;
-    const learning = request.learning ?? {};
+    // In the product the poisoning guard is on unless the page says otherwise (src/engine/promotion.ts).
+    const learning = request.learning === false ? false : { guard: DEFAULT_GUARD, ...request.learning };
     const options = { ...request.engine, modelName: request.engine?.modelName ?? defaultModelName(request.source) };
     if (learning !== false) options.adapters ??= { slots: 2 };
     const store = learnStore(request.feedbackStore);

@@ -27,6 +27,7 @@ import type { FinetuneStats, LearningStatus, PolicyName } from '../scheduler/sta
 import type { FinetuneJobView, UnitView } from '../scheduler/types.ts';
 import type { AdapterRegistry } from './adapters.ts';
 import { EngineOptionsError } from './errors.ts';
+import { Promotion, type GuardOptions } from './promotion.ts';
 
 export interface LearningOptions {
   /** Name the learnt adapter is served under. Default 'learnt'. */
@@ -46,6 +47,8 @@ export interface LearningOptions {
   maxTokens?: number;
   /** Seed of the adapter's initialisation. */
   seed?: number;
+  /** The poisoning guard (src/engine/promotion.ts): anchors held out, versions judged before they serve. Default off. */
+  guard?: GuardOptions;
   /**
    * Untrained pairs one conversation (one context: the same prompt or messages) may have queued;
    * more are refused until some are trained (they stay stored, only not queued). The scheduler also
@@ -143,6 +146,7 @@ export class Learner {
     readonly policy: PolicyName,
     served: { name: string; copies: ByteCopy[] | null },
     private readonly perConversation: number,
+    private readonly promotion: Promotion | null,
   ) {
     this.adapterName = served.name;
     this.copies = served.copies;
@@ -174,7 +178,8 @@ export class Learner {
     }
     try {
       const info = registry.load(name, await readAdapter(ctx, adapter));
-      return new Learner(ctx, trainer, adapter, registry, epochs, now, policy, { name, copies: rank === bank.r ? copyPlan(adapter, registry.bank, info.slot) : null }, perConversation);
+      const promotion = o.guard && (o.guard.anchorEvery ?? 0) > 0 ? new Promotion(o.guard, await readAdapter(ctx, adapter), now) : null;
+      return new Learner(ctx, trainer, adapter, registry, epochs, now, policy, { name, copies: rank === bank.r ? copyPlan(adapter, registry.bank, info.slot) : null }, perConversation, promotion);
     } catch (e) {
       trainer.destroy();
       adapter.destroy();
@@ -198,6 +203,10 @@ export class Learner {
     if (this.jobs.filter((j) => j.context === context).length >= this.perConversation) {
       this.rateLimited++;
       return false;
+    }
+    if (this.promotion?.holdOut(pair)) {
+      this.pairsSeen++;
+      return true; // an anchor: it checks versions instead of training one
     }
     this.jobs.push({ id: this.nextJobId++, key, context, pair, unitViews: null, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
     this.pairsSeen++;
@@ -305,11 +314,36 @@ export class Learner {
   }
 
   private encodePublish(enc: GPUCommandEncoder): void {
+    if (this.promotion) return; // the guard publishes a version once it is promoted
     if (!this.copies) return; // lower rank than the bank: published from the host after the step
     for (const c of this.copies) enc.copyBufferToBuffer(this.adapter.params, c.src, this.registry.bank.buffer, c.dst, c.size);
     // Encoded after this iteration's inference rows: from the next iteration on the slot serves new weights.
     const slot = this.registry.slotOf(this.adapterName);
     if (slot !== undefined) this.registry.markChanged(slot);
+  }
+
+  /**
+   * With the guard: judge the new version on the anchors (between steps); promoted, it is copied to
+   * the served slot; rolled back, the trained adapter returns to the promoted weights. Then a whole
+   * new anchor set, if one is waiting, replaces the old one.
+   */
+  private async promoteOrRollBack(p: Promotion): Promise<void> {
+    if (await p.judge(this.version, this.trainer, () => readAdapter(this.ctx, this.adapter))) this.publishNow();
+    else writeAdapter(this.ctx, this.adapter, p.promoted, { resetMoments: true });
+    await p.refresh(this.trainer);
+  }
+
+  /** The trained adapter's weights to its served bank slot, now (a submission of its own). */
+  private publishNow(): void {
+    const slot = this.registry.slotOf(this.adapterName);
+    if (!this.copies || slot === undefined) {
+      this.registry.load(this.adapterName, this.promotion!.promoted);
+      return;
+    }
+    const enc = this.ctx.device.createCommandEncoder({ label: 'learner publish' });
+    for (const c of this.copies) enc.copyBufferToBuffer(this.adapter.params, c.src, this.registry.bank.buffer, c.dst, c.size);
+    this.ctx.device.queue.submit([enc.finish()]);
+    this.registry.markChanged(slot);
   }
 
   /** A phase's units all ran: a read-back is due after this iteration's submission. */
@@ -338,7 +372,8 @@ export class Learner {
       const m = await this.trainer.finish(a.loss!);
       if (!m.skipped) {
         this.version++;
-        if (!this.copies) this.registry.load(this.adapterName, await readAdapter(this.ctx, this.adapter));
+        if (this.promotion) await this.promoteOrRollBack(this.promotion);
+        else if (!this.copies) this.registry.load(this.adapterName, await readAdapter(this.ctx, this.adapter));
       }
       const job = a.job;
       job.lastLoss = Number.isFinite(m.loss) ? m.loss : job.lastLoss;
@@ -375,6 +410,7 @@ export class Learner {
     if (!Number.isInteger(version) || version < 0) throw new EngineOptionsError('learning.restore', `version = ${version} must be an integer >= 0`);
     writeAdapter(this.ctx, this.adapter, host, { resetMoments: true });
     this.registry.load(this.adapterName, host);
+    this.promotion?.replaced(host);
     this.version = version;
     for (const k of trainedKeys) this.trained.add(k);
     for (let i = this.jobs.length - 1; i >= 0; i--) if (this.trained.has(this.jobs[i].key)) this.jobs.splice(i, 1);
@@ -396,7 +432,7 @@ export class Learner {
   }
 
   status(): LearningStatus {
-    return { enabled: true, policy: this.policy, adapter: this.adapterName, version: this.version, steps: this.trainer.steps, pairs: this.pairsSeen, pendingPairs: this.pendingPairs, failedSteps: this.failures, rateLimitedPairs: this.rateLimited, last: this.last };
+    return { enabled: true, policy: this.policy, adapter: this.adapterName, version: this.version, steps: this.trainer.steps, pairs: this.pairsSeen, pendingPairs: this.pendingPairs, failedSteps: this.failures, rateLimitedPairs: this.rateLimited, ...(this.promotion ? { guard: this.promotion.status() } : {}), last: this.last };
   }
 
   /** Steps dropped after an error. */

@@ -49,7 +49,8 @@ export interface LoadRequest {
   feedbackStore?: string | false;
   /**
    * On-device learning: pairs from feedback train a LoRA adapter with DPO between chat iterations
-   * (default on; the engine then gets 2 adapter slots unless engine.adapters says otherwise).
+   * (default on; the engine then gets 2 adapter slots unless engine.adapters says otherwise), with
+   * the poisoning guard on (anchorEvery 4, setSize 8, threshold 0.1) unless `guard` says otherwise.
    * false: off.
    */
   learning?: LearningOptions | false;

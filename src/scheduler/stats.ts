@@ -166,6 +166,16 @@ export interface StatsBatch {
   records: StatsRecord[];
 }
 
+/** The poisoning guard's state: anchors held out, the version serving, the last decision. */
+export interface GuardStatus {
+  anchors: number;
+  /** The learner's version serving (null: the base model, nothing promoted yet). */
+  serving: number | null;
+  /** Candidates dropped because their anchor accuracy fell too far. */
+  rolledBack: number;
+  last: { version: number; accuracy: number | null; reference: number | null; decision: 'promote' | 'rollback'; reason: string } | null;
+}
+
 /** What the page can ask about on-device learning (engine.learning.status()). */
 export interface LearningStatus {
   /** Learning runs (a trainer exists for the loaded model). */
@@ -184,6 +194,8 @@ export interface LearningStatus {
   failedSteps: number;
   /** Pairs not queued because their conversation already had its share queued (LearningOptions.maxPairsPerConversation). */
   rateLimitedPairs?: number;
+  /** The poisoning guard (src/engine/promotion.ts), when on. */
+  guard?: GuardStatus;
   /** The last step's metrics, or null before the first. */
   last: FinetuneStats | null;
 }

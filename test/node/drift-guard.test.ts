@@ -74,7 +74,7 @@ describe('AnchorGuard', () => {
     expect(g.history.map((r) => (r.kind === 'decision' ? [r.set, r.pairs, r.reference] : null))).toEqual([['anchors', 8, 0.5], ['anchors', 8, 0.5], ['anchors', 8, 0.5625], ['anchors', 8, 0.5625]]);
   });
 
-  it('bad options and inputs are DriftErrors naming the field', () => {
+  it('bad options and inputs are typed errors (AnchorGuardError) naming the field', () => {
     expect(() => new AnchorGuard({ threshold: 1.5 })).toThrow(expect.objectContaining({ field: 'threshold' }));
     expect(() => new AnchorGuard({ minAnchors: 0 })).toThrow(expect.objectContaining({ field: 'minAnchors' }));
     const g = new AnchorGuard();
