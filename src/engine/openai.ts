@@ -25,7 +25,7 @@ import { EngineCore, type EngineModel } from './engine.ts';
 import { EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
 import { engineFeedback, memoryFeedback, type EngineFeedback, type FeedbackSink } from './feedback.ts';
 import type { CompletionInput } from '../learn/feedback.ts';
-import { checkPromptChars, normalizeParams, promptCharLimit } from './params.ts';
+import { checkPromptChars, normalizeParams, promptCharLimit, type RequestSettings } from './params.ts';
 import { fitChatPrompt, truncationOf, type PromptBound } from '../model/prompt.ts';
 import { checkRequestFields } from './request-fields.ts';
 export { chatPromptIds, type PromptBound } from '../model/prompt.ts';
@@ -266,6 +266,27 @@ async function gather(req: Request): Promise<Gathered> {
   throw new Error('engine: request ended without a final event');
 }
 
+/**
+ * The requests of `n` choices: the first now; the others once its prompt is computed, so they take
+ * its full blocks from the prefix cache instead of computing the prompt again (seeds seed + i).
+ */
+async function submitChoices(core: EngineCore, ids: number[], settings: RequestSettings, signal: AbortSignal | undefined, first: Request): Promise<Request[]> {
+  const reqs = [first];
+  if (settings.n > 1) await first.prefilled;
+  for (let i = 1; i < settings.n; i++) reqs.push(core.submit(ids, { ...settings, seed: (settings.seed + i) >>> 0 }, signal));
+  return reqs;
+}
+
+/** One usage for all choices: the prompt once, the completions summed (as OpenAI counts). */
+function choicesUsage(gs: readonly Gathered[]): CompletionUsage {
+  const u = gs[0].usage;
+  const completion = gs.reduce((a, g) => a + g.usage.completion_tokens, 0);
+  return { ...u, completion_tokens: completion, total_tokens: u.prompt_tokens + completion };
+}
+
+/** Completion id of choice `i` in the feedback log (choice 0 keeps the response id). */
+const choiceId = (id: string, i: number) => (i === 0 ? id : `${id}:${i}`);
+
 /** Records a finished completion for feedback (see createEngine). */
 type Recorder = (input: CompletionInput) => void;
 
@@ -304,6 +325,7 @@ function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreate
     const reserve = Math.min(settings.maxTokens ?? 1, Math.max(1, Math.floor(core.limits.maxContext / 4)));
     const truncation = truncationOf(p.truncation);
     const fitted = fitChatPrompt(tok, p.messages, core.limits, truncation, reserve);
+    if (p.stream && settings.n > 1) throw new InvalidRequestError('n', `= ${settings.n} with stream: true is not supported yet (n > 1 is, without streaming)`);
     const req = core.submit(fitted.ids, settings, p.signal);
     if (truncation === 'auto') req.truncatedMessages = fitted.droppedMessages;
     const id = responseId('chatcmpl');
@@ -327,15 +349,19 @@ function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreate
         }, (text, reason) => recordFinished(record, id, { messages: p.messages }, text, reason)),
       );
     }
-    return gather(req).then((g) => (recordFinished(record, id, { messages: p.messages }, g.text, g.reason), {
-      id,
-      object: 'chat.completion',
-      created,
-      model,
-      choices: [{ index: 0, message: { role: 'assistant', content: g.text, refusal: null }, finish_reason: g.reason, logprobs: wantLp ? { content: chatLogprobs(tok, g.logprobs) } : null, ...(ids ? { token_ids: g.ids } : {}) }],
-      usage: g.usage,
-      ...(ids ? { prompt_token_ids: fitted.ids } : {}),
-    }));
+    return submitChoices(core, fitted.ids, settings, p.signal, req).then(async (reqs) => {
+      const gs = await Promise.all(reqs.map(gather));
+      gs.forEach((g, i) => recordFinished(record, choiceId(id, i), { messages: p.messages }, g.text, g.reason));
+      return {
+        id,
+        object: 'chat.completion' as const,
+        created,
+        model,
+        choices: gs.map((g, i) => ({ index: i, message: { role: 'assistant' as const, content: g.text, refusal: null }, finish_reason: g.reason, logprobs: wantLp ? { content: chatLogprobs(tok, g.logprobs) } : null, ...(ids ? { token_ids: g.ids } : {}) })),
+        usage: choicesUsage(gs),
+        ...(ids ? { prompt_token_ids: fitted.ids } : {}),
+      };
+    });
   } catch (e) {
     return Promise.reject(e);
   }
@@ -364,6 +390,7 @@ function completion(core: EngineCore, model: string, p: CompletionCreateParams, 
     const settings = normalizeParams(p, p.logprobs ?? null, core.limits);
     const tok = core.model.tokenizer;
     const promptIds = completionPromptIds(tok, p.prompt, core.limits);
+    if (p.stream && settings.n > 1) throw new InvalidRequestError('n', `= ${settings.n} with stream: true is not supported yet (n > 1 is, without streaming)`);
     const req = core.submit(promptIds, settings, p.signal);
     const id = responseId('cmpl');
     const created = Math.floor(Date.now() / 1000);
@@ -381,15 +408,19 @@ function completion(core: EngineCore, model: string, p: CompletionCreateParams, 
         }, (all, reason) => recordFinished(record, id, { prompt: p.prompt }, all, reason)),
       );
     }
-    return gather(req).then((g) => (recordFinished(record, id, { prompt: p.prompt }, g.text, g.reason), {
-      id,
-      object: 'text_completion',
-      created,
-      model,
-      choices: [{ index: 0, text: g.text, finish_reason: g.reason, logprobs: top !== null ? legacyLogprobs(tok, g.logprobs, 0, top) : null, ...(ids ? { token_ids: g.ids } : {}) }],
-      usage: g.usage,
-      ...(ids ? { prompt_token_ids: promptIds } : {}),
-    }));
+    return submitChoices(core, promptIds, settings, p.signal, req).then(async (reqs) => {
+      const gs = await Promise.all(reqs.map(gather));
+      gs.forEach((g, i) => recordFinished(record, choiceId(id, i), { prompt: p.prompt }, g.text, g.reason));
+      return {
+        id,
+        object: 'text_completion' as const,
+        created,
+        model,
+        choices: gs.map((g, i) => ({ index: i, text: g.text, finish_reason: g.reason, logprobs: top !== null ? legacyLogprobs(tok, g.logprobs, 0, top) : null, ...(ids ? { token_ids: g.ids } : {}) })),
+        usage: choicesUsage(gs),
+        ...(ids ? { prompt_token_ids: promptIds } : {}),
+      };
+    });
   } catch (e) {
     return Promise.reject(e);
   }

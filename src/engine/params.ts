@@ -30,7 +30,12 @@ export interface RequestSettings {
   adapter: string | null;
   /** Attention sinks + recent window (KV pruning, src/kv/pruning.ts); null: the engine's default. */
   kvWindow: SinksWindow | null;
+  /** Choices to generate (each its own sequence, seed + i; they share the prompt's cached blocks). */
+  n: number;
 }
+
+/** Most choices one request may ask for (OpenAI's limit). */
+export const MAX_CHOICES = 128;
 
 export interface ParamLimits {
   /** Candidates the engine keeps per row: top_k above it is clamped to it. */
@@ -78,7 +83,8 @@ function freshSeed(): number {
  * logprobs + top_logprobs, completions: logprobs as a count).
  */
 export function normalizeParams(p: SamplingParams, topLogprobs: number | null, limits: ParamLimits): RequestSettings {
-  if (p.n !== null && p.n !== undefined && p.n !== 1) throw new InvalidRequestError('n', `= ${p.n}; only n = 1 is supported`);
+  const n = p.n ?? 1;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CHOICES) throw new InvalidRequestError('n', `= ${String(n)} must be an integer in [1, ${MAX_CHOICES}]`);
   const temperature = num('temperature', p.temperature, 1, 0, 2);
   const topP = num('top_p', p.top_p, 1, 0, 1);
   const minP = num('min_p', p.min_p, 0, 0, 1);
@@ -106,6 +112,7 @@ export function normalizeParams(p: SamplingParams, topLogprobs: number | null, l
     returnTokenIds: p.return_token_ids === true,
     adapter: adapterOf(p.adapter),
     kvWindow: kvWindowOf(p.kv_window, 'kv_window'),
+    n,
   };
 }
 

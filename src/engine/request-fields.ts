@@ -25,7 +25,7 @@ const NOT_IMPLEMENTED: Record<string, string> = {
   logit_bias: 'is not implemented yet',
   echo: 'is not implemented (return_token_ids gives the prompt ids)',
   suffix: 'is not implemented (no fill-in-the-middle)',
-  best_of: 'is not implemented (only n = 1)',
+  best_of: 'is not implemented (n gives several choices)',
   audio: 'is not implemented: the engine generates text only',
   modalities: 'is not implemented: the engine generates text only',
   prediction: 'is not implemented',

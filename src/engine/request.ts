@@ -62,6 +62,9 @@ export class Request {
   cachedTokens = 0;
   /** Chat messages dropped to fit the context (truncation 'auto'); null: truncation was off. */
   truncatedMessages: number | null = null;
+  /** Resolves once the prompt's K/V are computed (the first token came) or the request ended. */
+  readonly prefilled: Promise<void>;
+  private markPrefilled: () => void = () => {};
   /** Detaches the abort listener once the request is over (set by the engine). */
   cleanup: (() => void) | null = null;
   private readonly rng: () => number;
@@ -82,6 +85,7 @@ export class Request {
     this.stop = new StopMatcher(settings.stop);
     this.events = new Channel<RequestEvent>(onCancel);
     this.createdAt = ctx.now();
+    this.prefilled = new Promise<void>((resolve) => (this.markPrefilled = resolve));
   }
 
   get finished(): boolean {
@@ -104,7 +108,10 @@ export class Request {
    */
   accept(id: number, lp: RowLogprobs | null): SeenUpdate | null {
     const now = this.ctx.now();
-    if (this.firstTokenAt < 0) this.firstTokenAt = now;
+    if (this.firstTokenAt < 0) {
+      this.firstTokenAt = now;
+      this.markPrefilled();
+    }
     this.tokenTimes.push(now);
     this.output.push(id);
     this.pendingIds.push(id);
@@ -131,6 +138,7 @@ export class Request {
   /** End the request: flush held-back text (unless a stop string cut it), then the final event. */
   finish(reason: FinishReason, flush = true): void {
     if (this.finished) return;
+    this.markPrefilled();
     this.finishReason = reason;
     this.finishedAt = this.ctx.now();
     if (flush && reason !== 'abort') {
@@ -145,6 +153,7 @@ export class Request {
 
   fail(e: unknown): void {
     if (this.finished) return;
+    this.markPrefilled();
     this.finishReason = 'abort';
     this.finishedAt = this.ctx.now();
     this.events.fail(e);

@@ -48,7 +48,7 @@ export interface SamplingParams {
   ignore_eos?: boolean;
   /** Add the prompt's and the choice's token ids to the response. */
   return_token_ids?: boolean;
-  /** Only 1 is supported. */
+  /** Choices, in [1, 128] (default 1): each its own sequence with seed + i, sharing the prompt's cached blocks; not with stream. */
   n?: number | null;
   /** Name of a LoRA adapter loaded with engine.adapters.load; absent or null: the base model. */
   adapter?: string | null;

@@ -242,6 +242,24 @@ describe('engine on stories260K', () => {
     expect(engine.stats().freeBlocks).toBe(engine.stats().totalBlocks);
   });
 
+  it('n choices: each as its own seeded request would be, sharing the prompt\'s cached blocks; usage counts the prompt once', async () => {
+    const prompt = [1, ...loaded.reference.output_ids_after_bos.slice(0, 40)];
+    const hitsBefore = engine.stats().prefixCache!.hits;
+    const r = await engine.completions.create({ prompt, n: 3, seed: 11, temperature: 1, max_tokens: 6, ignore_eos: true, return_token_ids: true });
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    expect(engine.stats().prefixCache!.hits - hitsBefore).toBe(4); // choices 1 and 2 reuse the prompt's 2 full blocks
+    for (let i = 0; i < 3; i++) {
+      const alone = await engine.completions.create({ prompt, seed: 11 + i, temperature: 1, max_tokens: 6, ignore_eos: true, return_token_ids: true });
+      expect(r.choices[i].token_ids).toEqual(alone.choices[0].token_ids);
+    }
+    expect(r.usage).toMatchObject({ prompt_tokens: 41, completion_tokens: 18, total_tokens: 59 });
+    const chat = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Once upon a time' }], n: 2, temperature: 0, max_tokens: 4 });
+    expect(chat.choices.map((c) => c.message.content)).toEqual([chat.choices[0].message.content, chat.choices[0].message.content]); // greedy: equal
+    await expect(engine.completions.create({ prompt, n: 2, stream: true })).rejects.toMatchObject({ param: 'n' });
+    await expect(engine.completions.create({ prompt, n: 0 })).rejects.toMatchObject({ param: 'n' });
+    expect(engine.stats().freeBlocks).toBe(engine.stats().totalBlocks);
+  });
+
   it('refuses unimplemented and unknown request fields by name, before anything is queued', async () => {
     const before = engine.stats().iterations;
     await expect(engine.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } } as never)).rejects.toMatchObject({ code: 'invalid-request', param: 'response_format' });

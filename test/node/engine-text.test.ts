@@ -61,7 +61,8 @@ describe('normalizeParams', () => {
     expect(() => normalizeParams({ repetition_penalty: 0 }, null, limits)).toThrow('repetition_penalty = 0 must be in (0, 100]');
     expect(() => normalizeParams({ max_tokens: 0 }, null, limits)).toThrow(InvalidRequestError);
     expect(() => normalizeParams({ stop: ['a', ''] }, null, limits)).toThrow('stop[1] must be a non-empty string');
-    expect(() => normalizeParams({ n: 2 }, null, limits)).toThrow('only n = 1');
+    expect(() => normalizeParams({ n: 0 }, null, limits)).toThrow('n = 0 must be an integer in [1, 128]');
+    expect(normalizeParams({ n: 3 }, null, limits).n).toBe(3);
     expect(() => normalizeParams({}, 21, limits)).toThrow('top_logprobs = 21');
   });
   it('gives unseeded requests different seeds', () => {
