@@ -388,6 +388,7 @@ export class Learner {
         type: 'finetune', t: this.now(), adapter: this.adapterName, adapterVersion: this.version, step: m.step, loss: m.loss,
         'rewards/chosen': m['rewards/chosen'], 'rewards/rejected': m['rewards/rejected'], 'rewards/margins': m['rewards/margins'], 'rewards/accuracies': m['rewards/accuracies'],
         grad_norm: m.grad_norm, learning_rate: m.learning_rate, skipped: m.skipped, durationMs: this.now() - a.startedAt, tokens: a.tokens.chosen + a.tokens.rejected,
+        ...(this.promotion ? { servingVersion: this.promotion.guard.current } : {}),
       };
       return this.last;
     } catch {

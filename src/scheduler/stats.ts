@@ -104,6 +104,8 @@ export interface FinetuneStats {
   durationMs: number;
   /** Tokens the step trained on: both sequences' prompt + response (the work it did). */
   tokens: number;
+  /** With the poisoning guard: the version serving after this step's decision (null: the base model). Absent: this version serves. */
+  servingVersion?: number | null;
 }
 
 /** Service-level objectives the panel draws against (ms). */

@@ -395,5 +395,11 @@ describe('summary text', () => {
     expect(words.kv).toBe('KV blocks: 128 used, 384 free of 512.');
     expect(words.dpo).toBe('DPO step 1: loss 0.6931, reward accuracy 1.00, margin 0.200.');
     expect(words.adapter).toBe('Adapter versions: feedback v3.');
+    // With the poisoning guard, the record says which version serves.
+    a.ingest({ timeOrigin: 0, records: [step({ adapter: 'feedback', adapterVersion: 5, servingVersion: 3 })] });
+    expect(describeCharts(a).adapter).toBe('Adapter versions: feedback v5 (serving v3: the guard rolled back the newer).');
+    a.ingest({ timeOrigin: 0, records: [step({ adapter: 'feedback', adapterVersion: 6, servingVersion: 6 })] });
+    expect(describeCharts(a).adapter).toBe('Adapter versions: feedback v6.');
+    expect(() => a.ingest({ timeOrigin: 0, records: [step({ servingVersion: -1 })] })).toThrow('servingVersion');
   });
 });

@@ -58,6 +58,8 @@ export interface AdapterVersion {
   version: number;
   /** Page time of the step that reported it. */
   t: number;
+  /** The version serving when a poisoning guard decides (null: the base model); absent: `version` serves. */
+  serving?: number | null;
 }
 
 /** Adapter names remembered (the least recently updated is forgotten beyond this). */
@@ -303,7 +305,7 @@ export class StatsAggregator {
     });
     // Re-insert so the Map's order is least-recently-updated first.
     this.adapterVersions.delete(r.adapter);
-    this.adapterVersions.set(r.adapter, { name: r.adapter, version: r.adapterVersion, t });
+    this.adapterVersions.set(r.adapter, { name: r.adapter, version: r.adapterVersion, t, ...(r.servingVersion !== undefined ? { serving: r.servingVersion } : {}) });
     if (this.adapterVersions.size > MAX_ADAPTERS) this.adapterVersions.delete(this.adapterVersions.keys().next().value!);
     this.totals.steps++;
   }

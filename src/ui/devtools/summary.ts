@@ -118,7 +118,7 @@ export function describeCharts(agg: StatsAggregator): Record<'gpu' | 'cost' | 'f
     ? `DPO step ${st.get('step', k - 1)}: loss ${fixed(st.get('loss', k - 1), 4)}, reward accuracy ${fixed(st.get('accuracy', k - 1), 2)}, margin ${fixed(st.get('margin', k - 1), 3)}${st.get('skipped', k - 1) ? ' (skipped)' : ''}.`
     : 'No fine-tune step yet.';
   const adapters = agg.adapters();
-  const adapter = adapters.length ? `Adapter versions: ${adapters.map((a) => `${a.name} v${a.version}`).join(', ')}.` : 'No adapter trained yet.';
+  const adapter = adapters.length ? `Adapter versions: ${adapters.map((a) => `${a.name} v${a.version}${a.serving !== undefined && a.serving !== a.version ? ` (serving ${a.serving === null ? 'the base model' : `v${a.serving}`}: the guard rolled back the newer)` : ''}`).join(', ')}.` : 'No adapter trained yet.';
   return { gpu, cost, frames, ttft: lat('TTFT', ttft, slo?.ttftMs), tbt: lat('TBT', tbt, slo?.tbtMs), kv, queues, dpo, adapter };
 }
 

@@ -95,6 +95,7 @@ function finetune(r: Obj, p: string): void {
   for (const k of ['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'grad_norm', 'learning_rate']) num(r, k, p, { anyNumber: true });
   if (typeof r.skipped !== 'boolean') throw new StatsInputError(`${p}.skipped`, `must be a boolean, got ${typeof r.skipped}`);
   num(r, 'durationMs', p, COUNT);
+  if (r.servingVersion !== undefined && r.servingVersion !== null) num(r, 'servingVersion', p, COUNT);
 }
 
 function session(r: Obj, p: string): void {
