@@ -4,15 +4,16 @@
  * with { ok: true, result } or { ok: false, error } (see page-common.ts). Progress and per-step
  * metrics go to functions the CLI exposed with Playwright (maceLog, maceStep) when present.
  */
+import type { KtoStepMetrics } from '../src/learn/kto-loop.ts';
 import type { StepMetrics } from '../src/learn/trainer.ts';
 import { gpuOnce, outcome, pageLog, pageSource, type PageModel, type PageOutcome } from './page-common.ts';
-import { runTrain, runTrainStepBench, type TrainRequest, type TrainResult, type TrainStepBenchOptions, type TrainStepBenchResult } from './train.ts';
+import { runTrain, runTrainStepBench, type KtoTrainResult, type TrainRequest, type TrainResult, type TrainStepBenchOptions, type TrainStepBenchResult } from './train.ts';
 
 declare global {
   interface Window {
-    maceTrain: (model: PageModel, req: TrainRequest) => Promise<PageOutcome<TrainResult>>;
+    maceTrain: (model: PageModel, req: TrainRequest) => Promise<PageOutcome<TrainResult | KtoTrainResult>>;
     maceTrainStepBench: (opts: TrainStepBenchOptions) => Promise<PageOutcome<TrainStepBenchResult>>;
-    maceStep?: (m: StepMetrics) => Promise<void>;
+    maceStep?: (m: StepMetrics | KtoStepMetrics) => Promise<void>;
   }
 }
 

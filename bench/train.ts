@@ -17,14 +17,17 @@ import { kernelPlan, setKernelPlan, type KernelPlan } from '../src/kernels/plan.
 import type { WeightFormat } from '../src/kernels/weights.ts';
 import { createEngine, type Engine } from '../src/engine/openai.ts';
 import { createAdapter, readAdapter, type AdapterConfig, type HostAdapter } from '../src/learn/adapter.ts';
-import { parsePreferenceFile } from '../src/learn/formats.ts';
+import { parsePreferenceFile, parseThumbsFile, type KtoStats } from '../src/learn/formats.ts';
+import { checkThumbs, trainKto, type KtoEvalMetrics, type KtoLoopTrainer, type KtoStepMetrics, type NamedThumb } from '../src/learn/kto-loop.ts';
+import { tokenizeThumb } from '../src/learn/pair-tokens.ts';
 import { exportPeft } from '../src/learn/peft.ts';
 import type { LrSchedule } from '../src/learn/schedule.ts';
-import { DEFAULT_STORY_RULE, makeStoryPairs, meanRuleScore, type StoryPairs } from '../src/learn/stories-prefs.ts';
+import { DEFAULT_STORY_RULE, makeStoryPairs, makeStoryThumbs, meanRuleScore, type StoryPairs, type StoryThumbs } from '../src/learn/stories-prefs.ts';
 import { checkPairs, optimizerSteps, trainDpo, type LoopTrainer, type EvalMetrics, type NamedPair, type SkippedPair } from '../src/learn/train-loop.ts';
 import { DpoTrainer, submitUnits, TOKEN_BUCKET, type StepMetrics, type TrainerOptions, type UnitKind, type WorkUnit } from '../src/learn/trainer.ts';
 import { loadModel } from '../src/model/loader.ts';
 import type { ModelSource } from '../src/model/source.ts';
+import type { ChatCompletionMessageParam } from '../src/engine/types.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import type { TextTokenizer } from '../src/model/tokenizer.ts';
 import { LINEAR_MODULES } from '../src/model/tensors.ts';
@@ -86,6 +89,8 @@ export interface StoriesOptions {
   rejectedPerChosen?: number;
   /** Sampled continuations per held-out prompt in the before/after check (default 8; 0: none). */
   checkSamples?: number;
+  /** Unpaired thumbs instead of pairs: each sample labelled alone by the rule, trained with KTO. */
+  thumbs?: boolean;
 }
 
 export interface TrainRequest {
@@ -93,6 +98,18 @@ export interface TrainRequest {
   /** Training pairs from a file, or `stories`. */
   pairs?: TextFile;
   eval?: TextFile;
+  /** Unpaired thumbs (TRL KTO JSONL or the KTO demo format), trained with KTO; held-out ones in evalThumbs. */
+  thumbs?: TextFile;
+  evalThumbs?: TextFile;
+  /** KTO's desirable_weight / undesirable_weight (default 1, 1). */
+  desirableWeight?: number;
+  undesirableWeight?: number;
+  /** KTO: held-out metrics every N steps too (the curve; default none). */
+  evalEvery?: number;
+  /** false: append no EOS to file completions (TRL appends one; wrong for texts that were cut, not ended, e.g. saved stories thumbs). */
+  eos?: boolean;
+  /** With stories thumbs: return the generated examples as TRL KTO records (to save as JSONL). */
+  returnThumbs?: boolean;
   stories?: StoriesOptions;
   /** Optimizer steps; or epochs (passes over the pairs, default 1). */
   steps?: number;
@@ -152,9 +169,38 @@ export interface TrainResult {
   peft?: { weightsBase64: string; config: string };
 }
 
+/** What `mace train --thumbs` / `--stories --thumbs-from-stories` returns (KTO on unpaired examples). */
+export interface KtoTrainResult {
+  method: 'kto';
+  device: string;
+  model: string;
+  dtype: WeightFormat;
+  hyper: TrainResult['hyper'] & { desirableWeight: number; undesirableWeight: number };
+  examples: { train: number; eval: number; skipped: SkippedPair[]; trainStats: KtoStats; evalStats?: KtoStats };
+  steps: KtoStepMetrics[];
+  before?: KtoEvalMetrics;
+  after?: KtoEvalMetrics;
+  /** Held-out metrics every evalEvery steps (with before and after: the curve). */
+  curve: { step: number; eval: KtoEvalMetrics }[];
+  nonFiniteSteps: number;
+  timing: TrainResult['timing'];
+  arenaBytes: number;
+  adapterParams: number;
+  stories?: StoriesReport;
+  /** returnThumbs: the generated examples, TRL KTO records {prompt, completion, label}. */
+  thumbs?: { train: TrlKtoRecord[]; heldOut: TrlKtoRecord[] };
+  peft?: { weightsBase64: string; config: string };
+}
+
+export interface TrlKtoRecord {
+  prompt: string;
+  completion: string;
+  label: boolean;
+}
+
 export interface TrainHooks {
   onLog?: (message: string) => void;
-  onStep?: (m: StepMetrics) => void;
+  onStep?: (m: StepMetrics | KtoStepMetrics) => void;
 }
 
 /** A typed error for a request the trainer cannot run (no pairs, bad option). */
@@ -193,7 +239,8 @@ export interface TrainBackend {
 }
 
 export interface BackendTrainer {
-  readonly trainer: LoopTrainer;
+  /** DPO on pairs (LoopTrainer) and KTO on unpaired examples (KtoLoopTrainer). */
+  readonly trainer: LoopTrainer & KtoLoopTrainer;
   /** Activation memory of a step (GPU arena; 0 on the CPU). */
   readonly arenaBytes: number;
   read(): Promise<HostAdapter>;
@@ -296,8 +343,8 @@ function arenaTokens(pairs: readonly NamedPair[], cap: number): number {
 }
 
 /** `mace train` on the GPU: load `source` in req.dtype, then trainOn. */
-export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainRequest, hooks: TrainHooks = {}): Promise<TrainResult> {
-  if (!req.pairs && !req.stories) throw new TrainRequestError('pairs', 'are missing: give a preference file or use stories');
+export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainRequest, hooks: TrainHooks = {}): Promise<TrainResult | KtoTrainResult> {
+  if (!req.pairs && !req.stories && !req.thumbs) throw new TrainRequestError('pairs', 'are missing: give a preference file, a thumbs file or use stories');
   const backend = await gpuTrainBackend(ctx, source, req.dtype, req.rank ?? 8);
   try {
     return await trainOn(backend, req, hooks);
@@ -307,9 +354,10 @@ export async function runTrain(ctx: GpuContext, source: ModelSource, req: TrainR
 }
 
 /** `mace train` on any backend (see the file comment). */
-export async function trainOn(b: TrainBackend, req: TrainRequest, hooks: TrainHooks = {}): Promise<TrainResult> {
+export async function trainOn(b: TrainBackend, req: TrainRequest, hooks: TrainHooks = {}): Promise<TrainResult | KtoTrainResult> {
+  if (req.thumbs || req.stories?.thumbs) return trainKtoOn(b, req, hooks);
   const log = hooks.onLog ?? (() => {});
-  if (!req.pairs && !req.stories) throw new TrainRequestError('pairs', 'are missing: give a preference file or use stories');
+  if (!req.pairs && !req.stories) throw new TrainRequestError('pairs', 'are missing: give a preference file, a thumbs file or use stories');
   const rank = req.rank ?? 8;
   const alpha = req.alpha ?? 2 * rank;
   const beta = req.beta ?? 0.1;
@@ -384,7 +432,7 @@ export async function trainOn(b: TrainBackend, req: TrainRequest, hooks: TrainHo
   }
 }
 
-function storiesReport(d: StoryData, before: { greedy: string[]; sampled: string[] }, after: { greedy: string[]; sampled: string[] }, o: StoriesOptions): StoriesReport {
+function storiesReport(d: { pairs: Pick<StoryPairs, 'rule' | 'trainPrompts' | 'heldOutPrompts' | 'totals' | 'perPrompt'>; generateMs: number }, before: { greedy: string[]; sampled: string[] }, after: { greedy: string[]; sampled: string[] }, o: StoriesOptions): StoriesReport {
   const score = (t: string) => DEFAULT_STORY_RULE.score(t);
   const greedy = d.pairs.heldOutPrompts.map((prompt, i) => ({ prompt, before: before.greedy[i], after: after.greedy[i], scoreBefore: score(before.greedy[i]), scoreAfter: score(after.greedy[i]) }));
   const n = o.checkSamples ?? 8;
@@ -400,6 +448,139 @@ function storiesReport(d: StoryData, before: { greedy: string[]; sampled: string
     greedyMeanAfter: meanRuleScore(after.greedy),
     sampled: n > 0 ? { perPrompt: n, meanBefore: meanRuleScore(before.sampled), meanAfter: meanRuleScore(after.sampled) } : null,
   };
+}
+
+// ---------------------------------------------------------------- KTO on unpaired thumbs
+
+function readThumbs(b: TrainBackend, f: TextFile, eos: boolean): { examples: NamedThumb[]; stats: KtoStats } {
+  const parsed = parseThumbsFile(f.file, f.content, { strict: true });
+  if (parsed.examples.length === 0) throw new TrainRequestError(f.file, `holds no usable examples (${parsed.records} records)`);
+  const examples = parsed.examples.map((e) => ({ name: `${e.file} ${e.record}`, ...tokenizeThumb(b.tokenizer, { prompt: e.prompt, messages: e.messages as ChatCompletionMessageParam[] | undefined, completion: e.completion, label: e.label }, { eos: eos ? b.eos : null }) }));
+  return { examples, stats: parsed.stats };
+}
+
+function thumbStats(list: readonly { prompt: string; label: boolean }[]): KtoStats {
+  const byPrompt = new Map<string, { up: boolean; down: boolean }>();
+  for (const e of list) {
+    const g = byPrompt.get(e.prompt) ?? { up: false, down: false };
+    if (e.label) g.up = true;
+    else g.down = true;
+    byPrompt.set(e.prompt, g);
+  }
+  const liked = list.filter((e) => e.label).length;
+  return { examples: list.length, liked, disliked: list.length - liked, contexts: byPrompt.size, contextsWithBoth: [...byPrompt.values()].filter((g) => g.up && g.down).length };
+}
+
+async function storyThumbs(b: TrainBackend, o: StoriesOptions, seed: number, log: (m: string) => void): Promise<{ thumbs: StoryThumbs; train: NamedThumb[]; heldOut: NamedThumb[]; generateMs: number }> {
+  const tokens = o.tokens ?? 48;
+  const t0 = performance.now();
+  const thumbs = await makeStoryThumbs({ complete: (p, s) => b.complete(p, tokens, 1, s), prompts: o.prompts ?? STORY_PROMPTS, samplesPerPrompt: o.samplesPerPrompt ?? 16, rule: DEFAULT_STORY_RULE, seed: seed * 100_000, concurrency: b.concurrency });
+  const generateMs = performance.now() - t0;
+  const t = thumbs.totals;
+  log(`stories: ${t.samples} continuations in ${(generateMs / 1000).toFixed(1)} s, each labelled alone by '${thumbs.rule.name}': ${t.preferred} thumbs-up / ${t.dispreferred} thumbs-down; ${thumbs.train.length} train examples (${thumbs.trainPrompts.length} prompts), ${thumbs.heldOut.length} held-out (${thumbs.heldOutPrompts.length} prompts)`);
+  // The model's own continuations: no EOS (cut at `tokens`, not ended).
+  const tok = (list: StoryThumbs['train'], what: string) => list.map((e, i) => ({ name: `${what}[${i}] (${JSON.stringify(e.prompt)}, seed ${e.seed}, ${e.label ? 'up' : 'down'})`, ...tokenizeThumb(b.tokenizer, e, { eos: null }) }));
+  return { thumbs, train: tok(thumbs.train, 'stories.train'), heldOut: tok(thumbs.heldOut, 'stories.heldOut'), generateMs };
+}
+
+const ktoEvalLine = (e: KtoEvalMetrics) => `reward accuracy ${e.reward_accuracy === null ? 'n/a' : e.reward_accuracy.toFixed(3)} (${e.reward_pairs} same-prompt couples, ${e.reward_ties} ties), loss ${e.loss.toFixed(4)}, kl ${e.kl.toFixed(4)}, rewards/chosen ${e['rewards/chosen'].toFixed(4)}, rewards/rejected ${e['rewards/rejected'].toFixed(4)}`;
+
+/** `mace train --thumbs FILE` or `--stories --thumbs-from-stories`: KTO on unpaired examples. */
+export async function trainKtoOn(b: TrainBackend, req: TrainRequest, hooks: TrainHooks = {}): Promise<KtoTrainResult> {
+  const log = hooks.onLog ?? (() => {});
+  const rank = req.rank ?? 8;
+  const alpha = req.alpha ?? 2 * rank;
+  const beta = req.beta ?? 0.1;
+  const seed = req.seed ?? 0;
+  const cap = req.maxTokens ?? 256;
+  const desirableWeight = req.desirableWeight ?? 1;
+  const undesirableWeight = req.undesirableWeight ?? 1;
+  log(`loaded ${b.model} as ${req.dtype} in ${b.loadMs.toFixed(0)} ms`);
+  const cleanup: (() => void)[] = [];
+  try {
+    let train: NamedThumb[];
+    let evalSet: NamedThumb[] | undefined;
+    let trainStats: KtoStats;
+    let evalStats: KtoStats | undefined;
+    let stories: Awaited<ReturnType<typeof storyThumbs>> | undefined;
+    if (req.stories?.thumbs) {
+      stories = await storyThumbs(b, req.stories, seed, log);
+      train = stories.train;
+      trainStats = thumbStats(stories.thumbs.train);
+      if (req.evalThumbs) ({ examples: evalSet, stats: evalStats } = readThumbs(b, req.evalThumbs, req.eos !== false));
+      else ({ heldOut: evalSet } = stories), (evalStats = thumbStats(stories.thumbs.heldOut));
+    } else {
+      if (!req.thumbs) throw new TrainRequestError('thumbs', 'is missing: give a thumbs file or use stories with thumbs');
+      ({ examples: train, stats: trainStats } = readThumbs(b, req.thumbs, req.eos !== false));
+      if (req.evalThumbs) ({ examples: evalSet, stats: evalStats } = readThumbs(b, req.evalThumbs, req.eos !== false));
+    }
+    const longest = Math.max(2, ...[...train, ...(evalSet ?? [])].map((e) => e.prompt.length + e.completion.length).filter((n) => n <= cap));
+    const maxTokens = Math.min(cap, Math.ceil(longest / TOKEN_BUCKET) * TOKEN_BUCKET);
+    const usable = checkThumbs('examples', train, maxTokens, b.config.vocabSize).ok.length;
+    if (usable < 2) throw new TrainRequestError('thumbs', `only ${usable} of the ${train.length} examples fit ${cap} tokens (prompt + completion); KTO needs at least 2`);
+    const batch = req.batch ?? 1;
+    const steps = req.steps ?? optimizerSteps((req.epochs ?? 1) * usable, batch);
+    const { s, warmup } = schedule(req, steps);
+    const made = await b.createTrainer({ r: rank, loraAlpha: alpha, useRslora: false, targetModules: [...LINEAR_MODULES], baseModelNameOrPath: b.model }, seed + 1, { maxTokens, beta, desirableWeight, undesirableWeight, schedule: s });
+    cleanup.unshift(() => made.destroy());
+    const { trainer } = made;
+    log(`KTO: ${usable} examples (${trainStats.liked} up / ${trainStats.disliked} down) for ${steps} steps of ${batch} (rank ${rank}, alpha ${alpha}, lr ${s.baseLr}, beta ${beta}, weights ${desirableWeight}/${undesirableWeight}, warmup ${warmup}, arena ${maxTokens} tokens = ${(made.arenaBytes / 2 ** 20).toFixed(1)} MiB)`);
+    const before = stories ? await heldOutTexts(b, stories.thumbs.heldOutPrompts, req.stories!) : undefined;
+    const tokensPerStep: number[] = [];
+    const curve: KtoTrainResult['curve'] = [];
+    const result = await trainKto({
+      trainer,
+      examples: train,
+      evalExamples: evalSet,
+      ...(req.steps === undefined ? { epochs: req.epochs ?? 1 } : { steps }),
+      batchSize: batch,
+      seed,
+      evalEvery: req.evalEvery,
+      onReady: (i) => i.before && log(`held-out before: ${ktoEvalLine(i.before)}`),
+      onEval: (step, e) => {
+        curve.push({ step, eval: e });
+        log(`held-out at step ${step}: ${ktoEvalLine(e)}`);
+      },
+      onMetrics: (m, list) => {
+        tokensPerStep.push(list.reduce((n, e) => n + 2 * e.prompt.length + e.completion.length + e.kl.length, 0));
+        hooks.onStep?.(m);
+      },
+    });
+    if (result.before) curve.unshift({ step: 0, eval: result.before });
+    if (result.after) curve.push({ step: result.steps.length, eval: result.after });
+    const host = await made.read();
+    const out: KtoTrainResult = {
+      method: 'kto',
+      device: b.device,
+      model: b.model,
+      dtype: req.dtype,
+      hyper: { lr: s.baseLr, beta, rank, alpha, seed, steps, batch, warmup, maxTokens, schedule: s.kind, desirableWeight, undesirableWeight },
+      examples: { train: usable, eval: result.before?.examples ?? 0, skipped: result.skippedExamples, trainStats, evalStats },
+      steps: result.steps,
+      before: result.before,
+      after: result.after,
+      curve,
+      nonFiniteSteps: result.nonFiniteSteps,
+      timing: { loadMs: b.loadMs, trainMs: result.trainMs, msPerStep: result.trainMs / Math.max(1, steps), tokensPerStep: mean(tokensPerStep), tokensPerSec: (tokensPerStep.reduce((a, c) => a + c, 0) * 1000) / Math.max(1e-9, result.trainMs) },
+      arenaBytes: made.arenaBytes,
+      adapterParams: host.tensors.reduce((n, t) => n + t.A.length + t.B.length, 0),
+    };
+    if (stories && before) {
+      const after = await heldOutTexts(b, stories.thumbs.heldOutPrompts, req.stories!, host);
+      out.stories = storiesReport({ pairs: stories.thumbs, generateMs: stories.generateMs }, before, after, req.stories!);
+    }
+    if (stories && req.returnThumbs) {
+      const rec = (list: StoryThumbs['train']) => list.map((e) => ({ prompt: e.prompt, completion: e.completion, label: e.label }));
+      out.thumbs = { train: rec(stories.thumbs.train), heldOut: rec(stories.thumbs.heldOut) };
+    }
+    if (req.exportPeft) {
+      const files = exportPeft(b.config, host);
+      out.peft = { weightsBase64: toBase64(files.weights), config: files.config };
+    }
+    return out;
+  } finally {
+    for (const f of cleanup) f();
+  }
 }
 
 // ---------------------------------------------------------------- the training-step benchmark

@@ -5,7 +5,8 @@ export const USAGE = `Usage: mace <command> [options]
 Commands:
   generate         Load a model and run one request; the text streams to stdout.
   train            DPO-train a LoRA adapter on preference pairs (a file, or --stories: pairs the
-                   model makes from its own story continuations); prints the metric curve.
+                   model makes from its own story continuations), or KTO-train it on unpaired
+                   thumbs (--thumbs FILE, or --stories --thumbs-from-stories); prints the curve.
   bench decode     Inference benchmark: TTFT, prefill and decode tokens/s per weight format and
                    batch size, and decode at batch 1 against the copy-bandwidth roofline.
   bench serve      Serving benchmark: replays a trace of chat requests and feedback pairs under each
@@ -58,11 +59,24 @@ Options of \`train\`:
                      continuations, judged by the rule "mentions playing beats does not" (held-out
                      prompts are never trained on).
   --eval FILE        Held-out pairs (same formats); --stories makes its own held-out split.
+  --thumbs FILE      Instead of --pairs: unpaired thumbs, TRL KTO JSONL {prompt, completion, label}
+                     (or conversational) or KTO {messages, label}, trained with KTO; reports
+                     held-out KTO metrics and reward accuracy (desirable above undesirable, over
+                     held-out prompts that have both labels).
+  --eval-thumbs FILE Held-out thumbs (same formats) for --thumbs or --thumbs-from-stories.
+  --thumbs-from-stories  With --stories: each sampled continuation labelled ALONE by the rule
+                     (thumbs-up / thumbs-down, nothing paired) and trained with KTO.
+  --desirable-weight F | --undesirable-weight F   KTO's loss weights (default 1 and 1).
+  --eval-every N     KTO: held-out metrics every N steps too (the curve).
+  --save-thumbs DIR  With --thumbs-from-stories: write the generated thumbs as TRL KTO JSONL
+                     (DIR/train.jsonl, DIR/heldout.jsonl), reusable with --thumbs/--eval-thumbs.
+  --no-eos           --thumbs: append no EOS to the completions (TRL appends one; saved story
+                     thumbs were cut at --tokens, not ended).
   --steps N | --epochs N   Training length: optimizer steps, or passes over the pairs (default 1 epoch).
-  --batch N          Pairs per optimizer step (mean DPO loss; default 1).
+  --batch N          Pairs (or KTO examples) per optimizer step (mean loss; default 1).
   --lr F             Peak learning rate (default 5e-4; linear warmup, then linear decay).
   --warmup N         Warmup steps (default 10% of the steps).
-  --beta F           DPO beta (default 0.1).
+  --beta F           DPO / KTO beta (default 0.1).
   --rank R           LoRA rank on all seven Linears (default 8); --alpha A (default 2·rank).
   --seed S           Shuffle / sampling seed (default 0).
   --max-length N     Cap on prompt + response tokens (default 256); longer pairs are skipped, named.
@@ -223,7 +237,7 @@ const VALUE_OPTIONS = {
   'bench prune': ['model', 'prompts', 'tokens', 'fractions', 'sinks', 'out'],
   'bench prefix': ['model', 'dtype', 'conversations', 'turns', 'user-tokens', 'reply-tokens', 'system-tokens', 'requests', 'clients', 'repeats', 'seed', 'out'],
   'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon', 'ablate', 'max-seqs', 'records', 'unloaded'],
-  train: ['model', 'pairs', 'eval', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens', 'plan'],
+  train: ['model', 'pairs', 'eval', 'thumbs', 'eval-thumbs', 'desirable-weight', 'undesirable-weight', 'eval-every', 'save-thumbs', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens', 'plan'],
 };
 const FLAG_OPTIONS = {
   'bench kernels': ['json', 'quick', 'node'],
@@ -234,7 +248,7 @@ const FLAG_OPTIONS = {
   'bench prefix': ['json', 'node', 'browser'],
   'bench prune': ['json'],
   'bench serve': ['json', 'node', 'browser'],
-  train: ['json', 'node', 'browser', 'stories', 'cpu'],
+  train: ['json', 'node', 'browser', 'stories', 'cpu', 'thumbs-from-stories', 'no-eos'],
 };
 /** Values taken verbatim even when they start with '-' (a prompt may). */
 const FREE_VALUES = new Set(['prompt', 'messages']);
@@ -501,7 +515,7 @@ function parseTrainStepBench(flags, values) {
   const id = values.get('synthetic').toLowerCase();
   if (!SYNTHETIC_MODELS.includes(id)) throw new UsageError(`--synthetic takes ${SYNTHETIC_MODELS.join(', ')}, got '${values.get('synthetic')}'`);
   for (const v of values.keys()) if (!SYNTHETIC_TRAIN_OPTIONS.includes(v)) throw new UsageError(`\`train --synthetic\` does not take --${v}`);
-  for (const f of ['stories', 'cpu']) if (flags.has(f)) throw new UsageError(`\`train --synthetic\` does not take --${f}`);
+  for (const f of ['stories', 'cpu', 'thumbs-from-stories']) if (flags.has(f)) throw new UsageError(`\`train --synthetic\` does not take --${f}`);
   const opt = (name, parse) => (values.has(name) ? parse(values.get(name)) : undefined);
   return {
     command: 'train-step-bench',
@@ -524,7 +538,15 @@ function parseTrain(flags, values) {
   const model = values.get('model');
   if (!model) throw new UsageError('`train` needs --model (a directory, a URL or a Hugging Face repository id)');
   const stories = flags.has('stories');
-  if (stories === values.has('pairs')) throw new UsageError('`train` needs exactly one of --pairs FILE and --stories');
+  const fromStories = flags.has('thumbs-from-stories');
+  if ([stories, values.has('pairs'), values.has('thumbs')].filter(Boolean).length !== 1) throw new UsageError('`train` needs exactly one of --pairs FILE and --stories (or, for KTO on unpaired thumbs, --thumbs FILE)');
+  if (fromStories && !stories) throw new UsageError('--thumbs-from-stories only applies with --stories');
+  const kto = values.has('thumbs') || fromStories;
+  if (kto && values.has('eval')) throw new UsageError('KTO (--thumbs, --thumbs-from-stories) takes held-out thumbs with --eval-thumbs, not --eval');
+  if (!kto) for (const o of ['eval-thumbs', 'desirable-weight', 'undesirable-weight', 'eval-every']) if (values.has(o)) throw new UsageError(`--${o} only applies with --thumbs or --thumbs-from-stories`);
+  if (flags.has('no-eos') && !values.has('thumbs')) throw new UsageError('--no-eos only applies with --thumbs');
+  if (values.has('save-thumbs') && !fromStories) throw new UsageError('--save-thumbs only applies with --thumbs-from-stories');
+  if (fromStories && values.has('rejected-per-chosen')) throw new UsageError('--rejected-per-chosen does not apply with --thumbs-from-stories (nothing is paired)');
   if (values.has('steps') && values.has('epochs')) throw new UsageError('give --steps or --epochs, not both');
   for (const o of ['samples', 'tokens', 'rejected-per-chosen']) if (!stories && values.has(o)) throw new UsageError(`--${o} only applies with --stories`);
   const cpu = flags.has('cpu');
@@ -536,6 +558,14 @@ function parseTrain(flags, values) {
     model,
     pairs: values.get('pairs'),
     eval: values.get('eval'),
+    thumbs: values.get('thumbs'),
+    evalThumbs: values.get('eval-thumbs'),
+    thumbsFromStories: fromStories,
+    desirableWeight: opt('desirable-weight', (v) => numValue('desirable-weight', v, 0, 1000)),
+    undesirableWeight: opt('undesirable-weight', (v) => numValue('undesirable-weight', v, 0, 1000)),
+    evalEvery: opt('eval-every', (v) => intValue('eval-every', v, 1)),
+    saveThumbs: values.get('save-thumbs'),
+    noEos: flags.has('no-eos'),
     stories,
     steps: opt('steps', (v) => intValue('steps', v, 1)),
     epochs: opt('epochs', (v) => intValue('epochs', v, 1)),

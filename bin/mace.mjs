@@ -2,7 +2,7 @@
 // The `mace` command line.
 // - `mace generate`: one request on a model (bench/generate.ts), text streamed to stdout, or one
 //   JSON object with --json. Node + Dawn by default, headless Chromium with --browser.
-// - `mace train`: DPO training of a LoRA adapter (bench/train.ts): the metric curve on stdout, a
+// - `mace train`: DPO (pairs) or KTO (unpaired thumbs) training of a LoRA adapter (bench/train.ts): the metric curve on stdout, a
 //   line per step (or one JSON object with --json); PEFT files with --out DIR. `mace train
 //   --synthetic ID` times one DPO step on a synthetic model instead (the training-step benchmark).
 // - `mace bench decode`: the inference benchmark (bench/decode.ts), Node + Dawn by default.
@@ -141,11 +141,17 @@ const f4 = (x) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
 
 function stepLine(m) {
   const skip = m.skipped ? ' SKIPPED (non-finite gradient)' : '';
+  if ('kl' in m) return `step ${String(m.step).padStart(4)}  loss ${f4(m.loss)}  kl ${f4(m.kl)}  rewards/chosen ${f4(m['rewards/chosen'])}  rewards/rejected ${f4(m['rewards/rejected'])}  grad_norm ${f4(m.grad_norm)}  lr ${m.learning_rate.toExponential(2)}${skip}\n`;
   return `step ${String(m.step).padStart(4)}  loss ${f4(m.loss)}  rewards/accuracies ${m['rewards/accuracies'].toFixed(2)}  rewards/margins ${f4(m['rewards/margins'])}  grad_norm ${f4(m.grad_norm)}  lr ${m.learning_rate.toExponential(2)}${skip}\n`;
 }
 
 function evalLine(label, e) {
   return `held-out ${label}: loss ${f4(e.loss)}  rewards/accuracies ${e['rewards/accuracies'].toFixed(3)} (ties ${e.ties}/${e.pairs}, ties as half ${e.accuracy_ties_half.toFixed(3)})  rewards/margins ${f4(e['rewards/margins'])}  rewards/chosen ${f4(e['rewards/chosen'])}  rewards/rejected ${f4(e['rewards/rejected'])}\n`;
+}
+
+function ktoEvalLine(label, e) {
+  const acc = e.reward_accuracy === null ? 'n/a (no held-out prompt has both labels)' : `${e.reward_accuracy.toFixed(3)} (strict ${e.reward_accuracy_strict.toFixed(3)}, ${e.reward_ties} ties of ${e.reward_pairs} same-prompt couples)`;
+  return `held-out ${label}: reward accuracy ${acc}  loss ${f4(e.loss)}  kl ${f4(e.kl)}  rewards/chosen ${f4(e['rewards/chosen'])}  rewards/rejected ${f4(e['rewards/rejected'])}  rewards/margins ${f4(e['rewards/margins'])}  (${e.examples} examples)\n`;
 }
 
 function storiesText(s) {
@@ -162,6 +168,15 @@ function writePeft(dir, peft) {
   log(`wrote ${join(dir, 'adapter_model.safetensors')} and ${join(dir, 'adapter_config.json')}`);
 }
 
+/** --save-thumbs DIR: the generated thumbs as TRL KTO JSONL (train.jsonl, heldout.jsonl). */
+function writeThumbs(dir, thumbs) {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, list] of [['train.jsonl', thumbs.train], ['heldout.jsonl', thumbs.heldOut]]) {
+    writeFileSync(join(dir, name), list.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    log(`wrote ${list.length} thumbs to ${join(dir, name)}`);
+  }
+}
+
 async function train(opts) {
   const spec = resolveModelArg(opts.model);
   checkModelDir(spec);
@@ -169,7 +184,14 @@ async function train(opts) {
     dtype: opts.dtype,
     pairs: opts.pairs ? readTextFile(opts.pairs, '--pairs') : undefined,
     eval: opts.eval ? readTextFile(opts.eval, '--eval') : undefined,
-    stories: opts.stories ? { samplesPerPrompt: opts.samples, tokens: opts.tokens, rejectedPerChosen: opts.rejectedPerChosen } : undefined,
+    thumbs: opts.thumbs ? readTextFile(opts.thumbs, '--thumbs') : undefined,
+    evalThumbs: opts.evalThumbs ? readTextFile(opts.evalThumbs, '--eval-thumbs') : undefined,
+    desirableWeight: opts.desirableWeight,
+    undesirableWeight: opts.undesirableWeight,
+    evalEvery: opts.evalEvery,
+    returnThumbs: opts.saveThumbs !== undefined || undefined,
+    eos: opts.noEos ? false : undefined,
+    stories: opts.stories ? { samplesPerPrompt: opts.samples, tokens: opts.tokens, rejectedPerChosen: opts.rejectedPerChosen, thumbs: opts.thumbsFromStories || undefined } : undefined,
     steps: opts.steps,
     epochs: opts.epochs,
     batch: opts.batch,
@@ -185,15 +207,18 @@ async function train(opts) {
   // With --json the curve still shows as progress, on stderr.
   const onStep = opts.json ? (m) => process.stderr.write(stepLine(m)) : (m) => writeText(stepLine(m));
   const result = await runTrain(opts.runtime, spec, request, onStep, log);
-  const { peft, ...report } = result;
+  const { peft, thumbs, ...report } = result;
   if (opts.out) writePeft(opts.out, peft);
-  for (const s of report.pairs.skipped) log(`skipped ${s.name}: ${s.reason}`);
+  if (opts.saveThumbs) writeThumbs(opts.saveThumbs, thumbs);
+  const kto = report.method === 'kto';
+  for (const s of kto ? report.examples.skipped : report.pairs.skipped) log(`skipped ${s.name}: ${s.reason}`);
   if (opts.json) {
     process.stdout.write(JSON.stringify(report) + '\n');
     return;
   }
-  if (report.before) await writeText(evalLine('before', report.before));
-  if (report.after) await writeText(evalLine('after ', report.after));
+  const line = kto ? ktoEvalLine : evalLine;
+  if (report.before) await writeText(line('before', report.before));
+  if (report.after) await writeText(line('after ', report.after));
   if (report.stories) await writeText(storiesText(report.stories));
   const t = report.timing;
   log(`${report.steps.length} steps (${report.nonFiniteSteps} non-finite, skipped) in ${(t.trainMs / 1000).toFixed(1)} s: ${t.msPerStep.toFixed(0)} ms/step, ${t.tokensPerSec.toFixed(1)} forward+backward tokens/s; arena ${(report.arenaBytes / 2 ** 20).toFixed(1)} MiB`);

@@ -12,6 +12,14 @@
  * - 'v1-dpo' (JSONL, v1_dpo_demo.jsonl): {chosen_messages, rejected_messages}, each a conversation
  *   of {role, content: [{type: 'text', value}], loss_weight} sharing all but the last message.
  *
+ *
+ * Unpaired thumbs for KTO (parseThumbsFile; each record stays one example, nothing is paired):
+ * - 'trl-kto' (JSONL, or a JSON list): TRL's unpaired preference datasets, {prompt, completion,
+ *   label: boolean}; conversational: prompt a message list and completion a list holding the one
+ *   assistant answer.
+ * - 'kto' (as above): {messages, label}, the last message (the assistant's) the completion.
+ * Errors, limits and record names as for pairs (strict: the first bad record throws).
+ *
  * A file that is not JSON at all, or holds no records, throws PreferenceFormatError. A bad record
  * is skipped and reported as a PreferenceFormatError naming file, record (JSONL: "line N", 1-based;
  * JSON: "[i]", 0-based) and field; with `strict` the first one is thrown instead. With
@@ -313,6 +321,91 @@ export function pairsFromThumbs(file: string, examples: readonly KtoExample[]): 
   }
   const liked = examples.filter((e) => e.label).length;
   return { pairs, stats: { examples: examples.length, liked, disliked: examples.length - liked, contexts: byContext.size, contextsWithBoth } };
+}
+
+// ---------------------------------------------------------------- unpaired thumbs (KTO)
+
+export type ThumbsFormat = 'trl-kto' | 'kto';
+
+/** One unpaired example read from a file. */
+export type ImportedThumb = PairContext & {
+  completion: string;
+  /** true: desirable (thumbs-up). */
+  label: boolean;
+  file: string;
+  record: string;
+};
+
+export interface ThumbsImportResult {
+  file: string;
+  format: ThumbsFormat;
+  records: number;
+  examples: ImportedThumb[];
+  skipped: PreferenceFormatError[];
+  /** Desirable / undesirable examples, prompts, and prompts with both labels (the reward-accuracy couples). */
+  stats: KtoStats;
+}
+
+function label(r: Json): boolean {
+  const v = field(r, 'label');
+  if (typeof v !== 'boolean') throw new RecordProblem('label', `must be true or false, got ${describe(v)}`);
+  return v;
+}
+
+function trlKtoRecord(r: Json): PairContext & { completion: string; label: boolean } {
+  const c = field(r, 'completion');
+  const l = label(r);
+  if (typeof c === 'string') return { prompt: text(field(r, 'prompt'), 'prompt'), completion: text(c, 'completion'), label: l };
+  const cm = messages(c, 'completion');
+  if (cm.length !== 1) throw new RecordProblem('completion', `must hold exactly the one assistant answer after the prompt, got ${cm.length} messages`);
+  return { messages: messages(field(r, 'prompt'), 'prompt'), completion: lastAnswer(cm, 'completion'), label: l };
+}
+
+/** The format of a thumbs file from its first well-formed record's fields. */
+export function detectThumbsFormat(file: string, first: unknown): ThumbsFormat {
+  if (isRecord(first) && 'label' in first) {
+    if ('completion' in first) return 'trl-kto';
+    if ('messages' in first) return 'kto';
+  }
+  throw new PreferenceFormatError(file, '(file)', '(format)', `is not recognised as unpaired thumbs from the first record (${describe(first)}); expected TRL KTO {prompt, completion, label} or KTO {messages, label}`);
+}
+
+/** Parse an unpaired thumbs file (TRL KTO or the KTO demo format) into examples, each kept alone. */
+export function parseThumbsFile(file: string, content: string, o: { format?: ThumbsFormat; strict?: boolean } = {}): ThumbsImportResult {
+  const { records, bad } = readRecords(file, content);
+  const skipped: PreferenceFormatError[] = [];
+  const skip = (e: PreferenceFormatError) => {
+    if (o.strict) throw e;
+    skipped.push(e);
+  };
+  bad.forEach(skip);
+  if (records.length === 0 && bad.length > 0 && o.format === undefined) throw bad[0];
+  const format = o.format ?? detectThumbsFormat(file, records[0]?.value);
+  const examples: ImportedThumb[] = [];
+  for (const { where, value } of records) {
+    try {
+      if (!isRecord(value)) throw new RecordProblem('(record)', `must be an object, got ${describe(value)}`);
+      if (format === 'trl-kto') examples.push({ ...trlKtoRecord(value), file, record: where });
+      else {
+        const k = ktoRecord(value);
+        examples.push({ messages: k.context, completion: k.answer, label: k.label, file, record: where });
+      }
+    } catch (e) {
+      if (!(e instanceof RecordProblem)) throw e;
+      skip(new PreferenceFormatError(file, where, e.field, e.detail));
+    }
+  }
+  const byContext = new Map<string, { up: boolean; down: boolean }>();
+  for (const e of examples) {
+    const key = contextKeyOf(e.messages !== undefined ? { messages: e.messages } : { prompt: e.prompt });
+    const g = byContext.get(key) ?? { up: false, down: false };
+    if (e.label) g.up = true;
+    else g.down = true;
+    byContext.set(key, g);
+  }
+  const liked = examples.filter((e) => e.label).length;
+  const stats: KtoStats = { examples: examples.length, liked, disliked: examples.length - liked, contexts: byContext.size, contextsWithBoth: [...byContext.values()].filter((g) => g.up && g.down).length };
+  return { file, format, records: records.length, examples, skipped, stats };
 }
 
 // ---------------------------------------------------------------- entry point

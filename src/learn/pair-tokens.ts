@@ -56,3 +56,18 @@ export function truncatePair(p: TokenPair, maxTokens: number): TokenPair | null 
   if (room < 1 || chosen.length === 0 || rejected.length === 0) return null;
   return { prompt: p.prompt.slice(Math.max(0, p.prompt.length - room)), chosen, rejected };
 }
+
+export interface TextThumb {
+  prompt?: string;
+  messages?: ChatCompletionMessageParam[];
+  completion: string;
+  label: boolean;
+}
+
+/** An unpaired example as token ids (KTO): the prompt as for pairs, the completion after it (+ EOS when asked). */
+export function tokenizeThumb(tokenizer: TextTokenizer, t: TextThumb, o: TokenizeOptions): { prompt: number[]; completion: number[]; label: boolean } {
+  const chat = t.messages !== undefined;
+  const promptIds = chat ? chatPromptIds(tokenizer, t.messages!) : tokenizer.encode(t.prompt ?? '');
+  const eos = o.eos === null ? [] : [o.eos];
+  return { prompt: promptIds, completion: [...responseIds(tokenizer, chat ? null : (t.prompt ?? ''), promptIds, t.completion), ...eos], label: t.label };
+}

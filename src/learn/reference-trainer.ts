@@ -14,14 +14,19 @@ import type { ModelConfig } from '../model/config.ts';
 import type { HostWeights } from '../model/reference.ts';
 import { adapterLayout, validateAdapterConfig, type AdapterConfig, type AdapterLayout, type HostAdapter } from './adapter.ts';
 import { dpoBatch } from './dpo.ts';
-import { loraKey, TrainingReference, type TokenPair } from './reference.ts';
+import type { KtoStepMetrics } from './kto-loop.ts';
+import { loraKey, TrainingReference, type KtoLogprobs, type LoraGrads, type TokenKto, type TokenPair } from './reference.ts';
 import { lrAt, validateSchedule, type LrSchedule } from './schedule.ts';
 import type { LoopTrainer } from './train-loop.ts';
+import type { KtoLoopTrainer } from './kto-loop.ts';
 import type { PairLogprobs, StepMetrics } from './trainer.ts';
 
 export interface ReferenceTrainerOptions {
   maxTokens: number;
   beta: number;
+  /** KTO's desirable_weight / undesirable_weight (default 1, 1). */
+  desirableWeight?: number;
+  undesirableWeight?: number;
   schedule: LrSchedule;
   adamw?: AdamWHyper;
 }
@@ -36,7 +41,7 @@ export function initAdapterRef(layout: AdapterLayout, seed: number): Float32Arra
   return params;
 }
 
-export class ReferenceTrainer implements LoopTrainer {
+export class ReferenceTrainer implements LoopTrainer, KtoLoopTrainer {
   readonly layout: AdapterLayout;
   readonly weights: { readonly config: ModelConfig };
   private state: AdamWRefState;
@@ -95,29 +100,65 @@ export class ReferenceTrainer implements LoopTrainer {
     return this.runBatch([pair], [ref]);
   }
 
+  /** Add LoRA grads (scaled) into the flat layout. */
+  private addGrads(flat: Float32Array, grads: LoraGrads, scale: number): void {
+    const { r } = this.layout;
+    for (const s of this.layout.slices) {
+      const g = grads.get(loraKey(s.layer, s.module));
+      if (!g) continue;
+      for (let j = 0; j < r * s.inDim; j++) flat[s.aOffset + j] += g.dA[j] * scale;
+      for (let j = 0; j < s.outDim * r; j++) flat[s.bOffset + j] += g.dB[j] * scale;
+    }
+  }
+
+  /** One AdamW step on flat gradients at the schedule's lr. */
+  private applyStep(flat: Float32Array): { lr: number; gradNorm: number; skipped: boolean } {
+    const lr = lrAt(this.options.schedule, this.attempts);
+    const step = adamwStepRef(this.state, flat, lr, this.options.adamw ?? ADAMW_DEFAULTS);
+    this.state = step.state;
+    this.attempts++;
+    return { lr, gradNorm: step.gradNorm, skipped: step.skipped };
+  }
+
   /** One optimizer step on the mean DPO loss of `pairs` (gradients of each pair scaled by 1/N). */
   async runBatch(pairs: readonly TokenPair[], refs: readonly PairLogprobs[]): Promise<StepMetrics> {
     const model = this.model(true);
     const flat = new Float32Array(this.layout.n);
-    const { r } = this.layout;
     const rows = [];
     let loss = 0;
     for (let i = 0; i < pairs.length; i++) {
       const { result, policy, grads } = model.dpo(pairs[i], refs[i], this.options.beta);
       loss += result.loss / pairs.length;
       rows.push({ policyChosen: policy.chosen, policyRejected: policy.rejected, refChosen: refs[i].chosen, refRejected: refs[i].rejected });
-      for (const s of this.layout.slices) {
-        const g = grads.get(loraKey(s.layer, s.module));
-        if (!g) continue;
-        for (let j = 0; j < r * s.inDim; j++) flat[s.aOffset + j] += g.dA[j] / pairs.length;
-        for (let j = 0; j < s.outDim * r; j++) flat[s.bOffset + j] += g.dB[j] / pairs.length;
-      }
+      this.addGrads(flat, grads, 1 / pairs.length);
     }
-    const lr = lrAt(this.options.schedule, this.attempts);
-    const step = adamwStepRef(this.state, flat, lr, this.options.adamw ?? ADAMW_DEFAULTS);
-    this.state = step.state;
-    this.attempts++;
+    const step = this.applyStep(flat);
     const { metrics } = dpoBatch(rows, this.options.beta);
-    return { loss, ...metrics, grad_norm: step.gradNorm, learning_rate: lr, skipped: step.skipped, skipped_steps: this.state.skipped, step: this.attempts };
+    return { loss, ...metrics, grad_norm: step.gradNorm, learning_rate: step.lr, skipped: step.skipped, skipped_steps: this.state.skipped, step: this.attempts };
+  }
+
+  async ktoLogprobs(example: TokenKto, adapter: boolean): Promise<KtoLogprobs> {
+    return this.model(adapter).ktoLogprobs(example);
+  }
+
+  ktoReferenceLogprobs(example: TokenKto): Promise<KtoLogprobs> {
+    return this.ktoLogprobs(example, false);
+  }
+
+  runKtoStep(example: TokenKto, ref: KtoLogprobs): Promise<KtoStepMetrics> {
+    return this.runKtoBatch([example], [ref]);
+  }
+
+  /** One optimizer step on the mean KTO loss of `examples` (z0 from their KL sequences, detached). */
+  async runKtoBatch(examples: readonly TokenKto[], refs: readonly KtoLogprobs[]): Promise<KtoStepMetrics> {
+    const { result, grads } = this.model(true).kto(examples, refs, this.ktoOptions);
+    const flat = new Float32Array(this.layout.n);
+    this.addGrads(flat, grads, 1); // the coefficients already carry 1/N
+    const step = this.applyStep(flat);
+    return { loss: result.loss, ...result.metrics, grad_norm: step.gradNorm, learning_rate: step.lr, skipped: step.skipped, skipped_steps: this.state.skipped, step: this.attempts };
+  }
+
+  get ktoOptions() {
+    return { beta: this.options.beta, desirableWeight: this.options.desirableWeight, undesirableWeight: this.options.undesirableWeight };
   }
 }

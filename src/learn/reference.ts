@@ -24,6 +24,7 @@ import type { HostWeights } from '../model/reference.ts';
 import { linearShape, linearTensorName, type LinearModule } from '../model/tensors.ts';
 import type { HostAdapter } from './adapter.ts';
 import { dpoPair, type DpoPairResult } from './dpo.ts';
+import { ktoBatch, ktoReferencePoint, type KtoBatchResult, type KtoOptions } from './kto.ts';
 
 /** Gradients of one module's LoRA, PEFT shapes: dA [r, in], dB [out, r]. */
 export interface LoraGrad {
@@ -64,6 +65,24 @@ export interface TokenPair {
   prompt: number[];
   chosen: number[];
   rejected: number[];
+}
+
+/**
+ * One unpaired KTO example as token ids: `completion` follows `prompt` and carries the label;
+ * `kl` is the mismatched completion (another example's) that follows the same prompt in the KL
+ * sequence (kto.ts: how the partner is chosen). The KL sequence only feeds z0: no gradient.
+ */
+export interface TokenKto {
+  prompt: number[];
+  completion: number[];
+  label: boolean;
+  kl: number[];
+}
+
+/** Summed log-probs of a KTO example's two sequences: prompt+completion and prompt+kl. */
+export interface KtoLogprobs {
+  completion: number;
+  kl: number;
 }
 
 export class TrainingReference {
@@ -206,6 +225,33 @@ export class TrainingReference {
     const grads: LoraGrads = new Map();
     this.backward(ca, P, result.gradPolicyChosen, grads);
     this.backward(ra, P, result.gradPolicyRejected, grads);
+    return { result, policy, grads };
+  }
+
+  /** Summed log-probs of both sequences of a KTO example (forward only). */
+  ktoLogprobs(e: TokenKto): KtoLogprobs {
+    const P = e.prompt.length;
+    return { completion: this.responseLogprob(this.forward([...e.prompt, ...e.completion]), P), kl: this.responseLogprob(this.forward([...e.prompt, ...e.kl]), P) };
+  }
+
+  /**
+   * KTO on a batch of examples (the mean loss): z0 from the policy's log-probs of the examples' KL
+   * sequences (detached), then each completion's forward and backward with its coefficient
+   * ∂(mean loss)/∂logπ. `z0` given: used instead of the estimate (the KL forwards are skipped).
+   */
+  kto(examples: readonly TokenKto[], refs: readonly KtoLogprobs[], options: KtoOptions, z0?: number): { result: KtoBatchResult; policy: KtoLogprobs[]; grads: LoraGrads } {
+    const klPolicy = z0 === undefined ? examples.map((e) => this.responseLogprob(this.forward([...e.prompt, ...e.kl]), e.prompt.length)) : examples.map(() => NaN);
+    const point = z0 ?? ktoReferencePoint(klPolicy.map((p, i) => ({ policy: p, ref: refs[i].kl })));
+    const acts = examples.map((e) => this.forward([...e.prompt, ...e.completion]));
+    const policy = examples.map((e, i) => ({ completion: this.responseLogprob(acts[i], e.prompt.length), kl: klPolicy[i] }));
+    const result = ktoBatch(
+      examples.map((e, i) => ({ policy: policy[i].completion, ref: refs[i].completion, label: e.label })),
+      [],
+      options,
+      point,
+    );
+    const grads: LoraGrads = new Map();
+    examples.forEach((e, i) => this.backward(acts[i], e.prompt.length, result.gradPolicy[i], grads));
     return { result, policy, grads };
   }
 }

@@ -11,6 +11,9 @@
  * stories260K's own samples (temperature 1, 48 tokens), both outcomes are common (figures in the
  * description and the project report).
  *
+ * makeStoryThumbs is the unpaired version (for KTO): the same samples, each one labelled ALONE by
+ * the same rule (preferred → thumbs-up, dispreferred → thumbs-down, neutral left out), nothing paired.
+ *
  * Sampling is deterministic: sample s of prompt p uses seed `seed + p * samplesPerPrompt + s`,
  * and the held-out prompts are chosen by hash of the prompt text, so the same inputs give the same
  * pairs and the same split.
@@ -213,6 +216,67 @@ function pairSamples<S extends { text: string; seed: number }>(prompt: string, p
   return pairs;
 }
 
+/** Every prompt's `samplesPerPrompt` continuations, in prompt order (seed base + p·n + s). */
+async function sampleAll(o: StoryPairsOptions): Promise<{ text: string; seed: number }[]> {
+  const base = o.seed ?? 0;
+  const n = o.samplesPerPrompt;
+  const tasks = o.prompts.flatMap((prompt, p) =>
+    Array.from({ length: n }, (_, s) => async () => {
+      const seed = base + p * n + s;
+      const text = await o.complete(prompt, seed);
+      if (typeof text !== 'string') throw new StoryPairsError('complete', `returned ${typeof text} for prompt ${p} seed ${seed}; it must return the continuation text`);
+      return { text, seed };
+    }),
+  );
+  return pooled(tasks, o.concurrency ?? 8);
+}
+
+/** One sampled continuation with its own label (KTO's unpaired thumbs). */
+export interface StoryThumb {
+  prompt: string;
+  completion: string;
+  /** true: the rule prefers it (thumbs-up). */
+  label: boolean;
+  seed: number;
+}
+
+export interface StoryThumbs {
+  rule: { name: string; description: string };
+  train: StoryThumb[];
+  heldOut: StoryThumb[];
+  heldOutPrompts: string[];
+  trainPrompts: string[];
+  perPrompt: PromptStats[];
+  totals: StoryPairs['totals'];
+}
+
+/**
+ * Sample as makeStoryPairs does (same seeds, same held-out split) and label each continuation alone:
+ * preferred → true, dispreferred → false, neutral dropped. `PromptStats.pairs` counts the
+ * (thumbs-up, thumbs-down) couples of the prompt (what held-out reward accuracy is measured on).
+ */
+export async function makeStoryThumbs(o: StoryPairsOptions): Promise<StoryThumbs> {
+  validate(o);
+  const rule = o.rule ?? DEFAULT_STORY_RULE;
+  const n = o.samplesPerPrompt;
+  const held = splitPrompts(o.prompts, o.heldOutFraction ?? 0.25);
+  const samples = await sampleAll(o);
+  const out: StoryThumbs = { rule: { name: rule.name, description: rule.description }, train: [], heldOut: [], heldOutPrompts: [], trainPrompts: [], perPrompt: [], totals: { samples: 0, preferred: 0, dispreferred: 0, neutral: 0 } };
+  o.prompts.forEach((prompt, p) => {
+    const isHeld = held.has(prompt);
+    const stats = { samples: n, preferred: 0, dispreferred: 0, neutral: 0 };
+    for (const s of samples.slice(p * n, (p + 1) * n)) {
+      const j = rule.judge(s.text);
+      stats[j]++;
+      if (j !== 'neutral') (isHeld ? out.heldOut : out.train).push({ prompt, completion: s.text, label: j === 'preferred', seed: s.seed });
+    }
+    (isHeld ? out.heldOutPrompts : out.trainPrompts).push(prompt);
+    out.perPrompt.push({ prompt, heldOut: isHeld, ...stats, pairs: stats.preferred * stats.dispreferred });
+    for (const key of ['samples', 'preferred', 'dispreferred', 'neutral'] as const) out.totals[key] += stats[key];
+  });
+  return out;
+}
+
 /**
  * Sample `samplesPerPrompt` continuations per prompt, judge them by the rule, and pair them per
  * prompt: the k-th preferred sample with the k-th dispreferred one (sample order), so each sample
@@ -223,18 +287,9 @@ function pairSamples<S extends { text: string; seed: number }>(prompt: string, p
 export async function makeStoryPairs(o: StoryPairsOptions): Promise<StoryPairs> {
   validate(o);
   const rule = o.rule ?? DEFAULT_STORY_RULE;
-  const base = o.seed ?? 0;
   const n = o.samplesPerPrompt;
   const held = splitPrompts(o.prompts, o.heldOutFraction ?? 0.25);
-  const tasks = o.prompts.flatMap((prompt, p) =>
-    Array.from({ length: n }, (_, s) => async () => {
-      const seed = base + p * n + s;
-      const text = await o.complete(prompt, seed);
-      if (typeof text !== 'string') throw new StoryPairsError('complete', `returned ${typeof text} for prompt ${p} seed ${seed}; it must return the continuation text`);
-      return { text, seed };
-    }),
-  );
-  const samples = await pooled(tasks, o.concurrency ?? 8);
+  const samples = await sampleAll(o);
   const out: StoryPairs = { rule: { name: rule.name, description: rule.description }, train: [], heldOut: [], heldOutPrompts: [], trainPrompts: [], perPrompt: [], totals: { samples: 0, preferred: 0, dispreferred: 0, neutral: 0 } };
   o.prompts.forEach((prompt, p) => {
     const mine = samples.slice(p * n, (p + 1) * n);

@@ -31,7 +31,9 @@ import type { GpuModelWeights } from '../model/gpu-weights.ts';
 import type { GpuAdapter } from './adapter.ts';
 import { dpoBatch, dpoPair, type DpoMetrics, type DpoPairResult } from './dpo.ts';
 import { LearnError } from './errors.ts';
-import type { TokenPair } from './reference.ts';
+import type { KtoLoopTrainer, KtoStepMetrics } from './kto-loop.ts';
+import { ktoBatch, ktoExample, ktoReferencePoint, type KtoExampleResult } from './kto.ts';
+import type { KtoLogprobs, TokenKto, TokenPair } from './reference.ts';
 import { lrAt, validateSchedule, type LrSchedule } from './schedule.ts';
 import { createTrainArena, type SequenceArena, type TrainArena } from './train-arena.ts';
 import { embedDispatches, headBackwardSegments, headSegments, layerBackwardSegments, layerForwardSegments, type UnitDeps, type UnitSegment } from './train-units.ts';
@@ -111,8 +113,11 @@ export interface StepMetrics extends DpoMetrics {
 export interface TrainerOptions {
   /** Most tokens of one sequence (prompt + response); the arena is sized for it. */
   maxTokens: number;
-  /** DPO β. */
+  /** DPO β (and KTO's β). */
   beta: number;
+  /** KTO's desirable_weight / undesirable_weight (default 1, 1). */
+  desirableWeight?: number;
+  undesirableWeight?: number;
   schedule: LrSchedule;
   adamw?: AdamWHyper;
   /** Work-unit size (default 'matmul'). */
@@ -136,7 +141,29 @@ export function submitUnits(ctx: GpuContext, units: readonly WorkUnit[]): void {
   ctx.device.queue.submit([enc.finish()]);
 }
 
-export class DpoTrainer {
+/**
+ * A KTO step's plan: the completion sequence (prompt + completion) runs in the 'chosen' slot, the
+ * KL sequence (prompt + the mismatched completion) in the 'rejected' slot — the same forward units
+ * as a DPO pair's. The backward is the completion's only (the KL sequence's backward weight is 0,
+ * so its units would add exactly nothing), then the optimizer unit.
+ */
+export interface KtoStepPlan extends StepPlan {
+  readonly example: TokenKto;
+}
+
+export interface KtoStepLoss {
+  policy: KtoLogprobs;
+  ref: KtoLogprobs;
+  label: boolean;
+  z0: number;
+  result: KtoExampleResult;
+  lr: number;
+}
+
+/** KTO example → the pair the slots run: chosen = completion, rejected = KL completion. */
+const ktoPair = (e: TokenKto): TokenPair => ({ prompt: e.prompt, chosen: e.completion, rejected: e.kl });
+
+export class DpoTrainer implements KtoLoopTrainer {
   readonly arena: TrainArena;
   readonly optimizer: AdamW;
   private readonly deps: UnitDeps;
@@ -384,6 +411,121 @@ export class DpoTrainer {
   referenceUnits(pair: TokenPair): { tokens: Record<SeqName, number>; units: WorkUnit[] } {
     const tokens = this.writeInputs(pair);
     return { tokens, units: SEQS.flatMap((s) => this.forwardUnits(s, this.bucket(tokens[s]), false)) };
+  }
+
+  // ------------------------------------------------------------ KTO (unpaired examples)
+
+  private checkKto(e: TokenKto): void {
+    if (!e || typeof e !== 'object') throw new TrainerInputError('example', 'must be a KTO example {prompt, completion, label, kl}');
+    if (typeof e.label !== 'boolean') throw new TrainerInputError('example.label', `= ${String(e.label)}; it must be true (desirable) or false (undesirable)`);
+    for (const part of ['prompt', 'completion', 'kl'] as const) {
+      if (!Array.isArray(e[part]) || e[part].length === 0) throw new TrainerInputError(`example.${part}`, 'must be a non-empty array of token ids');
+    }
+  }
+
+  private kto() {
+    return { beta: this.options.beta, desirableWeight: this.options.desirableWeight, undesirableWeight: this.options.undesirableWeight };
+  }
+
+  /**
+   * Validate a KTO example, upload its two sequences and return the step's units: forward of both
+   * (with the adapter), backward of the completion, the optimizer. Run plan.forward before ktoLoss().
+   */
+  planKto(example: TokenKto): KtoStepPlan {
+    this.checkKto(example);
+    const p = this.plan(ktoPair(example));
+    const backward = [...this.backwardUnits('chosen', this.bucket(p.tokens.chosen)), this.optimizerUnit];
+    return { ...p, backward, example: { prompt: [...example.prompt], completion: [...example.completion], label: example.label, kl: [...example.kl] } };
+  }
+
+  /** Write a sequence's backward weights: `coef` on its completion positions, 0 elsewhere. */
+  private writeWeights(seq: SeqName, T: number, promptLen: number, coef: number): void {
+    this.dlogpHost.fill(0);
+    this.dlogpHost.fill(coef, promptLen - 1, T - 1);
+    this.ctx.device.queue.writeBuffer(this.arena.seqs[seq].dlogp, 0, this.dlogpHost, 0, this.bucket(T));
+  }
+
+  /**
+   * After plan.forward ran: both summed log-probs, z0 (given: a batch's, else this example's KL
+   * sequence alone: max(0, π_kl − ref_kl)), the KTO coefficient on the CPU, the completion's
+   * backward weights (× weight, a batch's 1/N), the KL sequence's weights 0, and the step's lr.
+   */
+  async ktoLoss(plan: KtoStepPlan, ref: KtoLogprobs, weight = 1, z0?: number): Promise<KtoStepLoss> {
+    const P = plan.example.prompt.length;
+    const pl = await this.pairLogprobs(plan.tokens, P);
+    const policy = { completion: pl.chosen, kl: pl.rejected };
+    const point = z0 ?? ktoReferencePoint([{ policy: policy.kl, ref: ref.kl }]);
+    const result = ktoExample({ policy: policy.completion, ref: ref.completion, label: plan.example.label }, point, this.kto());
+    this.writeWeights('chosen', plan.tokens.chosen, P, weight * result.gradPolicy);
+    this.writeWeights('rejected', plan.tokens.rejected, P, 0);
+    const lr = lrAt(this.options.schedule, this.attempts);
+    this.optimizer.setLr(lr);
+    return { policy, ref: { ...ref }, label: plan.example.label, z0: point, result, lr };
+  }
+
+  /** After the backward and optimizer ran: count the step, read AdamW's stats → TRL's KTO metrics. */
+  async finishKto(loss: KtoStepLoss | readonly KtoStepLoss[]): Promise<KtoStepMetrics> {
+    const losses: readonly KtoStepLoss[] = Array.isArray(loss) ? loss : [loss as KtoStepLoss];
+    this.attempts++;
+    const stats = await this.optimizer.readStats();
+    const { metrics } = ktoBatch(losses.map((l) => ({ policy: l.policy.completion, ref: l.ref.completion, label: l.label })), [], this.kto(), losses[0].z0);
+    const mean = losses.reduce((s, l) => s + l.result.loss, 0) / losses.length;
+    return { loss: mean, ...metrics, grad_norm: stats.gradNorm, learning_rate: losses[0].lr, skipped: stats.lastSkipped, skipped_steps: stats.skipped, step: this.attempts };
+  }
+
+  /** One optimizer step on one unpaired example: planKto → forward → ktoLoss → backward + AdamW. */
+  async runKtoStep(example: TokenKto, ref: KtoLogprobs): Promise<KtoStepMetrics> {
+    const plan = this.planKto(example);
+    submitUnits(this.ctx, plan.forward);
+    const loss = await this.ktoLoss(plan, ref);
+    submitUnits(this.ctx, plan.backward);
+    return this.finishKto(loss);
+  }
+
+  /**
+   * One optimizer step on the mean KTO loss of several examples. z0 needs every example's KL
+   * sequence before any coefficient is known, and the arena keeps one example's activations: so
+   * first the KL sequences' forwards (the 'rejected' slot, read back one by one) give z0, then per
+   * example the completion's forward, its coefficient (1/N), its backward; then one AdamW unit.
+   */
+  async runKtoBatch(examples: readonly TokenKto[], refs: readonly KtoLogprobs[]): Promise<KtoStepMetrics> {
+    if (examples.length === 0 || refs.length !== examples.length) throw new TrainerInputError('examples', `= ${examples.length} examples with ${refs.length} reference log-probs; a batch needs at least one example and one reference per example`);
+    if (examples.length === 1) return this.runKtoStep(examples[0], refs[0]);
+    const kl = [];
+    for (let i = 0; i < examples.length; i++) {
+      this.checkKto(examples[i]);
+      const tokens = this.writeInputs(ktoPair(examples[i]));
+      submitUnits(this.ctx, this.forwardUnits('rejected', this.bucket(tokens.rejected), true));
+      kl.push({ policy: await this.responseLogprob('rejected', tokens.rejected, examples[i].prompt.length), ref: refs[i].kl });
+    }
+    const z0 = ktoReferencePoint(kl);
+    const losses: KtoStepLoss[] = [];
+    try {
+      for (let i = 0; i < examples.length; i++) {
+        const plan = this.planKto(examples[i]);
+        submitUnits(this.ctx, plan.forward.filter((u) => u.seq === 'chosen'));
+        const l = await this.ktoLoss(plan, refs[i], 1 / examples.length, z0);
+        losses.push({ ...l, policy: { completion: l.policy.completion, kl: kl[i].policy } });
+        submitUnits(this.ctx, plan.backward.filter((u) => u.kind !== 'optimizer'));
+      }
+    } catch (e) {
+      this.clearGrads();
+      throw e;
+    }
+    submitUnits(this.ctx, [this.optimizerUnit]);
+    return this.finishKto(losses);
+  }
+
+  /** Summed log-probs of a KTO example's completion and KL sequences, adapter on or off (overwrites the arena). */
+  async ktoLogprobs(example: TokenKto, adapter: boolean): Promise<KtoLogprobs> {
+    this.checkKto(example);
+    const p = await this.logprobs(ktoPair(example), adapter);
+    return { completion: p.chosen, kl: p.rejected };
+  }
+
+  /** The reference model's (adapter off) log-probs of both sequences: compute once per example and cache. */
+  ktoReferenceLogprobs(example: TokenKto): Promise<KtoLogprobs> {
+    return this.ktoLogprobs(example, false);
   }
 
   /** Zero the adapter's gradients (after a step was abandoned half-way through its backward). */
