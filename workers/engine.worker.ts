@@ -554,6 +554,7 @@ async function feedbackSink(store: LearnStore | null): Promise<FeedbackSink> {
       rate: (id, rating) => pf.rate(id, rating),
       addPair: (input) => pf.addPair(input),
       pairs: () => pf.log.pairs(),
+      thumbs: () => pf.log.thumbs(),
     };
   } catch {
     return memoryFeedback();

@@ -27,7 +27,7 @@ import { ForwardPass } from '../model/forward.ts';
 import type { GpuModelWeights } from '../model/gpu-weights.ts';
 import type { TextTokenizer } from '../model/tokenizer.ts';
 import { checkHostAdapter as checkHostAdapterFits, type HostAdapter } from '../learn/adapter.ts';
-import { tokenizePair, truncatePair, type TextPair } from '../learn/pair-tokens.ts';
+import { tokenizePair, tokenizeThumb, truncatePair, truncateThumb, type TextPair, type TextThumb } from '../learn/pair-tokens.ts';
 import type { TokenPair } from '../learn/reference.ts';
 import type { PairLogprobs } from '../learn/trainer.ts';
 import { CostModel, addFeatures, zeroFeatures, type WorkFeatures } from '../scheduler/cost-model.ts';
@@ -163,7 +163,7 @@ export class EngineCore {
   }
 
   /**
-   * Start on-device learning: a LoRA adapter trained with DPO on the pairs given to learnPair(),
+   * Start on-device learning: a LoRA adapter trained with DPO on the pairs given to learnPair() and KTO on the thumbs given to learnThumb(),
    * served under `options.adapterName` ('learnt'). Needs adapter slots. Idempotent.
    */
   async enableLearning(options: LearningOptions = {}): Promise<LearningStatus> {
@@ -187,6 +187,19 @@ export class EngineCore {
     const tokens = truncatePair(tokenizePair(this.model.tokenizer, pair, { eos: null }), learner.maxTokens);
     // Its conversation: the context both answers reply to.
     return tokens !== null && this.learnTokens(key, tokens, null, JSON.stringify(pair.messages ?? pair.prompt ?? ''));
+  }
+
+  /**
+   * Queue an unpaired thumb (a rated answer no pair uses) for KTO (key: its stable id). Returns
+   * false when learning is off or it cannot be trained.
+   */
+  learnThumb(key: string, thumb: TextThumb): boolean {
+    const learner = this.learner;
+    if (!learner || this.closed) return false;
+    const tokens = truncateThumb(tokenizeThumb(this.model.tokenizer, thumb, { eos: null }), learner.maxTokens);
+    if (tokens === null || !learner.enqueueThumb(key, tokens, JSON.stringify(thumb.messages ?? thumb.prompt ?? ''))) return false;
+    this.kick();
+    return true;
   }
 
   /** Queue a token pair for training; `ref`: its reference log-probs when already known; `context`: its conversation (default: its prompt ids). */

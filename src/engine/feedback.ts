@@ -4,7 +4,7 @@
  * pairs can be added directly (`engine.preferences.add`). The sink is injectable: an in-memory
  * FeedbackLog by default, or a PersistentFeedback (IndexedDB, src/learn/store.ts) in the worker.
  */
-import { FeedbackLog, type CompletionInput, type RateResult } from '../learn/feedback.ts';
+import { FeedbackLog, type CompletionInput, type RateResult, type Thumb } from '../learn/feedback.ts';
 import type { AddedPair, PairInput, PreferencePair } from '../learn/pairs.ts';
 
 /** What the engine needs of a feedback store; FeedbackLog and PersistentFeedback both fit. */
@@ -13,6 +13,8 @@ export interface FeedbackSink {
   rate(completionId: unknown, rating: unknown): RateResult | Promise<RateResult>;
   addPair(input: PairInput): AddedPair | Promise<AddedPair>;
   pairs(): PreferencePair[];
+  /** Unpaired thumbs (rated answers no pair uses: KTO's examples). */
+  thumbs(): Thumb[];
 }
 
 /** An in-memory FeedbackLog as a sink. */
@@ -23,6 +25,7 @@ export function memoryFeedback(log = new FeedbackLog()): FeedbackSink & { log: F
     rate: (id, rating) => log.rate(id, rating),
     addPair: (input) => log.preferences.add(input),
     pairs: () => log.pairs(),
+    thumbs: () => log.thumbs(),
   };
 }
 

@@ -19,8 +19,8 @@
 import type { GpuContext } from '../gpu/device.ts';
 import { encodeDispatches } from '../gpu/dispatch.ts';
 import { createAdapter, readAdapter, writeAdapter, type AdapterConfig, type GpuAdapter, type HostAdapter } from '../learn/adapter.ts';
-import type { TokenPair } from '../learn/reference.ts';
-import { DpoTrainer, SEQS, TOKEN_BUCKET, UNIT_GRANULARITIES, type PairLogprobs, type SeqName, type StepLoss, type StepPlan, type UnitGranularity, type WorkUnit } from '../learn/trainer.ts';
+import type { TokenKto, TokenPair } from '../learn/reference.ts';
+import { DpoTrainer, SEQS, TOKEN_BUCKET, UNIT_GRANULARITIES, type KtoStepLoss, type KtoStepPlan, type PairLogprobs, type SeqName, type StepLoss, type StepPlan, type UnitGranularity, type WorkUnit } from '../learn/trainer.ts';
 import type { AdapterBank } from '../learn/bank.ts';
 import type { GpuModelWeights } from '../model/gpu-weights.ts';
 import type { FinetuneStats, LearningStatus, PolicyName } from '../scheduler/stats.ts';
@@ -90,7 +90,10 @@ interface Job {
   key: string;
   /** Its conversation (see LearningOptions.maxPairsPerConversation). */
   context: string;
+  /** What its slots run: a DPO pair, or a KTO example as (completion, KL sequence) — see KtoJob. */
   pair: TokenPair;
+  /** A KTO job (an unpaired thumb); null: a DPO pair. */
+  kto: KtoJob | null;
   /**
    * Its units as the planner sees them, per phase (the reference pass is the forward without LoRA);
    * made when the planner first asks (building a new length's unit lists takes time: never for a
@@ -101,6 +104,21 @@ interface Job {
   lastLoss: number | null;
   steps: number;
   queuedAt: number;
+  /** Removed while its step was in flight: that step is its last. */
+  withdrawn?: boolean;
+}
+
+/**
+ * An unpaired thumb trained with KTO: `pair.chosen` is its completion, `pair.rejected` its KL
+ * sequence's completion — the most recent other conversation's rated answer (TRL's mismatched
+ * pair: this prompt, another's completion). The first thumb has no partner: its KL slot repeats
+ * its own completion and z0 is held at 0 (the reference point's value while policy = reference).
+ */
+interface KtoJob {
+  example: TokenKto;
+  label: boolean;
+  /** No mismatched partner existed: z0 = 0. */
+  noPartner: boolean;
 }
 
 type Phase = 'ref' | 'forward' | 'backward';
@@ -112,7 +130,7 @@ interface ActiveStep {
   next: number;
   tokens: Record<SeqName, number>;
   plan: StepPlan | null;
-  loss: StepLoss | null;
+  loss: StepLoss | KtoStepLoss | null;
   startedAt: number;
 }
 
@@ -132,6 +150,7 @@ export class Learner {
   private version = 0;
   private last: FinetuneStats | null = null;
   private pairsSeen = 0;
+  private thumbsSeen = 0;
   /** Keys of pairs whose every epoch is done (kept across sessions with the saved adapter). */
   private readonly trained = new Set<string>();
   private failures = 0;
@@ -208,15 +227,49 @@ export class Learner {
       this.pairsSeen++;
       return true; // an anchor: it checks versions instead of training one
     }
-    this.jobs.push({ id: this.nextJobId++, key, context, pair, unitViews: null, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
+    this.remember(context, pair.chosen);
+    this.jobs.push({ id: this.nextJobId++, key, context, pair, kto: null, unitViews: null, ref, lastLoss: null, steps: 0, queuedAt: this.now() });
     this.pairsSeen++;
     return true;
   }
 
-  /** Forget a pair (its rating changed); a step in flight finishes first. */
+  /**
+   * Queue an unpaired thumb for KTO (see KtoJob; same key, conversation and rate-limit rules as
+   * pairs). Thumbs are not anchors: the guard's anchors are pairs the user formed. Returns false
+   * when it cannot be trained.
+   */
+  enqueueThumb(key: string, thumb: { prompt: number[]; completion: number[]; label: boolean }, context = thumb.prompt.join(',')): boolean {
+    if (this.jobs.some((j) => j.key === key) || this.trained.has(key)) return true;
+    if (thumb.prompt.length === 0 || thumb.completion.length === 0 || thumb.prompt.length + thumb.completion.length > this.maxTokens) return false;
+    if (this.jobs.filter((j) => j.context === context).length >= this.perConversation) {
+      this.rateLimited++;
+      return false;
+    }
+    const partner = [...this.recent].reverse().find((r) => r.context !== context);
+    const kl = partner ? partner.completion.slice(0, this.maxTokens - thumb.prompt.length) : thumb.completion;
+    const example: TokenKto = { prompt: [...thumb.prompt], completion: [...thumb.completion], label: thumb.label, kl };
+    this.remember(context, thumb.completion);
+    this.jobs.push({ id: this.nextJobId++, key, context, pair: { prompt: example.prompt, chosen: example.completion, rejected: kl }, kto: { example, label: thumb.label, noPartner: !partner }, unitViews: null, ref: null, lastLoss: null, steps: 0, queuedAt: this.now() });
+    this.thumbsSeen++;
+    return true;
+  }
+
+  /** Rated answers kept as KL partners for later thumbs (the last few, one conversation each at most once). */
+  private readonly recent: { context: string; completion: number[] }[] = [];
+
+  private remember(context: string, completion: number[]): void {
+    const i = this.recent.findIndex((r) => r.context === context);
+    if (i >= 0) this.recent.splice(i, 1);
+    this.recent.push({ context, completion: [...completion] });
+    if (this.recent.length > 16) this.recent.shift();
+  }
+
+  /** Forget a pair or thumb (its rating changed); a step in flight finishes first, and is its last. */
   remove(key: string): void {
-    const i = this.jobs.findIndex((j) => j.key === key && this.active?.job !== j);
-    if (i >= 0) this.jobs.splice(i, 1);
+    const i = this.jobs.findIndex((j) => j.key === key);
+    if (i < 0) return;
+    if (this.active?.job === this.jobs[i]) this.jobs[i].withdrawn = true;
+    else this.jobs.splice(i, 1);
   }
 
   /** Steps still to run (pairs × remaining epochs). */
@@ -228,7 +281,7 @@ export class Learner {
     return this.trainer.steps;
   }
 
-  /** Pairs queued (not yet stepped `epochs` times). */
+  /** Training examples queued, pairs and thumbs (not yet stepped `epochs` times). */
   get pendingPairs(): number {
     return this.jobs.length;
   }
@@ -242,10 +295,11 @@ export class Learner {
   }
 
   /** The units of a phase, as the planner sees them (from the trainer's unit lists for these lengths; nothing is written). */
-  private phaseViews(pair: TokenPair, phase: Phase): UnitView[] {
+  private phaseViews(pair: TokenPair, phase: Phase, kto: boolean): UnitView[] {
     const view = (u: WorkUnit, tokens: number): UnitView => ({ kind: u.kind, tokens, mmacs: u.mmacs, dispatches: u.dispatches.length, bytes: u.bytes });
     const out: UnitView[] = [];
     for (const s of SEQS) {
+      if (kto && phase === 'backward' && s === 'rejected') continue; // KTO: the completion's backward only
       const tokens = this.bucket(pair.prompt.length + pair[s].length);
       const units = phase === 'backward' ? this.trainer.backwardUnits(s, tokens) : this.trainer.forwardUnits(s, tokens, phase === 'forward');
       for (const u of units) out.push(view(u, tokens));
@@ -260,7 +314,8 @@ export class Learner {
   }
 
   private unitViewsOf(j: Job): Record<Phase, readonly UnitView[]> {
-    j.unitViews ??= { ref: this.phaseViews(j.pair, 'ref'), forward: this.phaseViews(j.pair, 'forward'), backward: this.phaseViews(j.pair, 'backward') };
+    const kto = j.kto !== null;
+    j.unitViews ??= { ref: this.phaseViews(j.pair, 'ref', kto), forward: this.phaseViews(j.pair, 'forward', kto), backward: this.phaseViews(j.pair, 'backward', kto) };
     return j.unitViews;
   }
 
@@ -288,7 +343,7 @@ export class Learner {
       const { tokens, units } = this.trainer.referenceUnits(job.pair);
       return { job, phase, units, next: 0, tokens, plan: null, loss: null, startedAt };
     }
-    const plan = this.trainer.plan(job.pair);
+    const plan = job.kto ? this.trainer.planKto(job.kto.example) : this.trainer.plan(job.pair);
     return { job, phase, units: plan.forward, next: 0, tokens: { ...plan.tokens }, plan, loss: null, startedAt };
   }
 
@@ -365,11 +420,13 @@ export class Learner {
         return null;
       }
       if (a.phase === 'forward') {
-        const loss = await this.trainer.loss(a.plan!, a.job.ref!);
+        const ref = a.job.ref!;
+        const k = a.job.kto;
+        const loss = k ? await this.trainer.ktoLoss(a.plan as KtoStepPlan, { completion: ref.chosen, kl: ref.rejected }, 1, k.noPartner ? 0 : undefined) : await this.trainer.loss(a.plan!, ref);
         this.active = { ...a, phase: 'backward', units: a.plan!.backward, next: 0, loss };
         return null;
       }
-      const m = await this.trainer.finish(a.loss!);
+      const m = a.job.kto ? ktoAsFinetune(await this.trainer.finishKto(a.loss as KtoStepLoss)) : await this.trainer.finish(a.loss as StepLoss);
       if (!m.skipped) {
         this.version++;
         if (this.promotion) await this.promoteOrRollBack(this.promotion);
@@ -380,12 +437,14 @@ export class Learner {
       job.steps++;
       this.active = null;
       this.jobs.splice(this.jobs.indexOf(job), 1);
-      if (job.steps < this.epochs) {
+      if (job.withdrawn) {
+        /* its rating changed: not requeued, not counted as trained */
+      } else if (job.steps < this.epochs) {
         job.queuedAt = this.now();
         this.jobs.push(job);
       } else this.trained.add(job.key);
       this.last = {
-        type: 'finetune', t: this.now(), adapter: this.adapterName, adapterVersion: this.version, step: m.step, loss: m.loss,
+        type: 'finetune', t: this.now(), method: a.job.kto ? 'kto' : 'dpo', adapter: this.adapterName, adapterVersion: this.version, step: m.step, loss: m.loss,
         'rewards/chosen': m['rewards/chosen'], 'rewards/rejected': m['rewards/rejected'], 'rewards/margins': m['rewards/margins'], 'rewards/accuracies': m['rewards/accuracies'],
         grad_norm: m.grad_norm, learning_rate: m.learning_rate, skipped: m.skipped, durationMs: this.now() - a.startedAt, tokens: a.tokens.chosen + a.tokens.rejected,
         ...(this.promotion ? { servingVersion: this.promotion.guard.current } : {}),
@@ -433,7 +492,7 @@ export class Learner {
   }
 
   status(): LearningStatus {
-    return { enabled: true, policy: this.policy, adapter: this.adapterName, version: this.version, steps: this.trainer.steps, pairs: this.pairsSeen, pendingPairs: this.pendingPairs, failedSteps: this.failures, rateLimitedPairs: this.rateLimited, ...(this.promotion ? { guard: this.promotion.status() } : {}), last: this.last };
+    return { enabled: true, policy: this.policy, adapter: this.adapterName, version: this.version, steps: this.trainer.steps, pairs: this.pairsSeen, thumbs: this.thumbsSeen, pendingPairs: this.pendingPairs, pendingThumbs: this.jobs.filter((j) => j.kto).length, failedSteps: this.failures, rateLimitedPairs: this.rateLimited, ...(this.promotion ? { guard: this.promotion.status() } : {}), last: this.last };
   }
 
   /** Steps dropped after an error. */
@@ -445,4 +504,13 @@ export class Learner {
     this.trainer.destroy();
     this.adapter.destroy();
   }
+}
+
+/**
+ * A KTO step's metrics in the finetune record's DPO-shaped fields: rewards/chosen or rejected is
+ * the example's reward β·ρ under its label (NaN for the other, as TRL's 0/0), margins and accuracies
+ * NaN (one unpaired example has neither); `method: 'kto'` tells the record apart.
+ */
+function ktoAsFinetune(m: import('../learn/kto-loop.ts').KtoStepMetrics) {
+  return { ...m, 'rewards/accuracies': NaN };
 }

@@ -24,7 +24,7 @@ import type { TextTokenizer } from '../model/tokenizer.ts';
 import { EngineCore, type EngineModel } from './engine.ts';
 import { EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
 import { engineFeedback, memoryFeedback, type EngineFeedback, type FeedbackSink } from './feedback.ts';
-import type { CompletionInput } from '../learn/feedback.ts';
+import type { CompletionInput, Thumb } from '../learn/feedback.ts';
 import { checkPromptChars, normalizeParams, promptCharLimit, type RequestSettings } from './params.ts';
 import { fitChatPrompt, truncationOf, type PromptBound } from '../model/prompt.ts';
 import { checkRequestFields } from './request-fields.ts';
@@ -140,12 +140,16 @@ export function createEngine(ctx: GpuContext, model: EngineModel, options: Engin
   const complCreate = (p: CompletionCreateParams) => completion(core, modelName, p, record);
   const fb = engineFeedback(sink);
   const learnFrom = (p: PreferencePair) => core.learnPair(p.id, p.messages ? { messages: p.messages as ChatCompletionMessageParam[], chosen: p.chosen, rejected: p.rejected } : { prompt: p.prompt, chosen: p.chosen, rejected: p.rejected });
+  // The mixing rule: answers of a context rated both ways train as DPO pairs; a rated answer no pair uses trains alone with KTO.
+  const learnThumb = (t: Thumb) => core.learnThumb(t.id, { ...(t.messages ? { messages: t.messages as ChatCompletionMessageParam[] } : { prompt: t.prompt }), completion: t.completion, label: t.label });
   return {
     // Pairs that form (thumbs) or are added go to the learner when learning is on.
     feedback: async (f) => {
       const r = await fb.feedback(f);
       for (const p of r.removed) core.forgetPair(p.id);
+      for (const t of r.thumbsRemoved) core.forgetPair(t.id);
       for (const p of r.added) learnFrom(p);
+      for (const t of r.thumbsAdded) learnThumb(t);
       return r;
     },
     preferences: {
@@ -169,6 +173,7 @@ export function createEngine(ctx: GpuContext, model: EngineModel, options: Engin
           }
         }
         for (const p of sink.pairs()) learnFrom(p); // pairs kept from earlier sessions
+        for (const t of sink.thumbs()) learnThumb(t); // and unpaired thumbs
         return { ...(core.learningStatus() ?? status), ...(restoreError ? { restoreError } : {}) };
       },
       status: () => core.learningStatus(),

@@ -42,12 +42,32 @@ export interface CompletionInput {
   createdAt?: unknown;
 }
 
+/**
+ * An unpaired rating (KTO's unit): a rated completion that no feedback pair of its context uses —
+ * its context has no answer rated the other way (or only ones with the same text). Once the
+ * context gets an opposite rating, the answer trains in DPO pairs instead and its thumb is withdrawn.
+ */
+export type Thumb = PairContext & {
+  /** 'th-' + completionId + '-up' | '-down': a re-rating is a new thumb. */
+  id: string;
+  completionId: string;
+  contextKey: string;
+  completion: string;
+  /** true: thumbs-up (desirable). */
+  label: boolean;
+  /** When it was rated (ms since the epoch). */
+  at: number;
+};
+
 /** What one rate() call changed (what a persistent wrapper writes). */
 export interface RateResult {
   rating: RatingRecord;
   previous: RatingRecord | undefined;
   added: PreferencePair[];
   removed: PreferencePair[];
+  /** Unpaired thumbs of the rated context that appeared / went (paired now, or re-rated). */
+  thumbsAdded: Thumb[];
+  thumbsRemoved: Thumb[];
 }
 
 /** A rating (or lookup) of a completion id the log never recorded. */
@@ -127,9 +147,36 @@ export class FeedbackLog {
     const record = this.records.get(cid);
     if (!record) throw new UnknownCompletionError(cid);
     const previous = this.ratingsById.get(cid);
+    const before = this.contextThumbs(record.contextKey);
     const r: RatingRecord = { completionId: cid, rating, at: when };
     this.ratingsById.set(cid, r);
-    return { rating: r, previous, ...this.syncContext(record.contextKey) };
+    const pairs = this.syncContext(record.contextKey);
+    const after = this.contextThumbs(record.contextKey);
+    const ids = (list: Thumb[]) => new Set(list.map((t) => t.id));
+    const had = ids(before), has = ids(after);
+    return { rating: r, previous, ...pairs, thumbsAdded: after.filter((t) => !had.has(t.id)), thumbsRemoved: before.filter((t) => !has.has(t.id)) };
+  }
+
+  /** The unpaired thumbs of one context (see Thumb), in rating order. */
+  private contextThumbs(contextKey: string): Thumb[] {
+    const rated = [...this.records.values()].filter((c) => c.contextKey === contextKey && this.ratingsById.has(c.completionId));
+    const ratingOf = (c: CompletionRecord) => this.ratingsById.get(c.completionId)!;
+    const out: Thumb[] = [];
+    for (const c of rated) {
+      const mine = ratingOf(c);
+      const text = c.answer.trim();
+      // Paired: some answer of the context rated the other way with a different text.
+      if (rated.some((o) => ratingOf(o).rating !== mine.rating && o.answer.trim() !== text)) continue;
+      const context = c.messages !== undefined ? { messages: c.messages } : { prompt: c.prompt };
+      out.push({ ...context, id: `th-${c.completionId}-${mine.rating}`, completionId: c.completionId, contextKey, completion: c.answer, label: mine.rating === 'up', at: mine.at } as Thumb);
+    }
+    return out.sort((a, b) => a.at - b.at);
+  }
+
+  /** Every unpaired thumb (what KTO trains on), in rating order. */
+  thumbs(): Thumb[] {
+    const keys = new Set([...this.ratingsById.keys()].map((id) => this.records.get(id)!.contextKey));
+    return [...keys].flatMap((k) => this.contextThumbs(k)).sort((a, b) => a.at - b.at);
   }
 
   /** The pairs one context's ratings imply: each liked answer against each disliked one. */

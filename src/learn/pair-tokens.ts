@@ -71,3 +71,12 @@ export function tokenizeThumb(tokenizer: TextTokenizer, t: TextThumb, o: Tokeniz
   const eos = o.eos === null ? [] : [o.eos];
   return { prompt: promptIds, completion: [...responseIds(tokenizer, chat ? null : (t.prompt ?? ''), promptIds, t.completion), ...eos], label: t.label };
 }
+
+/** Fit an unpaired example into `maxTokens` (prompt + completion) as truncatePair does; null when nothing usable is left. */
+export function truncateThumb<T extends { prompt: number[]; completion: number[]; label: boolean }>(t: T, maxTokens: number): T | null {
+  const half = Math.max(1, Math.floor(maxTokens / 2));
+  const completion = t.prompt.length + t.completion.length > maxTokens ? t.completion.slice(0, Math.min(t.completion.length, half)) : t.completion;
+  const room = maxTokens - completion.length;
+  if (room < 1 || completion.length === 0) return null;
+  return { ...t, prompt: t.prompt.slice(Math.max(0, t.prompt.length - room)), completion };
+}

@@ -88,6 +88,8 @@ export interface RequestStats {
 export interface FinetuneStats {
   type: 'finetune';
   t: number;
+  /** The loss the step trained: DPO on a pair, KTO on an unpaired thumb (absent: 'dpo'). For KTO, rewards/chosen or /rejected is the example's reward under its label (the other NaN), margins and accuracies NaN. */
+  method?: 'dpo' | 'kto';
   /** Adapter being trained and its version after this step (bumps when the step applied). */
   adapter: string;
   adapterVersion: number;
@@ -189,9 +191,12 @@ export interface LearningStatus {
   version: number;
   /** Optimizer steps attempted. */
   steps: number;
-  /** Preference pairs known, and those not trained on yet. */
+  /** Preference pairs known; training examples (pairs and thumbs) not trained on yet. */
   pairs: number;
   pendingPairs: number;
+  /** Unpaired thumbs known (trained with KTO), and those of pendingPairs not trained on yet. */
+  thumbs?: number;
+  pendingThumbs?: number;
   /** Steps dropped because they failed (non-finite log-probs, a read-back or device error); serving went on. */
   failedSteps: number;
   /** Pairs not queued because their conversation already had its share queued (LearningOptions.maxPairsPerConversation). */
