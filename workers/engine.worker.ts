@@ -165,7 +165,8 @@ class AdapterSaver {
   attach(engine: Engine, store: LearnStore, config: ModelConfig): void {
     this.detach?.();
     const off = engine.core.onStats((r) => {
-      if (r.type === 'finetune' && !r.skipped) this.schedule(engine, store, config);
+      // With the guard, only a promoted version is saved (a rolled-back candidate never serves, now or after a reload).
+      if (r.type === 'finetune' && !r.skipped && r.guard?.decision !== 'rollback') this.schedule(engine, store, config);
     });
     this.detach = () => {
       off();

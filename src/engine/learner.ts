@@ -447,7 +447,7 @@ export class Learner {
         type: 'finetune', t: this.now(), method: a.job.kto ? 'kto' : 'dpo', adapter: this.adapterName, adapterVersion: this.version, step: m.step, loss: m.loss,
         'rewards/chosen': m['rewards/chosen'], 'rewards/rejected': m['rewards/rejected'], 'rewards/margins': m['rewards/margins'], 'rewards/accuracies': m['rewards/accuracies'],
         grad_norm: m.grad_norm, learning_rate: m.learning_rate, skipped: m.skipped, durationMs: this.now() - a.startedAt, tokens: a.tokens.chosen + a.tokens.rejected,
-        ...(this.promotion ? { servingVersion: this.promotion.guard.current } : {}),
+        ...(this.promotion ? { servingVersion: this.promotion.guard.current, ...(m.skipped ? {} : { guard: this.promotion.status().last }) } : {}),
       };
       return this.last;
     } catch {
@@ -486,8 +486,13 @@ export class Learner {
     this.trainer.clearGrads();
   }
 
-  /** The adapter as it is now, with its version and the pairs fully trained (to save it). */
+  /**
+   * The adapter that serves, with its version and the pairs fully trained (to save or export it).
+   * With the guard that is the promoted version — never the trained adapter, which between an
+   * optimizer step and its judgement holds an unjudged candidate; version 0 while the base serves.
+   */
   async snapshot(): Promise<{ host: HostAdapter; version: number; trainedKeys: string[] }> {
+    if (this.promotion) return { host: this.promotion.promoted, version: this.promotion.guard.current ?? 0, trainedKeys: [...this.trained] };
     return { host: await readAdapter(this.ctx, this.adapter), version: this.version, trainedKeys: [...this.trained] };
   }
 

@@ -108,6 +108,8 @@ export interface FinetuneStats {
   tokens: number;
   /** With the poisoning guard: the version serving after this step's decision (null: the base model). Absent: this version serves. */
   servingVersion?: number | null;
+  /** With the poisoning guard: its decision on this step's version (absent: the step was skipped, or no guard). */
+  guard?: GuardStatus['last'];
 }
 
 /** Service-level objectives the panel draws against (ms). */

@@ -96,6 +96,7 @@ function finetune(r: Obj, p: string): void {
   if (typeof r.skipped !== 'boolean') throw new StatsInputError(`${p}.skipped`, `must be a boolean, got ${typeof r.skipped}`);
   num(r, 'durationMs', p, COUNT);
   if (r.servingVersion !== undefined && r.servingVersion !== null) num(r, 'servingVersion', p, COUNT);
+  if (r.method !== undefined) oneOf(r, 'method', p, ['dpo', 'kto']);
 }
 
 function session(r: Obj, p: string): void {
