@@ -148,6 +148,8 @@ export class Learner {
   /** Pairs refused because their conversation had maxPairsPerConversation queued. */
   private rateLimited = 0;
   private version = 0;
+  /** With the guard: the version whose weights serve (promoted, or restored). */
+  private promotedVersion = 0;
   private last: FinetuneStats | null = null;
   private pairsSeen = 0;
   private thumbsSeen = 0;
@@ -383,7 +385,10 @@ export class Learner {
    * new anchor set, if one is waiting, replaces the old one.
    */
   private async promoteOrRollBack(p: Promotion): Promise<void> {
-    if (await p.judge(this.version, this.trainer, () => readAdapter(this.ctx, this.adapter))) this.publishNow();
+    if (await p.judge(this.version, this.trainer, () => readAdapter(this.ctx, this.adapter))) {
+      this.promotedVersion = this.version;
+      this.publishNow();
+    }
     else writeAdapter(this.ctx, this.adapter, p.promoted, { resetMoments: true });
     await p.refresh(this.trainer);
   }
@@ -472,6 +477,7 @@ export class Learner {
     this.registry.load(this.adapterName, host);
     this.promotion?.replaced(host);
     this.version = version;
+    this.promotedVersion = version;
     for (const k of trainedKeys) this.trained.add(k);
     for (let i = this.jobs.length - 1; i >= 0; i--) if (this.trained.has(this.jobs[i].key)) this.jobs.splice(i, 1);
   }
@@ -492,7 +498,7 @@ export class Learner {
    * optimizer step and its judgement holds an unjudged candidate; version 0 while the base serves.
    */
   async snapshot(): Promise<{ host: HostAdapter; version: number; trainedKeys: string[] }> {
-    if (this.promotion) return { host: this.promotion.promoted, version: this.promotion.guard.current ?? 0, trainedKeys: [...this.trained] };
+    if (this.promotion) return { host: this.promotion.promoted, version: this.promotedVersion, trainedKeys: [...this.trained] };
     return { host: await readAdapter(this.ctx, this.adapter), version: this.version, trainedKeys: [...this.trained] };
   }
 

@@ -31,14 +31,16 @@ async function ids(engine: WorkerEngine, adapter?: string): Promise<number[]> {
   return r.choices[0].token_ids!;
 }
 
-/** One thumbs pair on `content`: a down then an up on two samples; resolves once its step was saved. */
+/**
+ * One preference pair on `content` (two samples, added as a pair: a thumbs-down alone would first
+ * train a KTO step of its own, engine-thumbs.test.ts); resolves once its step was saved and serves.
+ */
 async function teach(engine: WorkerEngine, content: string, seeds: [number, number], savedBefore: number): Promise<number> {
   const messages = [{ role: 'user' as const, content }];
   const a = await engine.chat.completions.create({ messages, temperature: 1, seed: seeds[0], max_tokens: 8 });
   const b = await engine.chat.completions.create({ messages, temperature: 1, seed: seeds[1], max_tokens: 8 });
-  await engine.feedback({ completionId: a.id, rating: 'down' });
-  await engine.feedback({ completionId: b.id, rating: 'up' });
-  const v = await until(() => engine.adapter.versions(), (x) => x.versions.length > savedBefore && x.serving === x.versions[0].version);
+  await engine.preferences.add({ messages, chosen: b.choices[0].message.content!, rejected: a.choices[0].message.content! });
+  const v = await until(() => engine.adapter.versions(), (x) => x.versions.length > savedBefore && x.serving === x.versions[0].version && x.learning?.pendingPairs === 0 && x.versions[0].meta.metrics?.version === x.learning.version);
   return v.serving!;
 }
 
