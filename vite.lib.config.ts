@@ -19,6 +19,15 @@ const DEPENDENCIES = [/^comlink/, /^marked/, /^dompurify/, /^idb-keyval/, /^uplo
 
 /** The worker construction in src/engine/client.ts (its default worker). */
 const CLIENT_WORKER = /new Worker\(\s*new URL\(\s*'\.\.\/\.\.\/workers\/engine\.worker\.ts'\s*,\s*import\.meta\.url\s*\)\s*,/;
+/** The shared worker construction in src/engine/shared-client.ts (createSharedEngine's default). */
+const CLIENT_SHARED_WORKER = /new SharedWorker\(\s*new URL\(\s*'\.\.\/\.\.\/workers\/shared-engine\.worker\.ts'\s*,\s*import\.meta\.url\s*\)\s*,/;
+/**
+ * The one-file widget has no shared engine: a SharedWorker is shared by URL, and an inlined one
+ * (blob: or data: URL) is a new URL per page (blob) or an opaque origin without IndexedDB or
+ * same-origin model files (data). Its construction throws instead, and createSharedEngine() falls
+ * back to the inlined dedicated worker.
+ */
+const NO_SHARED_WORKER = `const maceNoSharedWorker = () => { throw new Error('the one-file widget (mace-chat.js) cannot start a shared worker'); };\n`;
 
 /**
  * For the one-file widget: client.ts's default worker is built from the inlined worker bundle
@@ -30,7 +39,12 @@ function inlineEngineWorker(): Plugin {
     name: 'mace:inline-engine-worker',
     enforce: 'pre',
     transform(code, id) {
-      if (!id.replaceAll('\\', '/').endsWith('/src/engine/client.ts')) return null;
+      const path = id.replaceAll('\\', '/');
+      if (path.endsWith('/src/engine/shared-client.ts')) {
+        if (!CLIENT_SHARED_WORKER.test(code)) this.error(`src/engine/shared-client.ts no longer constructs its shared worker as "new SharedWorker(new URL('../../workers/shared-engine.worker.ts', import.meta.url), …)"; update ${CLIENT_SHARED_WORKER} in vite.lib.config.ts`);
+        return { code: `${NO_SHARED_WORKER}${code.replace(CLIENT_SHARED_WORKER, 'maceNoSharedWorker(')}`, map: null };
+      }
+      if (!path.endsWith('/src/engine/client.ts')) return null;
       if (!CLIENT_WORKER.test(code)) this.error(`src/engine/client.ts no longer constructs its worker as "new Worker(new URL('../../workers/engine.worker.ts', import.meta.url), …)"; update ${CLIENT_WORKER} in vite.lib.config.ts`);
       const inlined = code.replace(CLIENT_WORKER, 'new MaceInlineEngineWorker(');
       return { code: `import MaceInlineEngineWorker from '../../workers/engine.worker.ts?worker&inline';\n${inlined}`, map: null };

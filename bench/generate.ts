@@ -7,7 +7,7 @@
 import type { GpuContext } from '../src/gpu/device.ts';
 import type { WeightFormat } from '../src/kernels/weights.ts';
 import { createEngine, chatPromptIds } from '../src/engine/openai.ts';
-import type { ChatCompletionMessageParam, CompletionUsage, FinishReason, SamplingParams } from '../src/engine/types.ts';
+import type { ChatCompletionMessageParam, ChatFinishReason, CompletionUsage, SamplingParams } from '../src/engine/types.ts';
 import { InvalidRequestError } from '../src/engine/errors.ts';
 import { loadModel, type LoadedModel, type LoadProgress } from '../src/model/loader.ts';
 import type { ModelSource } from '../src/model/source.ts';
@@ -29,7 +29,7 @@ export interface GenerateResult {
   text: string;
   token_ids: number[];
   prompt_token_ids: number[];
-  finish_reason: FinishReason;
+  finish_reason: ChatFinishReason;
   usage: CompletionUsage;
 }
 
@@ -96,7 +96,7 @@ export async function runGenerate(ctx: GpuContext, source: ModelSource, req: Gen
       : await engine.completions.create({ ...params, prompt: promptIds, stream: true });
     let text = '';
     const ids: number[] = [];
-    let finish: FinishReason | null = null;
+    let finish: ChatFinishReason | null = null;
     let usage: CompletionUsage | null = null;
     for await (const c of chunks) {
       const choice = c.choices[0];

@@ -27,6 +27,11 @@ Commands:
   bench all        Every benchmark above on real-model shapes, one JSON + markdown file each in
                    --out DIR (and DIR/all.json: device, commands, wall times), sized to finish in
                    under 8 minutes on an H100-class GPU (--node with the NVIDIA Vulkan driver).
+  serve            OpenAI-compatible HTTP server on the engine: /v1/chat/completions and
+                   /v1/completions (SSE streaming), /v1/models, and vLLM's runtime LoRA endpoints
+                   /v1/load_lora_adapter, /v1/unload_lora_adapter. Prints its URL on stdout.
+  adapters push    Load a trained PEFT adapter (train --out DIR) into a vLLM-style server through
+                   /v1/load_lora_adapter (vLLM, or mace serve); it is then a model of that server.
   help             Show this help.
 
 Runtime: every command runs in headless Chromium (WebGPU as a page sees it) by default; --node runs
@@ -199,6 +204,35 @@ Options of \`bench all\`:
   --json             Print DIR/all.json on stdout at the end.
   --node | --browser Runtime (default --browser: headless Chromium).
 
+Options of \`serve\`:
+  --model M          As for generate. Required.
+  --dtype F          Weight format on the GPU: f32 (default), f16 or q4.
+  --host H           Interface to bind (default 127.0.0.1: this machine only).
+  --port N           Port (default 8000; 0 picks a free one, printed with the URL).
+  --served-model-name NAME  The base model's name in /v1/models and responses (default: --model as given).
+  --api-key KEY      Require Authorization: Bearer KEY on every /v1 request (401 otherwise).
+  --max-concurrent N Generations at once (default 32); one more is refused with 429.
+  --max-tokens-limit N  Most tokens one request may generate (default 2048): the default max_tokens;
+                     a request asking for more is refused with 400.
+  --max-body-bytes N Largest request body (default 2097152); larger ones are refused with 413.
+  --max-adapter-bytes N  Largest /v1/load_lora_adapter body, uploads included (default 268435456).
+  --max-seqs N       Sequences decoded together (default 8); the rest wait in the engine's queue.
+  --max-loras N      LoRA adapters loaded at once (default 4; 0: no adapter bank).
+  --max-lora-rank R  Highest rank a loaded adapter may have (default 16).
+  --lora-modules LIST  Adapters to load at start, NAME=DIR comma-separated (vLLM's option).
+  --allow-origin O   Send Access-Control-Allow-Origin: O (a page on another origin using the remote
+                     client); default none.
+  --node | --browser Runtime (default --browser: headless Chromium).
+
+Options of \`adapters push\`:
+  --adapter DIR      PEFT adapter directory (adapter_config.json, adapter_model.safetensors). Required.
+  --server URL       The server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine). Required.
+  --name NAME        The adapter's name on the server (requests then give model: NAME). Required.
+  --api-key KEY      Sent as Authorization: Bearer KEY.
+  --upload           Send the files in the request (mace serve's extension) instead of DIR's path.
+                     Without it the server reads DIR itself, as vLLM's API requires: a path on the
+                     server's machine (vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True).
+
 Options of \`bench kernels\`:
   --quick          SmolLM2-135M only, fewer iterations and GEMM shapes.
   --json           Print only the result JSON on stdout (progress goes to stderr).
@@ -237,6 +271,8 @@ const VALUE_OPTIONS = {
   'bench prune': ['model', 'prompts', 'tokens', 'fractions', 'sinks', 'out'],
   'bench prefix': ['model', 'dtype', 'conversations', 'turns', 'user-tokens', 'reply-tokens', 'system-tokens', 'requests', 'clients', 'repeats', 'seed', 'out'],
   'bench serve': ['policy', 'trace', 'rates', 'model', 'dtype', 'duration', 'load', 'seed', 'budget-multiple', 'rank', 'out', 'prompt-tokens', 'answer-tokens', 'horizon', 'ablate', 'max-seqs', 'records', 'unloaded'],
+  serve: ['model', 'dtype', 'host', 'port', 'served-model-name', 'api-key', 'max-concurrent', 'max-tokens-limit', 'max-body-bytes', 'max-adapter-bytes', 'max-seqs', 'max-loras', 'max-lora-rank', 'lora-modules', 'allow-origin'],
+  'adapters push': ['adapter', 'server', 'name', 'api-key'],
   train: ['model', 'pairs', 'eval', 'thumbs', 'eval-thumbs', 'desirable-weight', 'undesirable-weight', 'eval-every', 'save-thumbs', 'steps', 'epochs', 'batch', 'lr', 'warmup', 'beta', 'rank', 'alpha', 'seed', 'max-length', 'samples', 'tokens', 'rejected-per-chosen', 'dtype', 'out', 'synthetic', 'prompt-tokens', 'response-tokens', 'plan'],
 };
 const FLAG_OPTIONS = {
@@ -248,10 +284,12 @@ const FLAG_OPTIONS = {
   'bench prefix': ['json', 'node', 'browser'],
   'bench prune': ['json'],
   'bench serve': ['json', 'node', 'browser'],
+  serve: ['node', 'browser'],
+  'adapters push': ['upload'],
   train: ['json', 'node', 'browser', 'stories', 'cpu', 'thumbs-from-stories', 'no-eos'],
 };
 /** Values taken verbatim even when they start with '-' (a prompt may). */
-const FREE_VALUES = new Set(['prompt', 'messages']);
+const FREE_VALUES = new Set(['prompt', 'messages', 'api-key']);
 const ALL_VALUES = new Set(Object.values(VALUE_OPTIONS).flat());
 const ALL_FLAGS = new Set(Object.values(FLAG_OPTIONS).flat());
 
@@ -587,6 +625,47 @@ function parseTrain(flags, values) {
   };
 }
 
+function parseServe(flags, values) {
+  const opt = (name, parse, def) => (values.has(name) ? parse(values.get(name)) : def);
+  const model = values.get('model');
+  if (!model) throw new UsageError('`serve` needs --model (a directory, a URL or a Hugging Face repository id)');
+  const text = (name) => {
+    const v = values.get(name);
+    if (v !== undefined && v.trim() === '') throw new UsageError(`--${name} must not be blank`);
+    return v;
+  };
+  return {
+    command: 'serve',
+    model,
+    dtype: opt('dtype', (v) => formatValue('dtype', v), 'f32'),
+    host: values.get('host') ?? '127.0.0.1',
+    port: opt('port', (v) => intValue('port', v, 0, 65535), 8000),
+    servedModelName: text('served-model-name'),
+    apiKey: text('api-key'),
+    maxConcurrent: opt('max-concurrent', (v) => intValue('max-concurrent', v, 1, 4096), 32),
+    maxTokensLimit: opt('max-tokens-limit', (v) => intValue('max-tokens-limit', v, 1, 1_000_000), 2048),
+    maxBodyBytes: opt('max-body-bytes', (v) => intValue('max-body-bytes', v, 1024, 2 ** 31), 2 * 2 ** 20),
+    maxAdapterBytes: opt('max-adapter-bytes', (v) => intValue('max-adapter-bytes', v, 1024, 2 ** 31), 256 * 2 ** 20),
+    maxSeqs: opt('max-seqs', (v) => intValue('max-seqs', v, 1, 64), 8),
+    maxLoras: opt('max-loras', (v) => intValue('max-loras', v, 0, 64), 4),
+    maxLoraRank: opt('max-lora-rank', (v) => intValue('max-lora-rank', v, 1, 256), 16),
+    allowOrigin: text('allow-origin'),
+    loraModules: opt('lora-modules', (v) => listValue('lora-modules', v, (n, item) => {
+      const m = /^([^=]+)=(.+)$/.exec(item);
+      if (!m) throw new UsageError(`--${n} takes NAME=DIR items, comma-separated, got '${item}'`);
+      return { name: m[1], path: m[2] };
+    }), []),
+    runtime: runtime(flags),
+  };
+}
+
+function parseAdaptersPush(flags, values) {
+  for (const o of ['adapter', 'server', 'name']) if (!values.has(o)) throw new UsageError(`\`adapters push\` needs --${o}`);
+  const server = values.get('server');
+  if (!/^https?:\/\/[^/\s]+/i.test(server)) throw new UsageError(`--server must be an http(s) URL such as http://127.0.0.1:8000, got '${server}'`);
+  return { command: 'adapters-push', adapter: values.get('adapter'), server, name: values.get('name'), apiKey: values.get('api-key'), upload: flags.has('upload') };
+}
+
 /**
  * argv (without node and the script) -> { command: 'help' }, { command: 'bench-kernels', json,
  * quick, node, out }, { command: 'generate', ... }, { command: 'bench-decode', ... } or
@@ -610,5 +689,7 @@ export function parseArgs(argv) {
     return { command: 'bench-all', out: values.get('out'), quick: flags.has('quick'), json: flags.has('json'), runtime: runtime(flags) };
   }
   if (command === 'train') return parseTrain(flags, values);
+  if (command === 'serve') return parseServe(flags, values);
+  if (command === 'adapters push') return parseAdaptersPush(flags, values);
   return { command: 'bench-kernels', json: flags.has('json'), quick: flags.has('quick'), node: flags.has('node'), out: values.get('out') };
 }

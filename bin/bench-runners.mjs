@@ -67,7 +67,7 @@ async function viteServer(log, server, plugins = []) {
  * once `readyFn` (a window function the page defines) exists. Extra Vite plugins (a model
  * directory) and Playwright bindings (`expose`: name -> function) are set up first.
  */
-async function withChromiumPage(log, { path, readyFn, plugins = [], expose = {} }, fn) {
+export async function withChromiumPage(log, { path, readyFn, plugins = [], expose = {} }, fn) {
   const executablePath = findChromium();
   if (!executablePath) {
     throw new Error(
@@ -144,7 +144,7 @@ async function dawnGpu(log) {
  * Dawn in this process: `fn(server, ctx)` with a GpuContext and Vite's SSR loader (so the
  * TypeScript sources and their ?raw WGSL imports load as in the browser).
  */
-async function withNodeGpu(log, label, fn) {
+export async function withNodeGpu(log, label, fn) {
   const gpu = await dawnGpu(log);
   return withSsr(log, async (server) => {
     const { acquireGpu, describeGpu } = await server.ssrLoadModule('/src/gpu/device.ts');
@@ -196,14 +196,14 @@ function pageFailure(error) {
 }
 
 /** A model spec (resolveModelArg) as a ModelSource in Node. */
-async function nodeSource(server, spec) {
+export async function nodeSource(server, spec) {
   if (spec.kind === 'dir') return (await server.ssrLoadModule('/src/model/source-node.ts')).sourceFromDirectory(spec.dir);
   const { sourceFromUrl, sourceFromHub } = await server.ssrLoadModule('/src/model/source.ts');
   return spec.kind === 'url' ? sourceFromUrl(spec.url) : sourceFromHub(spec.repo);
 }
 
 /** A model spec as the page sees it: a local directory becomes a URL of the dev server. */
-function pageModel(spec, origin) {
+export function pageModel(spec, origin) {
   if (spec.kind === 'dir') return { kind: 'url', url: origin + MODEL_PREFIX, name: spec.dir };
   return spec;
 }

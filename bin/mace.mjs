@@ -12,6 +12,8 @@
 //   prompt traces with the cache off and on; headless Chromium by default.
 // - `mace bench prune`: the KV-pruning experiment on the CPU reference (bench/prune.ts).
 // - `mace bench all`: every benchmark on real-model shapes, one file each (bin/bench-all.mjs).
+// - `mace serve`: an OpenAI-compatible HTTP server on the engine (bin/serve.mjs, src/server/).
+// - `mace adapters push`: load a PEFT adapter into a vLLM-style server (bin/adapters-push.mjs).
 // - `mace bench kernels`: bench/kernels.ts in headless Chromium (a Vite dev server serves
 //   bench/index.html, Playwright drives it) or, with --node, in Node through Dawn.
 // Results go to stdout; progress and errors to stderr. Exit 0 ok, 1 failure, 2 bad command line.
@@ -22,6 +24,8 @@ import { USAGE, UsageError, parseArgs } from './args.mjs';
 import { runBenchInChromium, runBenchInNode, runDecodeBench, runDriftBench, runGenerate, runPrefixBench, runPruneBench, runServeBench, runTrain, runTrainStepBench } from './bench-runners.mjs';
 import { checkModelDir, resolveModelArg } from './model-source.mjs';
 import { benchAll } from './bench-all.mjs';
+import { serve } from './serve.mjs';
+import { pushAdapter } from './adapters-push.mjs';
 
 const log = (msg) => process.stderr.write(`${msg}\n`);
 
@@ -265,7 +269,13 @@ async function benchAllCommand(opts) {
   if (failed.length) throw new Error(`bench all: ${failed.map((p) => `${p.name} (${p.error})`).join('; ')}`);
 }
 
-const COMMANDS = { 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, 'bench-serve': benchServe, 'bench-prefix': benchPrefix, 'bench-prune': benchPrune, 'bench-all': benchAllCommand, 'bench-drift': benchDrift, train, 'train-step-bench': trainStepBench };
+/** `adapters push`: the server's reply on stdout. */
+async function adaptersPush(opts) {
+  const reply = await pushAdapter(opts, log);
+  process.stdout.write(reply.endsWith('\n') ? reply : `${reply}\n`);
+}
+
+const COMMANDS = { serve: (opts) => serve(opts, log), 'adapters-push': adaptersPush, 'bench-kernels': benchKernels, generate, 'bench-decode': benchDecode, 'bench-serve': benchServe, 'bench-prefix': benchPrefix, 'bench-prune': benchPrune, 'bench-all': benchAllCommand, 'bench-drift': benchDrift, train, 'train-step-bench': trainStepBench };
 
 function usageFailure(e) {
   log(`mace: ${e.message}\n`);

@@ -15,14 +15,13 @@ import type { Browser, Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launch, waitForState, watchedContext, type Watched } from './browser.ts';
 import { ROOT, WIDGET_FILE, startStaticServer, type StaticServer } from './server.ts';
+import { answers, events, ready, send, waitForAnswer } from './widget-page.ts';
 
 const ARTIFACTS = join(ROOT, 'e2e', 'artifacts');
 const DOC_SCREENSHOT = join(ROOT, 'docs', 'screenshots', 'widget.png');
 const CONVERSATION_KEY = JSON.stringify(['/models/stories260K/', 'demo-chat']);
 /** How long the fine-tune step may take to show up after the pair forms (SwiftShader is slow). */
 const LEARN_TIMEOUT_MS = 150_000;
-/** Answers are kept short: streaming is seen after a few tokens, and SwiftShader shares 2 cores. */
-const MAX_TOKENS = '48';
 
 let server: StaticServer;
 let browser: Browser;
@@ -45,56 +44,11 @@ afterAll(async () => {
   await server?.close();
 });
 
-// ---- page helpers (the widget's DOM is read through its open shadow root)
-
-/** Wait until the widget has its model, and keep its answers short. */
-async function ready(page: Page, host = 'mace-chat'): Promise<void> {
-  await waitForState(page, 'ready', 120_000, host);
-  await page.evaluate(([sel, n]) => document.querySelector(sel)!.setAttribute('max-tokens', n), [host, MAX_TOKENS] as const);
-}
-
 async function openDemo(w: Watched): Promise<Page> {
   const page = await w.context.newPage();
   await page.goto(`${server.origin}/`);
   await ready(page);
   return page;
-}
-
-/** Number of answers shown, and whether the last one is still streaming. */
-function answers(page: Page, host = 'mace-chat'): Promise<{ count: number; busy: boolean; text: string; meta: string; pager: string }> {
-  return page.evaluate((sel) => {
-    const root = document.querySelector(sel)!.shadowRoot!;
-    const all = root.querySelectorAll('.msg.assistant');
-    const last = all[all.length - 1];
-    return {
-      count: all.length,
-      busy: last?.getAttribute('aria-busy') === 'true',
-      text: last?.querySelector('.bubble')?.textContent ?? '',
-      meta: last?.querySelector('.meta')?.textContent ?? '',
-      pager: last?.querySelector('.pager')?.textContent ?? '',
-    };
-  }, host);
-}
-
-async function waitForAnswer(page: Page, count: number, pager = '', host = 'mace-chat'): Promise<void> {
-  await page.waitForFunction(
-    ([sel, n, pages]) => {
-      const all = document.querySelector(sel)!.shadowRoot!.querySelectorAll('.msg.assistant');
-      const last = all[all.length - 1];
-      return all.length === n && last.getAttribute('aria-busy') === 'false' && (pages === '' || last.querySelector('.pager')?.textContent?.includes(pages));
-    },
-    [host, count, pager] as const,
-    { timeout: 120_000 },
-  );
-}
-
-/** Type a message and press Enter (the real keyboard path); resolves when its answer has finished. */
-async function send(page: Page, text: string, host = 'mace-chat'): Promise<void> {
-  const before = (await answers(page, host)).count;
-  const input = page.locator(`${host} textarea`);
-  await input.fill(text);
-  await input.press('Enter');
-  await waitForAnswer(page, before + 1, '', host);
 }
 
 /** Record the streaming bubble's text length at every DOM change (in the page, so nothing is missed). */
@@ -119,9 +73,6 @@ interface LongFrame extends LongTask {
   scripts: { invoker: string; sourceURL: string; sourceFunctionName: string; sourceCharPosition: number; duration: number; forcedStyleAndLayoutDuration: number }[];
 }
 
-async function events<T>(page: Page, type: string): Promise<T[]> {
-  return page.evaluate((t) => (window as unknown as { __mace: { events: { type: string; detail: unknown }[] } }).__mace.events.filter((e) => e.type === t).map((e) => e.detail), type) as Promise<T[]>;
-}
 
 /** A record of the worker's feedback store (IndexedDB 'mace-web', object store 'learn'). */
 function learnRecord(page: Page, key: unknown[]): Promise<unknown> {

@@ -58,11 +58,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var kept = 0.0;
   for (var j = 0u; j < keep; j = j + 1u) { kept = kept + weight(base, j, vmax, invT); }
   let goal = random[row] * kept;
-  var choice = keep - 1u; // if rounding leaves goal >= the last cumulative sum
+  // If rounding leaves goal >= the last cumulative sum: the last candidate of nonzero weight (a
+  // masked token, -inf, has weight 0 and is never chosen).
+  var choice = 0u;
   var cum = 0.0;
   for (var j = 0u; j < keep; j = j + 1u) {
-    cum = cum + weight(base, j, vmax, invT);
-    if (goal < cum) { choice = j; break; }
+    let w = weight(base, j, vmax, invT);
+    if (w > 0.0) { choice = j; }
+    cum = cum + w;
+    if (goal < cum) { break; }
   }
   ids[row] = candIds[base + choice];
 }

@@ -8,9 +8,11 @@
  * - `<mace-chat>`: `defineMaceChat()` registers the element (importing this module registers nothing).
  */
 export { createWorkerEngine, type WorkerEngine, type WorkerEngineOptions } from './engine/client.ts';
+export { createSharedEngine, type SharedEngineOptions } from './engine/shared-client.ts';
 export * from './engine/index.ts';
 export { MaceRemoteError, type WireError } from './engine/errors-wire.ts';
-export { NoModelError, WorkerGoneError, type LoadRequest, type ModelInfo, type ModelSourceSpec } from './engine/worker-api.ts';
+export { createRemoteEngine, type RemoteEngine, type RemoteEngineOptions, type RemoteModel } from './engine/remote-client.ts';
+export { ConnectionClosedError, ModelInUseError, NoModelError, WorkerGoneError, type LoadRequest, type ModelInfo, type ModelSourceSpec, type SharedEngineStatus } from './engine/worker-api.ts';
 
 export { acquireGpu, describeGpu, type AcquireOptions, type GpuContext } from './gpu/device.ts';
 export { DeviceLostError, LimitsTooSmallError, NoAdapterError, WebGpuUnavailableError } from './gpu/errors.ts';

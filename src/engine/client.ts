@@ -13,6 +13,10 @@
  * - Frames: on a page (requestAnimationFrame and a document exist), a FrameMonitor sends the
  *   page's frame interval, drops and visibility to the worker about every 250 ms, so the engine's
  *   per-submission budget follows the page (src/scheduler/frame-budget.ts); it stops with the worker.
+ * - One engine for many tabs: createSharedEngine() (shared-client.ts) connects to
+ *   workers/shared-engine.worker.ts (one model on the GPU for every tab of the origin) and gives the
+ *   same WorkerEngine surface; where no SharedWorker with WebGPU can run it resolves to a dedicated
+ *   engine (`kind` says which).
  */
 import type { TallySnapshot } from '../gpu/tally.ts';
 import * as Comlink from 'comlink';
@@ -25,7 +29,7 @@ import { installErrorTransfer, reviveError, type MaceRemoteError } from './error
 import type { ChatCompletions, Completions } from './openai.ts';
 import type { LearningStatus, StatsBatch } from '../scheduler/stats.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Completion, CompletionCreateParams, EngineStats } from './types.ts';
-import { WorkerGoneError, type AdapterImported, type AdapterVersions, type EngineWorkerApi, type LoadRequest, type ModelInfo, type ProgressSink, type StreamEvent, type StreamSink } from './worker-api.ts';
+import { WorkerGoneError, type AdapterImported, type AdapterVersions, type EngineWorkerApi, type LoadRequest, type ModelInfo, type ProgressSink, type SharedEngineStatus, type StreamEvent, type StreamSink } from './worker-api.ts';
 import type { PeftFiles } from '../learn/peft.ts';
 
 export interface WorkerEngineOptions {
@@ -40,7 +44,13 @@ export interface WorkerEngineOptions {
 }
 
 export interface WorkerEngine {
-  /** Load a model in the worker (replacing the current one). URL bases may be relative to the page. */
+  /** 'dedicated': this page's own worker; 'shared': one engine for every tab of the origin (createSharedEngine, shared-client.ts). */
+  readonly kind: 'dedicated' | 'shared';
+  /**
+   * Load a model in the worker (replacing the current one). URL bases may be relative to the page.
+   * Shared: the request another tab already loaded is reused (`reused: true`); a different one
+   * while another tab holds a model rejects with ModelInUseError ('model-in-use').
+   */
   load(request: LoadRequest, onProgress?: ProgressSink): Promise<ModelInfo>;
   readonly chat: { readonly completions: ChatCompletions };
   readonly completions: Completions;
@@ -76,11 +86,16 @@ export interface WorkerEngine {
    * Several listeners share one subscription to the worker. Returns an unsubscribe.
    */
   onStats(listener: (batch: StatsBatch) => void): () => void;
-  /** Free the model's GPU memory (the worker and its device stay). */
+  /** Free the model's GPU memory (the worker and its device stay). Shared: only once no other tab holds it. */
   unload(): Promise<void>;
+  /** The shared engine's connections, model loads and closes as this tab sees them; null for a dedicated engine. */
+  sharedStatus(): Promise<SharedEngineStatus | null>;
   /** Called with the typed error ('device-lost') when the worker's GPU device is lost. Returns an unsubscribe. */
   onDeviceLost(listener: (error: MaceRemoteError) => void): () => void;
-  /** Stop the worker; pending calls and streams reject with WorkerGoneError. */
+  /**
+   * Stop the worker; pending calls and streams reject with WorkerGoneError. Shared: this tab's
+   * connection closes (its in-flight requests are aborted in the engine); the other tabs go on.
+   */
   terminate(): void;
   /** The page's frame monitor (null: frames are not reported: option off, or no rAF here). */
   readonly frames: FrameMonitor | null;
@@ -98,10 +113,35 @@ function resolveRequest(request: LoadRequest): LoadRequest {
   return { ...request, source: { kind: 'url', base: new URL(request.source.base, location.href).href } };
 }
 
+/** How the client is joined to its engine: a dedicated worker, or one connection to the shared worker (shared-client.ts). */
+export interface EngineLink {
+  kind: WorkerEngine['kind'];
+  /** Watch for the engine going away; `ready()`: whether the start-up handshake has completed. */
+  watch(die: (e: WorkerGoneError) => void, ready: () => boolean): void;
+  /** Let go of the engine (terminate the worker / close the connection). */
+  close(): void;
+  sharedStatus(): Promise<SharedEngineStatus | null>;
+}
+
 export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEngine {
   installErrorTransfer();
   const worker = options.worker ?? defaultWorker();
-  const remote = Comlink.wrap<EngineWorkerApi>(worker);
+  const link: EngineLink = {
+    kind: 'dedicated',
+    watch(die, ready) {
+      worker.addEventListener('error', (ev) => {
+        // After start-up, uncaught errors are bugs inside a live worker; before, the script failed to load.
+        if (!ready()) die(new WorkerGoneError(`the worker script failed to start${ev.message ? `: ${ev.message}` : ''}`));
+      });
+    },
+    close: () => worker.terminate(),
+    sharedStatus: () => Promise.resolve(null),
+  };
+  return engineOver(Comlink.wrap<EngineWorkerApi>(worker), link, options);
+}
+
+/** The client over a connected engine (either kind). */
+export function engineOver(remote: Comlink.Remote<EngineWorkerApi>, link: EngineLink, options: WorkerEngineOptions): WorkerEngine {
   let serial = 0;
   const nextId = () => `req-${++serial}`;
 
@@ -134,10 +174,7 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
   // ---- device loss and start-up: the listener call doubles as the "worker is up" handshake.
   const lostListeners = new Set<(e: MaceRemoteError) => void>();
   let ready = false;
-  worker.addEventListener('error', (ev) => {
-    // After start-up, uncaught errors are bugs inside a live worker; before, the script failed to load.
-    if (!ready) die(new WorkerGoneError(`the worker script failed to start${ev.message ? `: ${ev.message}` : ''}`));
-  });
+  link.watch(die, () => ready);
   call(remote.setDeviceLostListener(Comlink.proxy((wire) => lostListeners.forEach((l) => l(reviveError(wire))))))
     .then(() => (ready = true))
     .catch(() => undefined);
@@ -232,6 +269,7 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
   });
 
   return {
+    kind: link.kind,
     load: (request, onProgress) => call(remote.load(resolveRequest(request), onProgress ? Comlink.proxy(onProgress) : undefined)),
     chat: { completions: { create: chatCreate } },
     completions: { create: completionCreate },
@@ -259,13 +297,14 @@ export function createWorkerEngine(options: WorkerEngineOptions = {}): WorkerEng
       };
     },
     unload: () => call(remote.unload()),
+    sharedStatus: () => call(link.sharedStatus()),
     onDeviceLost(listener) {
       lostListeners.add(listener);
       return () => lostListeners.delete(listener);
     },
     terminate() {
       die(new WorkerGoneError('terminated'));
-      worker.terminate();
+      link.close();
     },
     frames,
     remote,

@@ -28,11 +28,14 @@ import type { CompletionInput, Thumb } from '../learn/feedback.ts';
 import { checkPromptChars, normalizeParams, promptCharLimit, type RequestSettings } from './params.ts';
 import { fitChatPrompt, truncationOf, type PromptBound } from '../model/prompt.ts';
 import { checkRequestFields } from './request-fields.ts';
+import { applyGrammarAndBias, chatAnswer, chatEvents, requestGrammar } from './structured/endpoint.ts';
+import { toolPlanOf, toolsSystemText } from './structured/tools.ts';
 export { chatPromptIds, type PromptBound } from '../model/prompt.ts';
 import type { Request, RequestEvent, TokenLogprob } from './request.ts';
 import type {
   AdapterInfo,
   ChatChoiceLogprobs,
+  ChatFinishReason,
   ChatCompletion,
   ChatCompletionChunk,
   ChatCompletionCreateParams,
@@ -296,20 +299,20 @@ const choiceId = (id: string, i: number) => (i === 0 ? id : `${id}:${i}`);
 type Recorder = (input: CompletionInput) => void;
 
 /** What a completion answered, for the feedback log (aborted answers are not recorded). */
-function recordFinished(record: Recorder, completionId: string, context: { messages: unknown } | { prompt: unknown }, text: string, reason: FinishReason): void {
+function recordFinished(record: Recorder, completionId: string, context: { messages: unknown } | { prompt: unknown }, text: string, reason: ChatFinishReason): void {
   if (reason !== 'abort') record({ completionId, ...context, answer: text });
 }
 
 /**
- * Wrap a request's events as an async iterable of chunks (one per text delta, then a final one);
- * `onDone` gets the whole text when the request finishes.
+ * Wrap a request's events (or a chat's, src/engine/structured/endpoint.ts) as an async iterable of
+ * chunks (one per text delta, then a final one); `onDone` gets the whole text when it finishes.
  */
-function chunks<C>(req: Request, make: (ev: RequestEvent, first: boolean) => C, onDone?: (text: string, reason: FinishReason) => void): AsyncIterable<C> {
+function chunks<E extends { kind: 'delta'; text: string } | { kind: 'done'; reason: ChatFinishReason }, C>(events: AsyncIterable<E>, make: (ev: E, first: boolean) => C, onDone?: (text: string, reason: ChatFinishReason) => void): AsyncIterable<C> {
   return {
     async *[Symbol.asyncIterator]() {
       let first = true;
       let text = '';
-      for await (const ev of req.events) {
+      for await (const ev of events) {
         if (ev.kind === 'delta') text += ev.text;
         else onDone?.(text, ev.reason);
         yield make(ev, first);
@@ -325,11 +328,16 @@ function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreate
     if (p.top_logprobs !== null && p.top_logprobs !== undefined && p.logprobs !== true) throw new InvalidRequestError('top_logprobs', 'needs logprobs: true');
     const settings = normalizeParams(p, p.logprobs === true ? (p.top_logprobs ?? 0) : null, core.limits);
     const tok = core.model.tokenizer;
+    // Tools go to the template (or the fallback system text); a forced call and response_format constrain decoding.
+    const plan = toolPlanOf(p);
+    const grammar = requestGrammar(p.response_format, plan);
+    const promptTools = plan && plan.choice !== 'none' ? { tools: plan.tools, toolsFallback: toolsSystemText(plan) } : null;
     // A conversation longer than the context: refused by default; 'auto' drops its oldest messages
     // and keeps room for max_tokens, up to a quarter of the context (src/model/prompt.ts).
     const reserve = Math.min(settings.maxTokens ?? 1, Math.max(1, Math.floor(core.limits.maxContext / 4)));
     const truncation = truncationOf(p.truncation);
-    const fitted = fitChatPrompt(tok, p.messages, core.limits, truncation, reserve);
+    const fitted = fitChatPrompt(tok, p.messages, core.limits, truncation, reserve, promptTools);
+    applyGrammarAndBias(settings, grammar, p.logit_bias, core.model, core.limits.maxContext, fitted.ids.length);
     if (p.stream && settings.n > 1) throw new InvalidRequestError('n', `= ${settings.n} with stream: true is not supported yet (n > 1 is, without streaming)`);
     const req = core.submit(fitted.ids, settings, p.signal);
     if (truncation === 'auto') req.truncatedMessages = fitted.droppedMessages;
@@ -339,9 +347,11 @@ function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreate
     const ids = settings.returnTokenIds;
     if (p.stream) {
       return Promise.resolve(
-        chunks<ChatCompletionChunk>(req, (ev, first) => {
+        chunks(chatEvents(req.events, plan), (ev, first): ChatCompletionChunk => {
           const done = ev.kind === 'done';
-          const delta: ChatCompletionChunk['choices'][0]['delta'] = first ? { role: 'assistant', content: done ? '' : ev.text } : done ? {} : { content: ev.text };
+          const calls = ev.kind === 'delta' && ev.toolCalls ? { content: null, tool_calls: ev.toolCalls.map((c, index) => ({ index, ...c })) } : null;
+          const text = calls ?? (done ? (first ? { content: '' } : {}) : { content: ev.text });
+          const delta: ChatCompletionChunk['choices'][0]['delta'] = first ? { role: 'assistant', ...text } : text;
           const logprobs: ChatChoiceLogprobs | null = wantLp ? { content: chatLogprobs(tok, ev.logprobs) } : null;
           return {
             id,
@@ -362,7 +372,11 @@ function chatCompletion(core: EngineCore, model: string, p: ChatCompletionCreate
         object: 'chat.completion' as const,
         created,
         model,
-        choices: gs.map((g, i) => ({ index: i, message: { role: 'assistant' as const, content: g.text, refusal: null }, finish_reason: g.reason, logprobs: wantLp ? { content: chatLogprobs(tok, g.logprobs) } : null, ...(ids ? { token_ids: g.ids } : {}) })),
+        choices: gs.map((g, i) => {
+          const a = chatAnswer(g.text, g.reason, plan);
+          const message = { role: 'assistant' as const, content: a.content, refusal: null, ...(a.toolCalls ? { tool_calls: a.toolCalls } : {}) };
+          return { index: i, message, finish_reason: a.reason, logprobs: wantLp ? { content: chatLogprobs(tok, g.logprobs) } : null, ...(ids ? { token_ids: g.ids } : {}) };
+        }),
         usage: choicesUsage(gs),
         ...(ids ? { prompt_token_ids: fitted.ids } : {}),
       };
@@ -395,6 +409,7 @@ function completion(core: EngineCore, model: string, p: CompletionCreateParams, 
     const settings = normalizeParams(p, p.logprobs ?? null, core.limits);
     const tok = core.model.tokenizer;
     const promptIds = completionPromptIds(tok, p.prompt, core.limits);
+    applyGrammarAndBias(settings, requestGrammar(p.response_format, null), p.logit_bias, core.model, core.limits.maxContext, promptIds.length);
     if (p.stream && settings.n > 1) throw new InvalidRequestError('n', `= ${settings.n} with stream: true is not supported yet (n > 1 is, without streaming)`);
     const req = core.submit(promptIds, settings, p.signal);
     const id = responseId('cmpl');
@@ -404,7 +419,7 @@ function completion(core: EngineCore, model: string, p: CompletionCreateParams, 
     if (p.stream) {
       let offset = 0;
       return Promise.resolve(
-        chunks<Completion>(req, (ev) => {
+        chunks(req.events, (ev): Completion => {
           const text = ev.kind === 'delta' ? ev.text : '';
           const lp = top !== null ? legacyLogprobs(tok, ev.logprobs, offset, top) : null;
           offset += text.length;

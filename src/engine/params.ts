@@ -7,6 +7,18 @@ import type { SamplingSettings } from '../kernels/sampling.ts';
 import { InvalidRequestError } from './errors.ts';
 import type { SamplingParams } from './types.ts';
 import type { SinksWindow } from '../kv/pruning.ts';
+import { MAX_LOGIT_BIAS } from '../kernels/logit-mask.ts';
+import type { SchemaNode } from './structured/schema.ts';
+import type { TokenVocab } from './structured/vocab.ts';
+import type { LogitBiasEntry } from './sampler.ts';
+
+/** The grammar a request's output follows (structured output or a forced tool call). */
+export interface StructuredSettings {
+  node: SchemaNode;
+  vocab: TokenVocab;
+  /** The request field its errors name ('response_format', 'tool_choice'). */
+  param: string;
+}
 
 export interface PenaltySettings {
   repetition: number;
@@ -32,6 +44,10 @@ export interface RequestSettings {
   kvWindow: SinksWindow | null;
   /** Choices to generate (each its own sequence, seed + i; they share the prompt's cached blocks). */
   n: number;
+  /** Grammar-constrained decoding (set by the endpoint from response_format / tool_choice); null: none. */
+  structured: StructuredSettings | null;
+  /** logit_bias entries (set by the endpoint, which knows the vocabulary); null: none. */
+  logitBias: LogitBiasEntry[] | null;
 }
 
 /** Most choices one request may ask for (OpenAI's limit). */
@@ -113,7 +129,27 @@ export function normalizeParams(p: SamplingParams, topLogprobs: number | null, l
     adapter: adapterOf(p.adapter),
     kvWindow: kvWindowOf(p.kv_window, 'kv_window'),
     n,
+    structured: null,
+    logitBias: null,
   };
+}
+
+/**
+ * OpenAI's logit_bias: a map from token id (a decimal string) to a bias in [-100, 100] added to
+ * that token's logit before sampling; at most MAX_LOGIT_BIAS entries. Null when absent or empty.
+ */
+export function logitBiasOf(v: unknown, vocab: number): LogitBiasEntry[] | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new InvalidRequestError('logit_bias', `must be an object mapping token ids to biases in [-100, 100], got ${JSON.stringify(v)}`);
+  const entries = Object.entries(v as Record<string, unknown>);
+  if (entries.length > MAX_LOGIT_BIAS) throw new InvalidRequestError('logit_bias', `has ${entries.length} entries; at most ${MAX_LOGIT_BIAS}`);
+  const out = entries.map(([key, bias]) => {
+    const id = Number(key);
+    if (!/^(0|[1-9][0-9]*)$/.test(key) || id >= vocab) throw new InvalidRequestError(`logit_bias.${key}`, `is not a token id of this model (an integer in [0, ${vocab}) written in decimal)`);
+    if (typeof bias !== 'number' || !Number.isFinite(bias) || bias < -100 || bias > 100) throw new InvalidRequestError(`logit_bias.${key}`, `= ${JSON.stringify(bias)} must be a number in [-100, 100]`);
+    return { id, value: bias };
+  });
+  return out.length ? out : null;
 }
 
 /** A request's kv_window ({sinks, window}), checked; null when absent. */

@@ -1,28 +1,23 @@
 /**
  * Every request field is either understood or refused: a field the engine does not implement
- * (response_format, tools, logit_bias, …) or does not know (a typo, another API's name) fails the
+ * (functions, echo, audio, …) or does not know (a typo, another API's name) fails the
  * request with an InvalidRequestError naming it (`param`, OpenAI's invalid_request_error), instead of
  * being silently ignored and answered as if it had not been asked.
  */
 import { InvalidRequestError } from './errors.ts';
 
 /** Fields both endpoints take (SamplingParams in types.ts). */
-const SAMPLING = ['model', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'seed', 'stop', 'presence_penalty', 'frequency_penalty', 'repetition_penalty', 'ignore_eos', 'return_token_ids', 'n', 'adapter', 'user', 'signal', 'kv_window'] as const;
+const SAMPLING = ['model', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'seed', 'stop', 'presence_penalty', 'frequency_penalty', 'repetition_penalty', 'ignore_eos', 'return_token_ids', 'n', 'adapter', 'user', 'signal', 'kv_window', 'logit_bias', 'response_format'] as const;
 
 const FIELDS = {
-  chat: new Set<string>([...SAMPLING, 'messages', 'stream', 'stream_options', 'logprobs', 'top_logprobs', 'truncation']),
+  chat: new Set<string>([...SAMPLING, 'messages', 'stream', 'stream_options', 'logprobs', 'top_logprobs', 'truncation', 'tools', 'tool_choice', 'parallel_tool_calls']),
   completions: new Set<string>([...SAMPLING, 'prompt', 'stream', 'stream_options', 'logprobs']),
 };
 
 /** Fields of OpenAI's API (or a peer's) this engine knows and does not implement, and what to do instead. */
 const NOT_IMPLEMENTED: Record<string, string> = {
-  response_format: 'structured output (JSON mode, JSON schema) is not implemented yet',
-  tools: 'tool calling is not implemented yet',
-  tool_choice: 'tool calling is not implemented yet',
-  parallel_tool_calls: 'tool calling is not implemented yet',
-  functions: 'function calling is not implemented (nor its successor, tools)',
-  function_call: 'function calling is not implemented (nor its successor, tools)',
-  logit_bias: 'is not implemented yet',
+  functions: 'is the deprecated form of tools: use tools and tool_choice',
+  function_call: 'is the deprecated form of tool_choice: use tools and tool_choice',
   echo: 'is not implemented (return_token_ids gives the prompt ids)',
   suffix: 'is not implemented (no fill-in-the-middle)',
   best_of: 'is not implemented (n gives several choices)',

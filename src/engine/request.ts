@@ -15,6 +15,7 @@ import type { SampleRow } from './sampler.ts';
 import { StopMatcher } from './stop.ts';
 import type { CompletionUsage, FinishReason } from './types.ts';
 import { mulberry32 } from '../util/prng.ts';
+import { GrammarMatcher } from './structured/matcher.ts';
 
 /** Log-probabilities of one generated token (ids; the API layer turns them into strings). */
 export interface TokenLogprob {
@@ -69,6 +70,8 @@ export class Request {
   cleanup: (() => void) | null = null;
   private readonly rng: () => number;
   private readonly stop: StopMatcher;
+  /** The grammar its output follows (response_format, a forced tool call); null: free text. */
+  readonly matcher: GrammarMatcher | null;
   private pendingIds: number[] = [];
   private pendingLogprobs: TokenLogprob[] = [];
 
@@ -83,6 +86,8 @@ export class Request {
     this.seen = isNeutralPenalty(settings.penalty) ? null : new SeenTokens(promptIds);
     this.rng = mulberry32(settings.seed);
     this.stop = new StopMatcher(settings.stop);
+    const g = settings.structured;
+    this.matcher = g ? new GrammarMatcher(g.node, g.vocab, g.param) : null;
     this.events = new Channel<RequestEvent>(onCancel);
     this.createdAt = ctx.now();
     this.prefilled = new Promise<void>((resolve) => (this.markPrefilled = resolve));
@@ -92,13 +97,24 @@ export class Request {
     return this.finishReason !== null;
   }
 
+  /** Tokens it may still generate (max_tokens and the context), the one sampled next included. */
+  get budget(): number {
+    const max = this.settings.maxTokens;
+    const byContext = this.ctx.maxContext - this.seq.tokens.length;
+    return max === null ? byContext : Math.min(max - this.output.length, byContext);
+  }
+
   /** This step's sampling row; draws the next random number (once per sampled token). */
   sampleRow(): SampleRow {
     const p = this.settings.penalty;
+    const m = this.matcher;
+    if (m) m.budget = this.budget;
     return {
       settings: this.settings.sampling,
       random: this.rng(),
       penalty: this.seen ? { ...p, slot: this.slot, nSeen: this.seen.size } : { ...NO_PENALTY, slot: 0 },
+      mask: m,
+      bias: this.settings.logitBias,
     };
   }
 
@@ -116,6 +132,14 @@ export class Request {
     this.output.push(id);
     this.pendingIds.push(id);
     if (lp && this.settings.topLogprobs !== null) this.pendingLogprobs.push({ id, logprob: lp.chosen, top: lp.top.slice(0, this.settings.topLogprobs) });
+    // Under a grammar EOS is sampled only where the output may end (the mask), and ends it. A token
+    // outside the mask would be an engine bug: it fails this request only, not the batch.
+    try {
+      this.matcher?.accept(id);
+    } catch (e) {
+      this.fail(e);
+      return null;
+    }
     if (this.ctx.eosIds.has(id) && !this.settings.ignoreEos) {
       this.finish('stop');
       return null;
@@ -127,6 +151,10 @@ export class Request {
       return null;
     }
     this.seq.tokens.push(id);
+    if (this.matcher?.terminal) {
+      this.finish('stop'); // the grammar is complete: nothing but its end can follow
+      return null;
+    }
     const max = this.settings.maxTokens;
     if ((max !== null && this.output.length >= max) || this.seq.tokens.length >= this.ctx.maxContext) {
       this.finish('length');

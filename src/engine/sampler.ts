@@ -1,6 +1,7 @@
 /**
  * The GPU end of one iteration, after the forward pass left logits [nSeqs, vocab]:
- *   penalties (in place, only when some row has them) -> top-k candidates -> sample one id per row
+ *   penalties (in place, only when some row has them) -> logit bias and grammar masks (in place,
+ *   only when some row has them: src/kernels/logit-mask.ts) -> top-k candidates -> sample one id per row
  *   -> (when some row asked for logprobs) log-softmax of the chosen and top candidates
  *   -> copy ids (+ logprob rows) into a persistent mappable buffer.
  * Every buffer is allocated once for maxSeqs rows; per-iteration inputs (settings, uniforms,
@@ -12,6 +13,7 @@ import type { GpuContext } from '../gpu/device.ts';
 import { releaseDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { logprobs, logprobsRowWords, unpackLogprobs, type RowLogprobs } from '../kernels/logprobs.ts';
 import { packRowPenalties, penalties, ROW_PENALTY_BYTES, type RowPenalty } from '../kernels/penalties.ts';
+import { logitMask, maskRowWords, MAX_LOGIT_BIAS, ROW_MASK_BYTES, writeLogitRow } from '../kernels/logit-mask.ts';
 import { packSamplingSettings, sampleCandidates, topK, type SamplingSettings } from '../kernels/sampling.ts';
 import type { SeenUpdate } from './seen.ts';
 
@@ -33,6 +35,22 @@ export interface SampleRow {
   random: number;
   /** nSeen 0 (or a neutral penalty) leaves the row's logits as they are. */
   penalty: RowPenalty;
+  /** Grammar-constrained rows (structured output, forced tool calls): this step's mask; null: none. */
+  mask?: RowMaskSource | null;
+  /** logit_bias entries (distinct ids, at most MAX_LOGIT_BIAS); null or absent: none. */
+  bias?: readonly LogitBiasEntry[] | null;
+}
+
+export interface LogitBiasEntry {
+  id: number;
+  value: number;
+}
+
+/** Writes a row's packed token mask (src/engine/structured/matcher.ts GrammarMatcher). */
+export interface RowMaskSource {
+  /** `budget`: tokens left to the request, this one included. */
+  fillMask(words: Uint32Array, offset: number, budget: number): void;
+  readonly budget: number;
 }
 
 export interface SampleResult {
@@ -70,6 +88,13 @@ export class GpuSampler {
   private readonly ids: GPUBuffer; // [maxSeqs] u32 sampled ids
   private readonly lp: GPUBuffer; // [maxSeqs, 1 + 2 * topLogprobs] u32 (logprobs.wgsl layout)
   private readonly readback: GPUBuffer; // MAP_READ: ids [maxSeqs] then lp rows
+  private readonly mask: GPUBuffer; // [maxSeqs, ceil(vocab / 32)] u32 packed token masks (masked rows only)
+  private readonly maskRows: GPUBuffer; // [maxSeqs] RowMask (8 bytes: masked, nBias)
+  private readonly bias: GPUBuffer; // [maxSeqs, MAX_LOGIT_BIAS, 2] u32 (token id, f32 bits)
+  /** CPU staging of the same layouts, made once: a step writes only the rows it uses. */
+  private readonly maskStage: Uint32Array<ArrayBuffer>; // [maxSeqs, W]
+  private readonly rowStage: Uint32Array<ArrayBuffer>; // [maxSeqs, 2]
+  private readonly biasStage: Uint32Array<ArrayBuffer>; // [maxSeqs, MAX_LOGIT_BIAS, 2]
   private readonly plans = new Map<string, KernelDispatch[]>();
   private readonly lpOffset: number;
 
@@ -91,6 +116,13 @@ export class GpuSampler {
       this.ids = make(S * 4, 'sampler.ids');
       this.lp = make(S * logprobsRowWords(L) * 4, 'sampler.logprobs');
       this.lpOffset = S * 4;
+      const W = maskRowWords(limits.vocab);
+      this.mask = make(S * W * 4, 'sampler.mask');
+      this.maskRows = make(S * ROW_MASK_BYTES, 'sampler.maskRows');
+      this.bias = make(S * MAX_LOGIT_BIAS * 8, 'sampler.bias');
+      this.maskStage = new Uint32Array(S * W);
+      this.rowStage = new Uint32Array(S * 2);
+      this.biasStage = new Uint32Array(S * MAX_LOGIT_BIAS * 2);
       this.readback = made.take(ctx.device.createBuffer({ label: 'sampler.readback', size: this.lpOffset + S * logprobsRowWords(L) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
     } catch (e) {
       made.abandon();
@@ -98,12 +130,29 @@ export class GpuSampler {
     }
   }
 
-  /** Upload the rows' settings, random numbers and penalty rows for this iteration. */
-  writeRows(rows: readonly SampleRow[]): void {
+  /**
+   * Upload the rows' settings, random numbers and penalty rows for this iteration, and when some
+   * row has a mask or a logit bias, the rows' edits (masks computed now, on the CPU, for the
+   * masked rows only). Returns whether the logit-mask stage must run.
+   */
+  writeRows(rows: readonly SampleRow[]): boolean {
     const q = this.ctx.device.queue;
     q.writeBuffer(this.settings, 0, packSamplingSettings(rows.map((r) => r.settings)));
     q.writeBuffer(this.random, 0, new Float32Array(rows.map((r) => Math.min(Math.max(r.random, 0), BELOW_ONE))));
     q.writeBuffer(this.penaltyRows, 0, packRowPenalties(rows.map((r) => r.penalty)));
+    if (!rows.some((r) => r.mask || (r.bias && r.bias.length))) return false;
+    const W = maskRowWords(this.limits.vocab);
+    rows.forEach((row, r) => {
+      writeLogitRow({ masked: !!row.mask, bias: row.bias ?? [] }, r, this.rowStage, this.biasStage, MAX_LOGIT_BIAS);
+      if (row.mask) {
+        row.mask.fillMask(this.maskStage, r * W, row.mask.budget);
+        q.writeBuffer(this.mask, r * W * 4, this.maskStage, r * W, W);
+      }
+      const nBias = row.bias?.length ?? 0;
+      if (nBias) q.writeBuffer(this.bias, r * MAX_LOGIT_BIAS * 8, this.biasStage, r * MAX_LOGIT_BIAS * 2, nBias * 2);
+    });
+    q.writeBuffer(this.maskRows, 0, this.rowStage, 0, rows.length * 2);
+    return true;
   }
 
   /** Replace a slot's seen list (a request starts running in that slot). */
@@ -122,9 +171,9 @@ export class GpuSampler {
     return candidatesFor(rows, withLogprobs, this.limits);
   }
 
-  /** Penalties (optional), top-k with k candidates, sampling and logprobs (optional) for R rows. */
-  dispatches(R: number, k: number, withPenalties: boolean, withLogprobs: boolean): KernelDispatch[] {
-    const key = `${R}:${k}:${withPenalties}:${withLogprobs}`;
+  /** Penalties (optional), logit edits (optional), top-k with k candidates, sampling and logprobs (optional) for R rows. */
+  dispatches(R: number, k: number, withPenalties: boolean, withLogprobs: boolean, withEdits = false): KernelDispatch[] {
+    const key = `${R}:${k}:${withPenalties}:${withLogprobs}:${withEdits}`;
     let plan = this.plans.get(key);
     if (!plan) {
       const { ctx, limits: l } = this;
@@ -132,6 +181,7 @@ export class GpuSampler {
       if (!Number.isInteger(k) || k < 1 || k > l.candidates || (withLogprobs && k < l.topLogprobs)) throw new RangeError(`sampler: k = ${k} must be in [${withLogprobs ? l.topLogprobs : 1}, ${l.candidates}]`);
       plan = [];
       if (withPenalties) plan.push(penalties(ctx, { logits: this.logits, rows: this.penaltyRows, seen: this.seen, R, V, nSlots: l.maxSeqs, seenCap: l.seenCap }));
+      if (withEdits) plan.push(logitMask(ctx, { logits: this.logits, mask: this.mask, rows: this.maskRows, bias: this.bias, R, V, maxBias: MAX_LOGIT_BIAS }));
       plan.push(...topK(ctx, { logits: this.logits, values: this.candValues, ids: this.candIds, R, V, k }));
       plan.push(sampleCandidates(ctx, { values: this.candValues, ids: this.candIds, settings: this.settings, random: this.random, out: this.ids, R, k }));
       if (withLogprobs) plan.push(logprobs(ctx, { logits: this.logits, candValues: this.candValues, candIds: this.candIds, chosen: this.ids, out: this.lp, R, V, k, L: l.topLogprobs }));
@@ -164,7 +214,7 @@ export class GpuSampler {
   destroy(): void {
     for (const plan of this.plans.values()) releaseDispatches(plan);
     this.plans.clear();
-    for (const b of [this.settings, this.random, this.penaltyRows, this.seen, this.candValues, this.candIds, this.ids, this.lp, this.readback]) b.destroy();
+    for (const b of [this.settings, this.random, this.penaltyRows, this.seen, this.candValues, this.candIds, this.ids, this.lp, this.readback, this.mask, this.maskRows, this.bias]) b.destroy();
   }
 
   private checkSlot(slot: number, entries: number): void {

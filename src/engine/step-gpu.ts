@@ -59,12 +59,12 @@ export function encodeInference(g: StepGpu, plan: IterationPlan, reqs: Request[]
   const step = buildBatchStep(entries, g.pool, g.maxBlocksPerSeq, g.forward.defaultWindow);
   const { T, nSeqs, lora } = g.forward.write(step);
   const rows = plan.entries.map((e, i) => (e.sample ? reqs[i].sampleRow() : IDLE_ROW));
-  g.sampler.writeRows(rows);
+  const withEdits = g.sampler.writeRows(rows); // logit bias / grammar masks, when some row has them
   const withPenalties = rows.some((r) => r.penalty.nSeen > 0);
   const withLogprobs = plan.entries.some((e, i) => e.sample && reqs[i].settings.topLogprobs !== null);
   const k = g.sampler.candidatesFor(rows, withLogprobs);
   const layerParts = g.forward.dispatchParts(T, nSeqs, step.mode, lora);
-  const sampling: KernelDispatch[] = g.sampler.dispatches(nSeqs, k, withPenalties, withLogprobs);
+  const sampling: KernelDispatch[] = g.sampler.dispatches(nSeqs, k, withPenalties, withLogprobs, withEdits);
   const perLayer = (plan.predictedMs.decode + plan.predictedMs.prefill) / layerParts.length;
   layerParts.forEach((dispatches, l) => {
     const last = l === layerParts.length - 1;

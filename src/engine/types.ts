@@ -14,7 +14,19 @@ import type { SchedulerConfig } from '../scheduler/types.ts';
 import type { FrameBudgetOptions } from '../scheduler/frame-budget.ts';
 import type { LinearModule } from '../model/tensors.ts';
 
+/** Why a request ended; 'stop' also when a grammar's output (response_format) is complete. */
 export type FinishReason = 'stop' | 'length' | 'abort';
+/** A chat choice's: also 'tool_calls' when the answer is tool calls. */
+export type ChatFinishReason = FinishReason | 'tool_calls';
+
+import type { FunctionTool, ToolCall, ToolChoice } from './structured/tools.ts';
+export type { FunctionTool, ToolCall, ToolChoice } from './structured/tools.ts';
+
+/** OpenAI's response_format: free text, any JSON object, or JSON following a schema (its supported subset: src/engine/structured/schema.ts). */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name: string; schema: Record<string, unknown>; strict?: boolean | null; description?: string } };
 
 export type { ChatCompletionMessageParam, TextContentPart } from '../model/prompt.ts';
 import type { ChatCompletionMessageParam } from '../model/prompt.ts';
@@ -59,6 +71,17 @@ export interface SamplingParams {
    */
   kv_window?: { sinks?: number; window: number } | null;
   user?: string;
+  /**
+   * OpenAI's logit_bias: token id (decimal string) → bias in [-100, 100] added to its logit on the
+   * GPU before sampling (±100 in effect forces or bans the token); at most 300 entries.
+   */
+  logit_bias?: Record<string, number> | null;
+  /**
+   * Grammar-constrained decoding: output always parses (and follows the schema), also under
+   * max_tokens (the mask forces the shortest completion as the budget runs out; a max_tokens below
+   * the shortest output is refused). Unsupported schema keywords are InvalidRequestErrors.
+   */
+  response_format?: ResponseFormat | null;
   /** Cancels the request and frees its KV blocks; it then finishes with finish_reason 'abort'. */
   signal?: AbortSignal;
 }
@@ -78,6 +101,12 @@ export interface ChatCompletionCreateParams extends SamplingParams {
    * quarter of the context); usage.truncated_messages then says how many went.
    */
   truncation?: 'auto' | 'disabled' | null;
+  /** Functions the model may call: rendered by the chat template (or the fallback system message). */
+  tools?: FunctionTool[] | null;
+  /** 'auto' (default with tools), 'none', 'required' or a named function; the last two constrain decode to a call. */
+  tool_choice?: ToolChoice | null;
+  /** Several calls in one answer (default true); false keeps the first. */
+  parallel_tool_calls?: boolean | null;
 }
 
 export interface CompletionCreateParams extends SamplingParams {
@@ -123,14 +152,16 @@ export interface ChatChoiceLogprobs {
 
 export interface ChatCompletionMessage {
   role: 'assistant';
-  content: string;
+  /** Null when the answer is tool calls. */
+  content: string | null;
   refusal: null;
+  tool_calls?: ToolCall[];
 }
 
 export interface ChatCompletionChoice {
   index: number;
   message: ChatCompletionMessage;
-  finish_reason: FinishReason;
+  finish_reason: ChatFinishReason;
   logprobs: ChatChoiceLogprobs | null;
   token_ids?: number[];
 }
@@ -147,8 +178,8 @@ export interface ChatCompletion {
 
 export interface ChatCompletionChunkChoice {
   index: number;
-  delta: { role?: 'assistant'; content?: string };
-  finish_reason: FinishReason | null;
+  delta: { role?: 'assistant'; content?: string | null; tool_calls?: (ToolCall & { index: number })[] };
+  finish_reason: ChatFinishReason | null;
   logprobs: ChatChoiceLogprobs | null;
   token_ids?: number[];
 }

@@ -74,6 +74,11 @@ export interface ModelInfo {
   gpu: string;
   /** Wall-clock milliseconds of the load (files, headers, upload, engine). */
   loadMs: number;
+  /**
+   * Shared engine only: true when this load attached to the model another tab had already loaded
+   * with the same request (nothing was loaded again; `loadMs` is that first load's).
+   */
+  reused?: boolean;
 }
 
 /** Request parameters as they cross: no AbortSignal, and `stream` is chosen by the method. */
@@ -151,7 +156,6 @@ export interface EngineWorkerApi {
   loseDeviceForTesting(): Promise<void>;
 }
 
-/** A request needs a model and none is loaded (or it was unloaded, or the device was lost). */
 /** The learnt adapter's saved versions and which one serves. */
 export interface AdapterVersions {
   versions: AdapterVersionInfo[];
@@ -175,6 +179,7 @@ export class NoAdapterStoreError extends Error {
   }
 }
 
+/** A request needs a model and none is loaded (or it was unloaded, or the device was lost). */
 export class NoModelError extends Error {
   readonly code = 'no-model';
   constructor(detail = 'no model is loaded; call load() first') {
@@ -201,5 +206,79 @@ export class WorkerGoneError extends Error {
   constructor(detail: string) {
     super(`engine worker: ${detail}`);
     this.name = 'WorkerGoneError';
+  }
+}
+
+// ---- one engine for many tabs (workers/shared-engine.worker.ts, src/engine/connections.ts)
+
+/** The shared worker's answer to a tab's first call. */
+export interface SharedHello {
+  /** This tab's connection id (its request ids are namespaced under it in the engine). */
+  connectionId: string;
+  /** navigator.gpu exists in the shared worker; false: the tab falls back to a dedicated worker. */
+  webgpu: boolean;
+  /** How the worker will notice this tab closing besides a goodbye: its lifetime lock, or the heartbeat. */
+  liveness: 'lock' | 'heartbeat';
+}
+
+/** Why the shared worker closed a connection (and aborted its requests). */
+export type ConnectionCloseReason = 'goodbye' | 'lock-released' | 'heartbeat-timeout';
+
+/** The shared engine's bookkeeping, as one tab sees it. */
+export interface SharedEngineStatus {
+  connectionId: string;
+  /** Connections open now (tabs, or engines of one tab). */
+  connections: number;
+  /** Connections holding the loaded model (their load() returned it and they have not unloaded). */
+  modelHolders: number;
+  /** Models this worker has loaded since it started (a reused load does not count). */
+  modelLoads: number;
+  /** Connections closed so far, by reason. */
+  closed: Record<ConnectionCloseReason, number>;
+  /** Requests aborted in the engine because their tab's connection closed. */
+  abortedOnClose: number;
+}
+
+/**
+ * What one tab's connection to the shared worker offers: the dedicated worker's API (request ids
+ * are the tab's own; the worker namespaces them per connection), plus the connection's life cycle.
+ * Differences of meaning: `load` of the request already loaded reuses the model, of a different
+ * one while another tab holds a model rejects with ModelInUseError; `unload` only lets go of this
+ * tab's hold (the model is freed when no tab holds it); the stats stream and device-loss reports go
+ * to every subscribed tab; `reportFrames` from a hidden tab is ignored while another tab is visible.
+ */
+export interface SharedEngineWorkerApi extends EngineWorkerApi {
+  /** The first call: registers the tab's lifetime lock name (null: none, the heartbeat decides). */
+  hello(lockName: string | null): SharedHello;
+  /** The tab is alive (sent every HEARTBEAT_INTERVAL_MS). */
+  heartbeat(): void;
+  /** The tab is going away: its in-flight requests are aborted now. */
+  goodbye(): void;
+  sharedStatus(): SharedEngineStatus;
+}
+
+/** Another tab of the shared engine holds a different model: loading this one would pull it from under that tab. */
+export class ModelInUseError extends Error {
+  readonly code = 'model-in-use';
+  constructor(
+    /** The model loaded now. */
+    readonly loadedModel: string,
+    /** Other connections that hold it. */
+    readonly holders: number,
+  ) {
+    super(`shared engine: ${holders} other tab(s) use model '${loadedModel}'; a different model (or the same with other options) cannot replace it while they hold it. Load the same request to share it, or use a dedicated engine (createWorkerEngine()) for another model`);
+    this.name = 'ModelInUseError';
+  }
+}
+
+/** A call arrived on a connection the shared worker already closed (after goodbye, or a missed heartbeat). */
+export class ConnectionClosedError extends Error {
+  readonly code = 'connection-closed';
+  constructor(
+    readonly connectionId: string,
+    readonly reason: ConnectionCloseReason,
+  ) {
+    super(`shared engine: connection ${connectionId} was closed (${reason}); its requests were aborted`);
+    this.name = 'ConnectionClosedError';
   }
 }

@@ -110,11 +110,13 @@ export function sampleRowRef(values: ArrayLike<number>, ids: ArrayLike<number>, 
   for (let j = 0; j < keep; j++) kept += weights[j];
   const target = u * kept;
   let cum = 0;
+  let last = 0; // rounding past the last sum: the last candidate of nonzero weight (masked ones have none)
   for (let j = 0; j < keep; j++) {
+    if (weights[j] > 0) last = j;
     cum += weights[j];
     if (target < cum) return ids[j];
   }
-  return ids[keep - 1];
+  return ids[last];
 }
 
 /** CPU reference of sampleCandidates: candidates [R, k], settings and random numbers per row. */

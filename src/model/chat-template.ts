@@ -104,8 +104,10 @@ export function compileTemplate(source: TemplateSource): Template {
 
 type Specials = { bos_token: string; eos_token: string };
 
-function render(t: Template, messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean, specials: Specials): string {
+/** `vars`: further template variables (a request's `tools`). */
+function render(t: Template, messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean, specials: Specials, vars: Record<string, unknown> = {}): string {
   const out: unknown = t.render({
+    ...vars,
     messages: messages.map((m) => ({ ...m })),
     add_generation_prompt: addGenerationPrompt,
     ...specials,
@@ -118,9 +120,9 @@ function render(t: Template, messages: readonly { role: string; content: string 
 }
 
 /** Render for a request; every failure is a ChatTemplateError naming the file and template. */
-export function renderTemplate(t: Template, where: Where, messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean, specials: Specials): string {
+export function renderTemplate(t: Template, where: Where, messages: readonly { role: string; content: string }[], addGenerationPrompt: boolean, specials: Specials, vars: Record<string, unknown> = {}): string {
   try {
-    return render(t, messages, addGenerationPrompt, specials);
+    return render(t, messages, addGenerationPrompt, specials, vars);
   } catch (e) {
     throw new ChatTemplateError((e as Error).message, where.file, where.name);
   }

@@ -12,6 +12,12 @@
  * OpenAI's Responses API option) the oldest messages after the leading system/developer messages are
  * dropped until the prompt leaves room for the reply (`fitChatPrompt`); the last message is never
  * dropped, and a prompt that cannot fit even then is refused as before.
+ *
+ * Tools (chat.completions `tools`, src/engine/structured/tools.ts): a template that mentions
+ * `tools` renders them (HF's convention: the variable `tools`, assistant messages' `tool_calls`
+ * with `function.arguments` as an object, tool messages' `tool_call_id`); any other template, and
+ * completion mode, get the documented fallback: `toolsFallback` as (the start of) the system
+ * message, assistant tool calls written out as their JSON, tool results as user messages.
  */
 import { InvalidRequestError, PromptTooLongError } from './request-errors.ts';
 import type { TextTokenizer } from './tokenizer.ts';
@@ -23,7 +29,27 @@ export interface TextContentPart {
 
 export interface ChatCompletionMessageParam {
   role: 'system' | 'developer' | 'user' | 'assistant' | 'tool' | string;
-  content: string | TextContentPart[];
+  /** Null only on an assistant message that made tool calls. */
+  content: string | TextContentPart[] | null;
+  /** An assistant message's calls (OpenAI's shape: arguments as a JSON string). */
+  tool_calls?: MessageToolCall[];
+  /** A tool message: the call it answers. */
+  tool_call_id?: string;
+  name?: string;
+}
+
+export interface MessageToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** Tools a chat prompt renders (see the file comment). */
+export interface PromptTools {
+  /** The request's tools, as the template's `tools` variable. */
+  tools: readonly unknown[];
+  /** The fallback system text for templates that do not take tools. */
+  toolsFallback: string;
 }
 
 /**
@@ -64,11 +90,13 @@ export function truncationOf(v: unknown): TruncationMode {
 interface PlainMessage {
   role: string;
   content: string;
+  [extra: string]: unknown;
 }
 
 /** A message's text, checked: its parts must be text parts. */
 function messageText(m: ChatCompletionMessageParam, i: number): string {
   if (typeof m.content === 'string') return m.content;
+  if (m.content === null && m.role === 'assistant' && Array.isArray(m.tool_calls) && m.tool_calls.length) return '';
   if (Array.isArray(m.content)) {
     return m.content
       .map((part, j) => {
@@ -91,13 +119,62 @@ function checkMessages(messages: readonly ChatCompletionMessageParam[]): void {
   if (!Array.isArray(messages) || messages.length === 0) throw new InvalidRequestError('messages', 'must be a non-empty array');
   messages.forEach((m, i) => {
     if (!m || typeof m.role !== 'string') throw new InvalidRequestError(`messages[${i}].role`, 'must be a string');
+    if (m.tool_calls !== undefined && m.tool_calls !== null) {
+      if (m.role !== 'assistant') throw new InvalidRequestError(`messages[${i}].tool_calls`, 'is for assistant messages only');
+      if (!Array.isArray(m.tool_calls)) throw new InvalidRequestError(`messages[${i}].tool_calls`, 'must be an array of tool calls');
+      (m.tool_calls as MessageToolCall[]).forEach((c, j) => {
+        const f = c?.function;
+        if (c?.type !== 'function' || typeof c.id !== 'string' || typeof f?.name !== 'string' || typeof f.arguments !== 'string') throw new InvalidRequestError(`messages[${i}].tool_calls[${j}]`, "must be {id, type: 'function', function: {name, arguments (a JSON string)}}");
+      });
+    }
+    if (m.role === 'tool' && typeof m.tool_call_id !== 'string') throw new InvalidRequestError(`messages[${i}].tool_call_id`, 'is required on a tool message: the id of the call it answers');
   });
 }
 
+/** The template takes tools when its text mentions them (HF templates read the `tools` variable). */
+export function templateTakesTools(tokenizer: TextTokenizer): boolean {
+  return tokenizer.chatTemplate !== null && /\btools\b/.test(tokenizer.chatTemplate);
+}
+
+function parsedArguments(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s; // not JSON: the template gets the string as it came
+  }
+}
+
+/** A message for the template (HF's tool conventions) or the fallback form. */
+function plainMessage(m: ChatCompletionMessageParam, i: number, tools: PromptTools | null, native: boolean): PlainMessage {
+  const content = messageText(m, i);
+  if (native) {
+    const plain: PlainMessage = { role: m.role, content };
+    if (m.tool_calls?.length) plain.tool_calls = m.tool_calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name, arguments: parsedArguments(c.function.arguments) } }));
+    if (m.tool_call_id !== undefined) plain.tool_call_id = m.tool_call_id;
+    if (m.name !== undefined) plain.name = m.name;
+    return plain;
+  }
+  if (m.tool_calls?.length) {
+    const calls = m.tool_calls.map((c) => JSON.stringify({ name: c.function.name, arguments: parsedArguments(c.function.arguments) })).join('\n');
+    return { role: m.role, content: content ? `${content}\n${calls}` : calls };
+  }
+  if (m.role === 'tool' && tools) return { role: 'user', content: `Tool result (${m.tool_call_id}): ${content}` };
+  return { role: m.role, content };
+}
+
+/** The plain messages of `indices`, with the tools fallback's system text first when it applies. */
+function plainMessages(tokenizer: TextTokenizer, messages: readonly ChatCompletionMessageParam[], indices: readonly number[], tools: PromptTools | null): PlainMessage[] {
+  const native = tools !== null && templateTakesTools(tokenizer);
+  const plain = indices.map((i) => plainMessage(messages[i], i, tools, native || tools === null));
+  if (!tools || native) return plain;
+  if (plain.length && (plain[0].role === 'system' || plain[0].role === 'developer')) return [{ ...plain[0], content: `${tools.toolsFallback}\n\n${plain[0].content}` }, ...plain.slice(1)];
+  return [{ role: 'system', content: tools.toolsFallback }, ...plain];
+}
+
 /** Render and tokenize plain messages (template, or completion mode). */
-function encodeMessages(tokenizer: TextTokenizer, plain: readonly PlainMessage[], bound: PromptBound | undefined, limit: number): number[] {
+function encodeMessages(tokenizer: TextTokenizer, plain: readonly PlainMessage[], bound: PromptBound | undefined, limit: number, tools: PromptTools | null = null): number[] {
   if (tokenizer.hasChatTemplate) {
-    const text = tokenizer.applyChatTemplate(plain);
+    const text = tokenizer.applyChatTemplate(plain, true, tools && templateTakesTools(tokenizer) ? { tools: tools.tools } : {});
     if (bound) checkPromptChars('messages', text.length, limit, bound.maxContext); // what the template made of them
     return tokenizer.encodeRendered(text);
   }
@@ -108,7 +185,7 @@ function encodeMessages(tokenizer: TextTokenizer, plain: readonly PlainMessage[]
  * Prompt ids of a chat request (see the file comment). With `bound`, a prompt over promptCharLimit
  * characters is refused before it is rendered or tokenized, naming the content that crossed it.
  */
-export function chatPromptIds(tokenizer: TextTokenizer, messages: readonly ChatCompletionMessageParam[], bound?: PromptBound): number[] {
+export function chatPromptIds(tokenizer: TextTokenizer, messages: readonly ChatCompletionMessageParam[], bound?: PromptBound, tools: PromptTools | null = null): number[] {
   checkMessages(messages);
   const limit = bound ? promptCharLimit(bound.maxContext, tokenizer.maxTokenChars) : Infinity;
   if (bound) {
@@ -125,7 +202,7 @@ export function chatPromptIds(tokenizer: TextTokenizer, messages: readonly ChatC
       }
     });
   }
-  return encodeMessages(tokenizer, messages.map((m, i) => ({ role: m.role, content: messageText(m, i) })), bound, limit);
+  return encodeMessages(tokenizer, plainMessages(tokenizer, messages, [...messages.keys()], tools), bound, limit, tools);
 }
 
 export interface FittedPrompt {
@@ -141,10 +218,10 @@ export interface FittedPrompt {
  * (so an 80 MB history is never rendered), then by tokens with a binary search over the count (each
  * step renders and tokenizes once) — keeping at least the last message.
  */
-export function fitChatPrompt(tokenizer: TextTokenizer, messages: readonly ChatCompletionMessageParam[], bound: PromptBound, mode: TruncationMode, reserve = 1): FittedPrompt {
+export function fitChatPrompt(tokenizer: TextTokenizer, messages: readonly ChatCompletionMessageParam[], bound: PromptBound, mode: TruncationMode, reserve = 1, tools: PromptTools | null = null): FittedPrompt {
   const room = bound.maxContext - Math.max(1, reserve);
   if (mode === 'disabled') {
-    const ids = chatPromptIds(tokenizer, messages, bound);
+    const ids = chatPromptIds(tokenizer, messages, bound, tools);
     if (ids.length > bound.maxContext - 1) throw new PromptTooLongError(ids.length, bound.maxContext);
     return { ids, droppedMessages: 0 };
   }
@@ -159,11 +236,8 @@ export function fitChatPrompt(tokenizer: TextTokenizer, messages: readonly ChatC
   let chars = leadChars + messages.slice(lead).reduce((a, m) => a + messageChars(m), 0);
   let lo = 0;
   while (chars > limit) chars -= messageChars(messages[lead + lo++]);
-  const plain = (drop: number): PlainMessage[] => {
-    const keep = [...messages.keys()].filter((i) => i < lead || i >= lead + drop);
-    return keep.map((i) => ({ role: messages[i].role, content: messageText(messages[i], i) }));
-  };
-  const encode = (drop: number) => encodeMessages(tokenizer, plain(drop), bound, limit);
+  const plain = (drop: number): PlainMessage[] => plainMessages(tokenizer, messages, [...messages.keys()].filter((i) => i < lead || i >= lead + drop), tools);
+  const encode = (drop: number) => encodeMessages(tokenizer, plain(drop), bound, limit, tools);
   let ids = encode(lo);
   if (ids.length <= room) return { ids, droppedMessages: lo };
   // Binary search the fewest drops in (lo, maxDrop] that fit (fewer messages never encode longer).

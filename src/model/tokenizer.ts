@@ -213,11 +213,11 @@ export class TextTokenizer implements TokenizerVocabulary {
   }
 
   /** The prompt text for `messages` rendered by the model's chat template. */
-  applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
+  applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt = true, vars: Record<string, unknown> = {}): string {
     if (this.chatTemplate === null) throw new ChatTemplateError('this model has no chat_template (completion mode)');
     const source = this.chatTemplateSource!;
     this.compiled ??= compileTemplate({ ...source, text: this.chatTemplate });
-    return renderTemplate(this.compiled, source, messages, addGenerationPrompt, this.specials());
+    return renderTemplate(this.compiled, source, messages, addGenerationPrompt, this.specials(), vars);
   }
 
   /** Prompt ids for a chat: template rendered, then encoded without adding BOS twice. */

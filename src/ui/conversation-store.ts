@@ -14,7 +14,7 @@ export const CONVERSATION_STORE = 'conversations';
 export const CONVERSATION_VERSION = 1;
 
 export type Rating = 'up' | 'down';
-export type AnswerFinish = 'stop' | 'length' | 'abort' | 'error';
+export type AnswerFinish = 'stop' | 'length' | 'abort' | 'error' | 'tool_calls';
 
 /** One message as the engine received it (content as plain text). */
 export interface StoredMessage {
@@ -123,7 +123,7 @@ function parseAnswer(v: unknown, field: string): StoredAnswer {
     completionId: strOrNull(o.completionId, `${field}.completionId`),
     content: str(o.content, `${field}.content`),
     rating: o.rating === null ? null : oneOf(o.rating, `${field}.rating`, ['up', 'down'] as const),
-    finishReason: o.finishReason === null ? null : oneOf(o.finishReason, `${field}.finishReason`, ['stop', 'length', 'abort', 'error'] as const),
+    finishReason: o.finishReason === null ? null : oneOf(o.finishReason, `${field}.finishReason`, ['stop', 'length', 'abort', 'error', 'tool_calls'] as const),
     adapter: strOrNull(o.adapter, `${field}.adapter`),
   };
 }

@@ -262,8 +262,8 @@ describe('engine on stories260K', () => {
 
   it('refuses unimplemented and unknown request fields by name, before anything is queued', async () => {
     const before = engine.stats().iterations;
-    await expect(engine.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } } as never)).rejects.toMatchObject({ code: 'invalid-request', param: 'response_format' });
-    await expect(engine.completions.create({ prompt: 'hi', logit_bias: { 5: 1 } } as never)).rejects.toMatchObject({ code: 'invalid-request', param: 'logit_bias' });
+    await expect(engine.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], functions: [{ name: 'f' }] } as never)).rejects.toMatchObject({ code: 'invalid-request', param: 'functions' });
+    await expect(engine.completions.create({ prompt: 'hi', echo: true } as never)).rejects.toMatchObject({ code: 'invalid-request', param: 'echo' });
     await expect(engine.completions.create({ prompt: 'hi', max_token: 3 } as never)).rejects.toMatchObject({ param: 'max_token' });
     expect(engine.stats().iterations).toBe(before);
     const ok = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, ...({ tools: undefined } as object) });

@@ -511,19 +511,49 @@ describe('<mace-chat> feedback and learning', () => {
     await answered(el, req2, 'Hello again.');
   });
 
-  it('offers the learnt adapter as PEFT files once a version exists (header download button)', async () => {
+  it("the adapter menu lists the saved versions, serves an older one (the badge follows), downloads PEFT files, imports picked files and resets", async () => {
     const engine = new ScriptedEngine();
     const files = { weights: new Uint8Array([1, 2, 3, 4]), config: '{"peft_type":"LORA","r":4}' };
-    let exports = 0;
-    Object.assign(engine, { adapter: { export: async () => (exports++, files) } });
+    const calls: string[] = [];
+    const info = (version: number, learnt: number) => ({ version, savedAt: 1_700_000_000_000 + version, meta: { label: 'learnt', metrics: { version: learnt, steps: learnt } }, bytes: 4, latest: version === 2 });
+    let serving = 2;
+    const status = () => learning(serving === 1 ? 3 : serving === 2 ? 5 : 0);
+    Object.assign(engine, {
+      adapter: {
+        export: async () => (calls.push('export'), files),
+        versions: async () => ({ versions: [info(2, 5), info(1, 3)], serving, learning: status() }),
+        serve: async (v: number) => {
+          calls.push(`serve ${v}`);
+          serving = v;
+          return status();
+        },
+        reset: async () => (calls.push('reset'), (serving = 0), status()),
+        import: async (f: { weights: Uint8Array; config: string }) => (calls.push(`import ${f.weights.length} ${f.config}`), { learning: status(), saved: null }),
+      },
+    });
     engine.learningStatus = learning(0);
     const el = mount(engine);
     await ready(el);
-    const button = el.shadowRoot!.querySelector<HTMLButtonElement>('button.download')!;
-    expect(button.hidden).toBe(true); // nothing learnt yet
-    engine.finetune(2);
-    expect(button.hidden).toBe(false);
-    expect(button.getAttribute('aria-label')).toBe('Download the learnt adapter (PEFT files)');
+    const root = el.shadowRoot!;
+    const toggle = root.querySelector<HTMLButtonElement>('button.adapter-toggle')!;
+    const panel = root.querySelector<HTMLElement>('.adapter-menu')!;
+    expect(toggle.hidden).toBe(false); // offered once ready, before anything is learnt (import works then)
+    expect(toggle.getAttribute('aria-label')).toBe('Learnt adapter: versions, download, import');
+    expect(panel.hidden).toBe(true);
+    toggle.click();
+    await expect.poll(() => panel.querySelectorAll('.versions li').length).toBe(2);
+    expect(toggle.getAttribute('aria-expanded')).toBe('true');
+    expect(panel.querySelector('.menu-line')!.textContent).toBe('Serving v5');
+    expect([...panel.querySelectorAll('.versions .version')].map((n) => n.textContent)).toEqual(['v5', 'v3']);
+    const serveV3 = panel.querySelector<HTMLButtonElement>('button[aria-label="Serve v3"]')!;
+    expect(panel.querySelector<HTMLButtonElement>('button[aria-label="Serve v5"]')!.disabled).toBe(true); // serving
+    // Roll back to v3: the engine serves store version 1, the badge shows v3.
+    serveV3.click();
+    await expect.poll(() => calls.includes('serve 1')).toBe(true);
+    await expect.poll(() => $(el, '.learnt').textContent).toBe('learnt · v3');
+    await expect.poll(() => panel.querySelector('.menu-line')!.textContent).toBe('Serving v3');
+
+    // Download: the serving adapter's two PEFT files, named by its version.
     const saved: { name: string; blob: Blob }[] = [];
     const realCreate = URL.createObjectURL;
     const realClick = HTMLAnchorElement.prototype.click;
@@ -537,16 +567,65 @@ describe('<mace-chat> feedback and learning', () => {
       saved.push({ name: this.download, blob: blobs.get(this.href)! });
     };
     try {
-      button.click();
+      panel.querySelector<HTMLButtonElement>('button[data-action="download"]')!.click();
       await expect.poll(() => saved.length).toBe(2);
     } finally {
       URL.createObjectURL = realCreate;
       HTMLAnchorElement.prototype.click = realClick;
     }
-    expect(exports).toBe(1);
-    expect(saved.map((f) => f.name)).toEqual(['learnt-v2-adapter_model.safetensors', 'learnt-v2-adapter_config.json']);
+    expect(saved.map((f) => f.name)).toEqual(['learnt-v3-adapter_model.safetensors', 'learnt-v3-adapter_config.json']);
     expect(new Uint8Array(await saved[0].blob.arrayBuffer())).toEqual(files.weights);
     expect(await saved[1].blob.text()).toBe(files.config);
+
+    // Import: the two picked files go to the engine as PEFT files.
+    const picker = panel.querySelector<HTMLInputElement>('input[type=file]')!;
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array([9, 8, 7])], 'adapter_model.safetensors'));
+    dt.items.add(new File(['{"r":4}'], 'adapter_config.json'));
+    picker.files = dt.files;
+    picker.dispatchEvent(new Event('change'));
+    await expect.poll(() => calls.at(-1)).toBe('import 3 {"r":4}');
+    // One file only: refused in the panel, nothing sent.
+    const one = new DataTransfer();
+    one.items.add(new File(['{}'], 'adapter_config.json'));
+    picker.files = one.files;
+    picker.dispatchEvent(new Event('change'));
+    await expect.poll(() => panel.querySelector('[role=alert]')?.textContent ?? '').toContain('pick two files');
+    expect(calls.filter((c) => c.startsWith('import'))).toHaveLength(1);
+
+    // Reset goes back to the base model.
+    panel.querySelector<HTMLButtonElement>('button[data-action="reset"]')!.click();
+    await expect.poll(() => panel.querySelector('.menu-line')!.textContent).toBe('Serving the base model (nothing learnt yet)');
+    expect(calls).toContain('reset');
+    expect($(el, '.learnt').hidden).toBe(true);
+    // Escape closes the panel.
+    panel.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', bubbles: true }));
+    expect(panel.hidden).toBe(true);
+    expect(toggle.getAttribute('aria-expanded')).toBe('false');
+  });
+
+  it('the adapter menu shows a failed switch in the panel and keeps serving what it served', async () => {
+    const engine = new ScriptedEngine();
+    Object.assign(engine, {
+      adapter: {
+        export: async () => ({ weights: new Uint8Array([1]), config: '{}' }),
+        versions: async () => ({ versions: [{ version: 4, savedAt: 1, meta: {}, bytes: 1, latest: true }, { version: 3, savedAt: 1, meta: {}, bytes: 1, latest: false }], serving: 4, learning: learning(4) }),
+        serve: async () => {
+          throw new Error('stored record 3 is corrupt');
+        },
+      },
+    });
+    engine.learningStatus = learning(4);
+    const el = mount(engine);
+    await ready(el);
+    const panel = el.shadowRoot!.querySelector<HTMLElement>('.adapter-menu')!;
+    el.shadowRoot!.querySelector<HTMLButtonElement>('button.adapter-toggle')!.click();
+    await expect.poll(() => panel.querySelectorAll('.versions li').length).toBe(2);
+    expect(panel.querySelector('button[data-action="reset"]')).toBeNull(); // an engine without reset: no button
+    panel.querySelector<HTMLButtonElement>('button[aria-label="Serve v3"]')!.click();
+    await expect.poll(() => panel.querySelector('[role=alert]')?.textContent ?? '').toBe('Switching the adapter failed: stored record 3 is corrupt');
+    expect(panel.querySelector('.menu-line')!.textContent).toBe('Serving v4');
+    await expect.poll(() => $(el, '.learnt').textContent).toBe('learnt · v4');
   });
 
   it('learning status from the engine sets the badge on load', async () => {

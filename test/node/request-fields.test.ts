@@ -22,11 +22,17 @@ describe('request fields', () => {
   });
 
   it('refuses fields it does not implement, naming them and saying why; null or undefined counts as absent', () => {
-    expect(param({ messages: [], response_format: { type: 'json_object' } }, 'chat')).toBe('response_format');
-    expect(() => checkRequestFields({ messages: [], tools: [{}] }, 'chat')).toThrow('request: tools is not supported by this engine: tool calling is not implemented yet');
-    expect(param({ prompt: 'x', logit_bias: { 5: 10 } }, 'completions')).toBe('logit_bias');
+    expect(param({ messages: [], functions: [{ name: 'f' }] }, 'chat')).toBe('functions');
+    expect(() => checkRequestFields({ messages: [], function_call: 'auto' }, 'chat')).toThrow('request: function_call is not supported by this engine: is the deprecated form of tool_choice: use tools and tool_choice');
+    expect(param({ prompt: 'x', best_of: 2 }, 'completions')).toBe('best_of');
     expect(param({ prompt: 'x', echo: true }, 'completions')).toBe('echo');
-    expect(param({ messages: [], tools: undefined, tool_choice: null, response_format: null }, 'chat')).toBeNull();
+    expect(param({ messages: [], functions: undefined, audio: null }, 'chat')).toBeNull();
+  });
+
+  it('structured output, logit_bias and tools are fields now (their values are checked by the endpoints)', () => {
+    expect(param({ messages: [], response_format: { type: 'json_object' }, logit_bias: { 5: 10 }, tools: [], tool_choice: 'auto', parallel_tool_calls: false }, 'chat')).toBeNull();
+    expect(param({ prompt: 'x', response_format: { type: 'json_object' }, logit_bias: { 5: 10 } }, 'completions')).toBeNull();
+    expect(param({ prompt: 'x', tools: [] }, 'completions')).toBe('tools'); // chat only
   });
 
   it('refuses unknown fields and the other endpoint\'s fields, listing the known ones', () => {

@@ -225,7 +225,7 @@ describe('chat templates rendered once at load', () => {
     await caught(ChatTemplateLoadError, () => TextTokenizer.load(tok.tokenizerJson, withTemplate("{% for m in messages %}{% for i in range(10000) %}{{ m['content'] }}{% endfor %}{% endfor %}")));
     const preamble = TextTokenizer.load(tok.tokenizerJson, withTemplate(`${'x'.repeat(8192)}{% for m in messages %}{{ m['content'] }}{% endfor %}`));
     expect(preamble.hasChatTemplate).toBe(true);
-  });
+  }, 30_000); // renders 2 MB of template output three times: seconds on a loaded 2-core machine
 
   it('chat_template.jinja replaces tokenizer_config.json and is named in errors', async () => {
     const { tokenizer } = await loadModelFiles(sourceFromMemory(withFiles(fixture, { 'chat_template.jinja': good })));

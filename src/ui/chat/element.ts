@@ -11,8 +11,10 @@
  *   theme          light | dark (default: the page's prefers-color-scheme); colours and sizes are
  *                  CSS custom properties, listed in styles.ts
  *   max-tokens     longest answer in tokens (default 256); temperature (default 0.8)
+ *   worker         shared (default) | dedicated: the engine the element makes when given none —
+ *                  one engine for all tabs of the site where the browser can, or its own (own-engine.ts)
  * Property `engine`: an engine to share (e.g. the demo's, also watched by <mace-devtools>);
- * without one the element starts its own worker. Events (bubbling, composed): `mace-message`,
+ * without one the element starts its own (the `worker` attribute). Events (bubbling, composed): `mace-message`,
  * `mace-feedback`, `mace-state`; see the Detail types below.
  *
  * The conversation (with each answer's completion id and rating) is kept in IndexedDB per
@@ -24,10 +26,12 @@ import type { StatsBatch } from '../../scheduler/stats.ts';
 import { ConversationStore, conversationKey, emptyConversation, type Rating, type StoredAnswer, type StoredConversation } from '../conversation-store.ts';
 import { adapterFor, dropAnswer, newAnswer, newerLearnt, newTurn, type LearntAdapter } from './conversation.ts';
 import { createDefaultEngine, type ChatEngine } from './engine.ts';
+import { parseWorkerAttribute } from './own-engine.ts';
 import { errorCode, friendlyError, NO_WEBGPU_MESSAGE, progressFraction, progressLine } from './messages.ts';
 import { parseFormatAttribute, parseModelAttribute, parseNumberAttribute } from './model-spec.ts';
 import { warmMarkdownWhenIdle } from '../markdown.ts';
 import { adoptStyles } from './styles.ts';
+import { AdapterMenu } from './adapter-menu.ts';
 import { buildShell, buildTurn, fillBubble, type TurnView, type WidgetDom } from './view.ts';
 
 export type WidgetState = 'idle' | 'no-webgpu' | 'loading' | 'ready' | 'load-failed' | 'device-lost';
@@ -72,6 +76,7 @@ export class MaceChatElement extends HTMLElement {
   static readonly observedAttributes = ['model', 'format'];
 
   private readonly dom: WidgetDom;
+  private readonly adapterMenu: AdapterMenu;
   private readonly store = new ConversationStore();
   private engineValue: ChatEngine | null = null;
   private ownsEngine = false;
@@ -103,6 +108,14 @@ export class MaceChatElement extends HTMLElement {
     const root = this.attachShadow({ mode: 'open' });
     adoptStyles(root);
     this.dom = buildShell(root);
+    this.adapterMenu = new AdapterMenu(this.dom.adapterButton, this.dom.adapterPanel, {
+      controls: () => this.engine?.adapter ?? null,
+      // A switch or reset may go back in versions: the badge shows what serves now.
+      changed: (s) => {
+        if (s) this.learnt = { adapter: s.adapter, version: s.version };
+        this.updateLearnt();
+      },
+    });
     this.wire();
   }
 
@@ -200,7 +213,7 @@ export class MaceChatElement extends HTMLElement {
       return;
     }
     if (!this.engineValue) {
-      this.engineValue = createDefaultEngine();
+      this.engineValue = createDefaultEngine(parseWorkerAttribute(this.getAttribute('worker')));
       this.ownsEngine = true;
     }
     this.started = true;
@@ -443,26 +456,13 @@ export class MaceChatElement extends HTMLElement {
     const badge = this.dom.learnt;
     const l = this.learnt;
     badge.hidden = !l || l.version < 1;
-    this.dom.download.hidden = badge.hidden || !this.engine?.adapter;
+    this.dom.adapterButton.hidden = this.stateValue !== 'ready' || !this.engine?.adapter;
+    if (this.dom.adapterButton.hidden) this.adapterMenu.close();
     if (!l || l.version < 1) return;
     badge.textContent = `learnt · v${l.version}`;
     const attr = this.getAttribute('adapter');
     const used = adapterFor(attr, l) === l.adapter;
     badge.title = `Learnt from your feedback: adapter "${l.adapter}", version ${l.version}. ${used ? 'New answers use it.' : `Not used: the adapter attribute says "${attr}".`}`;
-  }
-
-  /** Save the serving adapter as PEFT's two files (adapter_model.safetensors, adapter_config.json). */
-  private async downloadAdapter(): Promise<void> {
-    const exporter = this.engine?.adapter;
-    if (!exporter) return;
-    try {
-      const files = await exporter.export();
-      const version = this.learnt?.version ?? 0;
-      saveFile(`learnt-v${version}-adapter_model.safetensors`, new Blob([files.weights.slice()], { type: 'application/octet-stream' }));
-      saveFile(`learnt-v${version}-adapter_config.json`, new Blob([files.config], { type: 'application/json' }));
-    } catch (e) {
-      this.showNotice('error', friendlyError(e, 'Exporting the adapter'));
-    }
   }
 
   private onDeviceLost(e: MaceRemoteError): void {
@@ -476,6 +476,7 @@ export class MaceChatElement extends HTMLElement {
   private setState(state: WidgetState, message: string | null): void {
     this.stateValue = state;
     const d = this.dom;
+    this.updateLearnt(); // the adapter menu is offered only while a model is ready
     d.status.hidden = state !== 'loading';
     if (state === 'ready') {
       this.hideNotice();
@@ -592,7 +593,6 @@ export class MaceChatElement extends HTMLElement {
       d.input.focus();
     });
     d.clear.addEventListener('click', () => void this.clearConversation());
-    d.download.addEventListener('click', () => void this.downloadAdapter());
     d.noticeAction.addEventListener('click', () => this.reload());
     d.log.addEventListener(
       'scroll',
@@ -644,14 +644,4 @@ declare global {
     'mace-feedback': CustomEvent<MaceFeedbackDetail>;
     'mace-state': CustomEvent<MaceStateDetail>;
   }
-}
-
-/** Offer `blob` as a download named `name` (an object URL on a temporary link, revoked after the click). */
-function saveFile(name: string, blob: Blob): void {
-  const url = URL.createObjectURL(blob);
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  a.click();
-  setTimeout(() => URL.revokeObjectURL(url), 0);
 }

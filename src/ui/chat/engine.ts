@@ -5,14 +5,14 @@
  * `onStats` and `learning` are optional: an engine without on-device learning still chats, the
  * widget just never shows "learnt".
  */
-import { createWorkerEngine } from '../../engine/client.ts';
 import type { MaceRemoteError } from '../../engine/errors-wire.ts';
 import type { FeedbackInput } from '../../engine/feedback.ts';
 import type { ChatCompletionChunk, ChatCompletionCreateParams } from '../../engine/types.ts';
 import type { LoadRequest, ModelInfo, ProgressSink } from '../../engine/worker-api.ts';
 import type { RateResult } from '../../learn/feedback.ts';
-import type { PeftFiles } from '../../learn/peft.ts';
+import type { AdapterControls } from './adapter-menu.ts';
 import type { LearningStatus, StatsBatch } from '../../scheduler/stats.ts';
+import { OwnEngine, type WorkerMode } from './own-engine.ts';
 
 export interface ChatEngine {
   load(request: LoadRequest, onProgress?: ProgressSink): Promise<ModelInfo>;
@@ -25,12 +25,12 @@ export interface ChatEngine {
   onDeviceLost(listener: (error: MaceRemoteError) => void): () => void;
   onStats?(listener: (batch: StatsBatch) => void): () => void;
   readonly learning?: { status(): Promise<LearningStatus | null> };
-  /** PEFT export of the serving adapter (the header's download button); absent: no button. */
-  readonly adapter?: { export(): Promise<PeftFiles> };
+  /** The learnt adapter's calls (the header's adapter menu: versions, serve, reset, download, import); absent: no menu. */
+  readonly adapter?: AdapterControls;
   terminate?(): void;
 }
 
-/** The engine an element makes when the page gives it none: its own worker. */
-export function createDefaultEngine(): ChatEngine {
-  return createWorkerEngine();
+/** The engine an element makes when the page gives it none (own-engine.ts: shared where it can run, or its own worker). */
+export function createDefaultEngine(mode: WorkerMode = 'shared'): ChatEngine {
+  return new OwnEngine(mode);
 }

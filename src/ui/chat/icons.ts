@@ -16,6 +16,7 @@ const PATHS = {
   stop: 'M7 7h10v10H7z',
   clear: 'M4 7h16M9 7V4h6v3m-8 0 1 13h8l1-13',
   download: 'M12 4v11m-5-5 5 5 5-5M5 20h14',
+  layers: 'M12 3 3 8l9 5 9-5-9-5Zm-9 9 9 5 9-5M3 16l9 5 9-5',
   chevronLeft: 'M15 5l-7 7 7 7',
   chevronRight: 'M9 5l7 7-7 7',
 } as const;

@@ -79,6 +79,16 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--_accent)
   white-space: nowrap; font-variant-numeric: tabular-nums;
 }
 .spacer { flex: 1; }
+.adapter-menu { padding: 0.6rem 0.75rem; border-bottom: 1px solid var(--_line); display: grid; gap: 0.4rem; font-size: 0.85rem; }
+.adapter-menu .menu-title { font-weight: 600; }
+.adapter-menu .menu-line { color: var(--_muted); }
+.adapter-menu .versions { list-style: none; margin: 0; padding: 0; display: grid; gap: 0.15rem; max-height: 9rem; overflow-y: auto; }
+.adapter-menu .versions li { display: flex; align-items: center; gap: 0.5rem; }
+.adapter-menu .version { font-variant-numeric: tabular-nums; min-width: 2.5rem; }
+.adapter-menu .saved { color: var(--_muted); flex: 1; font-size: 0.78rem; }
+.adapter-menu .menu-actions { display: flex; flex-wrap: wrap; gap: 0.3rem; }
+.adapter-menu button { border-color: var(--_line); }
+.adapter-menu .menu-error { color: var(--_danger); overflow-wrap: anywhere; }
 
 .status { padding: 0.75rem; display: grid; gap: 0.4rem; border-bottom: 1px solid var(--_line); }
 .status progress { width: 100%; height: 0.5rem; accent-color: var(--_accent); }

@@ -14,8 +14,10 @@ export interface WidgetDom {
   title: HTMLElement;
   subtitle: HTMLElement;
   learnt: HTMLElement;
-  /** Download the learnt adapter as PEFT files (shown once a version exists and the engine can export). */
-  download: HTMLButtonElement;
+  /** Opens the learnt adapter's menu (adapter-menu.ts; shown once a model is loaded and the engine has adapter calls). */
+  adapterButton: HTMLButtonElement;
+  /** The menu's panel, below the header (filled by AdapterMenu). */
+  adapterPanel: HTMLElement;
   clear: HTMLButtonElement;
   status: HTMLElement;
   bar: HTMLProgressElement;
@@ -60,10 +62,16 @@ export function buildShell(root: ShadowRoot): WidgetDom {
   titles.append(title, subtitle);
   const learnt = el('span', 'learnt');
   learnt.hidden = true;
-  const download = iconButton('download', 'Download the learnt adapter (PEFT files)', { className: 'download' });
-  download.hidden = true;
+  const adapterButton = iconButton('layers', 'Learnt adapter: versions, download, import', { className: 'adapter-toggle' });
+  adapterButton.hidden = true;
+  const adapterPanel = el('div', 'adapter-menu');
+  adapterPanel.id = 'mace-adapter-menu';
+  adapterPanel.setAttribute('role', 'region');
+  adapterPanel.setAttribute('aria-label', 'Learnt adapter');
+  adapterPanel.hidden = true;
+  adapterButton.setAttribute('aria-controls', adapterPanel.id);
   const clear = iconButton('clear', 'Clear conversation', { className: 'clear' });
-  bar.append(titles, el('span', 'spacer'), learnt, download, clear);
+  bar.append(titles, el('span', 'spacer'), learnt, adapterButton, clear);
 
   const status = el('div', 'status');
   status.setAttribute('role', 'status');
@@ -105,8 +113,8 @@ export function buildShell(root: ShadowRoot): WidgetDom {
   const hint = el('p', 'hint', 'Enter sends · Shift+Enter adds a line');
   hint.id = 'mace-hint';
 
-  root.append(bar, status, notice, log, form, hint);
-  return { title, subtitle, learnt, download, clear, status, bar: progress, statusLine, notice, noticeText, noticeAction, log, empty, form, input, send, stop, hint };
+  root.append(bar, adapterPanel, status, notice, log, form, hint);
+  return { title, subtitle, learnt, adapterButton, adapterPanel, clear, status, bar: progress, statusLine, notice, noticeText, noticeAction, log, empty, form, input, send, stop, hint };
 }
 
 /** Fill an answer's bubble with its rendered text (called per frame while it streams). */
