@@ -259,6 +259,21 @@ describe('<mace-chat> loading', () => {
     expect(engine.loads[0].source).toEqual({ kind: 'hub', repo: 'HuggingFaceTB/SmolLM2-135M-Instruct', revision: 'main' });
   });
 
+  it('a profile loads with its own feedback store (its adapter and ratings apart from others); a bad one is refused by name', async () => {
+    const engine = new ScriptedEngine();
+    const el = mount(engine, { profile: 'alice' });
+    await ready(el);
+    expect(engine.loads[0].feedbackStore).toBe('mace-web:alice');
+    const plain = new ScriptedEngine();
+    await ready(mount(plain));
+    expect(plain.loads[0].feedbackStore).toBeUndefined(); // the site's default store
+    const bad = new ScriptedEngine();
+    const el2 = mount(bad, { profile: 'no spaces please' });
+    await expect.poll(() => el2.state).toBe('load-failed');
+    expect($(el2, '.notice').textContent).toContain('profile="no spaces please"');
+    expect(bad.loads).toHaveLength(0);
+  });
+
   it('a bad model attribute is a load failure naming the attribute', async () => {
     const engine = new ScriptedEngine();
     const el = mount(engine, { model: 'not a model' });

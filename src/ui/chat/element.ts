@@ -11,6 +11,8 @@
  *   theme          light | dark (default: the page's prefers-color-scheme); colours and sizes are
  *                  CSS custom properties, listed in styles.ts
  *   max-tokens     longest answer in tokens (default 256); temperature (default 0.8)
+ *   profile        whose feedback and learnt adapter these are: each profile has its own IndexedDB
+ *                  store (`mace-web:<profile>`) and conversation; absent: the site's default store
  *   worker         shared (default) | dedicated: the engine the element makes when given none —
  *                  one engine for all tabs of the site where the browser can, or its own (own-engine.ts)
  * Property `engine`: an engine to share (e.g. the demo's, also watched by <mace-devtools>);
@@ -28,7 +30,7 @@ import { adapterFor, dropAnswer, newAnswer, newerLearnt, newTurn, type LearntAda
 import { createDefaultEngine, type ChatEngine } from './engine.ts';
 import { parseWorkerAttribute } from './own-engine.ts';
 import { errorCode, friendlyError, NO_WEBGPU_MESSAGE, progressFraction, progressLine } from './messages.ts';
-import { parseFormatAttribute, parseModelAttribute, parseNumberAttribute } from './model-spec.ts';
+import { parseFormatAttribute, parseModelAttribute, parseNumberAttribute, parseProfileAttribute, profileStore } from './model-spec.ts';
 import { warmMarkdownWhenIdle } from '../markdown.ts';
 import { adoptStyles } from './styles.ts';
 import { AdapterMenu } from './adapter-menu.ts';
@@ -73,7 +75,7 @@ interface Streaming {
 }
 
 export class MaceChatElement extends HTMLElement {
-  static readonly observedAttributes = ['model', 'format'];
+  static readonly observedAttributes = ['model', 'format', 'profile'];
 
   private readonly dom: WidgetDom;
   private readonly adapterMenu: AdapterMenu;
@@ -245,7 +247,9 @@ export class MaceChatElement extends HTMLElement {
     this.learnt = null;
     this.updateLearnt();
     const modelAttr = this.getAttribute('model');
-    const key = conversationKey(modelAttr?.trim() || SHARED_ENGINE_MODEL, this.id || DEFAULT_ELEMENT_ID);
+    // A profile keeps its own conversation too (its feedback and adapter live in its own store).
+    const profileAttr = this.getAttribute('profile')?.trim();
+    const key = conversationKey(modelAttr?.trim() || SHARED_ENGINE_MODEL, (this.id || DEFAULT_ELEMENT_ID) + (profileAttr ? `@${profileAttr}` : ''));
     const restoring = this.restore(key, serial);
 
     if (modelAttr === null) {
@@ -260,7 +264,8 @@ export class MaceChatElement extends HTMLElement {
 
     let request;
     try {
-      request = { source: parseModelAttribute(modelAttr), format: parseFormatAttribute(this.getAttribute('format')), engine: ENGINE_OPTIONS };
+      const feedbackStore = profileStore(parseProfileAttribute(this.getAttribute('profile')));
+      request = { source: parseModelAttribute(modelAttr), format: parseFormatAttribute(this.getAttribute('format')), engine: ENGINE_OPTIONS, ...(feedbackStore ? { feedbackStore } : {}) };
     } catch (e) {
       await restoring;
       if (serial === this.loadSerial) this.setState('load-failed', friendlyError(e, 'Loading the model'));

@@ -43,6 +43,24 @@ export function parseFormatAttribute(text: string | null): WeightFormat {
   throw new WidgetAttributeError('format', text, `must be one of ${FORMATS.join(', ')}`);
 }
 
+const PROFILE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/**
+ * The `profile` attribute: whose feedback, pairs and learnt adapter these are. Each profile has its
+ * own IndexedDB store (`mace-web:<profile>`; absent: the site's default store `mace-web`).
+ */
+export function parseProfileAttribute(text: string | null): string | undefined {
+  if (text === null || text.trim() === '') return undefined;
+  const t = text.trim();
+  if (!PROFILE.test(t)) throw new WidgetAttributeError('profile', text, 'must be 1 to 64 letters, digits, _ . - (starting with a letter or digit)');
+  return t;
+}
+
+/** The feedback store of a profile (LoadRequest.feedbackStore). */
+export function profileStore(profile: string | undefined): string | undefined {
+  return profile === undefined ? undefined : `mace-web:${profile}`;
+}
+
 /** A number attribute within [min, max]; absent: the default. */
 export function parseNumberAttribute(field: string, text: string | null, fallback: number, min: number, max: number, integer = false): number {
   if (text === null || text.trim() === '') return fallback;
