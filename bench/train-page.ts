@@ -7,7 +7,8 @@
 import type { KtoStepMetrics } from '../src/learn/kto-loop.ts';
 import type { StepMetrics } from '../src/learn/trainer.ts';
 import { gpuOnce, outcome, pageLog, pageSource, type PageModel, type PageOutcome } from './page-common.ts';
-import { runTrain, runTrainStepBench, type KtoTrainResult, type TrainRequest, type TrainResult, type TrainStepBenchOptions, type TrainStepBenchResult } from './train.ts';
+import { runTrain, type KtoTrainResult, type TrainRequest, type TrainResult } from './train.ts';
+import { runTrainStepBench, type TrainStepBenchOptions, type TrainStepBenchResult } from './train-step.ts';
 
 declare global {
   interface Window {

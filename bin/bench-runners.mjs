@@ -285,13 +285,13 @@ export async function runTrain(runtime, spec, request, onStep, log) {
 }
 
 /**
- * The training-step benchmark (bench/train.ts runTrainStepBench) on a synthetic model in Node or
+ * The training-step benchmark (bench/train-step.ts runTrainStepBench) on a synthetic model in Node or
  * Chromium. Resolves with { result, markdown }.
  */
 export async function runTrainStepBench(runtime, opts, log) {
   if (runtime === 'node') {
     return withNodeGpu(log, 'mace train --synthetic (node)', async (server, ctx) => {
-      const bench = await server.ssrLoadModule('/bench/train.ts');
+      const bench = await server.ssrLoadModule('/bench/train-step.ts');
       const result = await bench.runTrainStepBench(ctx, opts, log);
       return { result, markdown: bench.trainStepToMarkdown(result) };
     });
@@ -299,7 +299,7 @@ export async function runTrainStepBench(runtime, opts, log) {
   return withChromiumPage(log, { path: '/bench/train.html', readyFn: 'maceTrainStepBench', expose: { maceLog: (m) => log(m) } }, async (page, server) => {
     const out = await page.evaluate((o) => window.maceTrainStepBench(o), opts);
     if (!out.ok) throw pageFailure(out.error);
-    const { trainStepToMarkdown } = await server.ssrLoadModule('/bench/train.ts');
+    const { trainStepToMarkdown } = await server.ssrLoadModule('/bench/train-step.ts');
     return { result: out.result, markdown: trainStepToMarkdown(out.result) };
   });
 }

@@ -228,7 +228,7 @@ async function train(opts) {
   log(`${report.steps.length} steps (${report.nonFiniteSteps} non-finite, skipped) in ${(t.trainMs / 1000).toFixed(1)} s: ${t.msPerStep.toFixed(0)} ms/step, ${t.tokensPerSec.toFixed(1)} forward+backward tokens/s; arena ${(report.arenaBytes / 2 ** 20).toFixed(1)} MiB`);
 }
 
-/** `train --synthetic`: one DPO step's cost on a synthetic model (bench/train.ts runTrainStepBench). */
+/** `train --synthetic`: one DPO step's cost on a synthetic model (bench/train-step.ts runTrainStepBench). */
 async function trainStepBench(opts) {
   // One run per kernel plan (--plan fused,unfused compares them in one command, plan by plan).
   const runs = [];
