@@ -16,7 +16,7 @@ import { describeGpu, type GpuContext } from '../src/gpu/device.ts';
 import type { WeightFormat } from '../src/kernels/weights.ts';
 import { createEngine, type Engine } from '../src/engine/openai.ts';
 import { createAdapter, readAdapter, type AdapterConfig, type HostAdapter } from '../src/learn/adapter.ts';
-import { parsePreferenceFile, parseThumbsFile, type KtoStats } from '../src/learn/formats.ts';
+import { ktoStats, parsePreferenceFile, parseThumbsFile, type KtoStats } from '../src/learn/formats.ts';
 import { checkThumbs, trainKto, type KtoEvalMetrics, type KtoLoopTrainer, type KtoStepMetrics, type NamedThumb } from '../src/learn/kto-loop.ts';
 import { tokenizeThumb } from '../src/learn/pair-tokens.ts';
 import { exportPeft } from '../src/learn/peft.ts';
@@ -457,18 +457,6 @@ function readThumbs(b: TrainBackend, f: TextFile, eos: boolean): { examples: Nam
   return { examples, stats: parsed.stats };
 }
 
-function thumbStats(list: readonly { prompt: string; label: boolean }[]): KtoStats {
-  const byPrompt = new Map<string, { up: boolean; down: boolean }>();
-  for (const e of list) {
-    const g = byPrompt.get(e.prompt) ?? { up: false, down: false };
-    if (e.label) g.up = true;
-    else g.down = true;
-    byPrompt.set(e.prompt, g);
-  }
-  const liked = list.filter((e) => e.label).length;
-  return { examples: list.length, liked, disliked: list.length - liked, contexts: byPrompt.size, contextsWithBoth: [...byPrompt.values()].filter((g) => g.up && g.down).length };
-}
-
 async function storyThumbs(b: TrainBackend, o: StoriesOptions, seed: number, log: (m: string) => void): Promise<{ thumbs: StoryThumbs; train: NamedThumb[]; heldOut: NamedThumb[]; generateMs: number }> {
   const tokens = o.tokens ?? 48;
   const t0 = performance.now();
@@ -504,9 +492,9 @@ export async function trainKtoOn(b: TrainBackend, req: TrainRequest, hooks: Trai
     if (req.stories?.thumbs) {
       stories = await storyThumbs(b, req.stories, seed, log);
       train = stories.train;
-      trainStats = thumbStats(stories.thumbs.train);
+      trainStats = ktoStats(stories.thumbs.train);
       if (req.evalThumbs) ({ examples: evalSet, stats: evalStats } = readThumbs(b, req.evalThumbs, req.eos !== false));
-      else ({ heldOut: evalSet } = stories), (evalStats = thumbStats(stories.thumbs.heldOut));
+      else ({ heldOut: evalSet } = stories), (evalStats = ktoStats(stories.thumbs.heldOut));
     } else {
       if (!req.thumbs) throw new TrainRequestError('thumbs', 'is missing: give a thumbs file or use stories with thumbs');
       ({ examples: train, stats: trainStats } = readThumbs(b, req.thumbs, req.eos !== false));

@@ -19,6 +19,7 @@
 import type { GpuContext } from '../gpu/device.ts';
 import { encodeDispatches } from '../gpu/dispatch.ts';
 import { createAdapter, readAdapter, writeAdapter, type AdapterConfig, type GpuAdapter, type HostAdapter } from '../learn/adapter.ts';
+import type { KtoStepMetrics } from '../learn/kto-loop.ts';
 import type { TokenKto, TokenPair } from '../learn/reference.ts';
 import { DpoTrainer, SEQS, TOKEN_BUCKET, UNIT_GRANULARITIES, type KtoStepLoss, type KtoStepPlan, type PairLogprobs, type SeqName, type StepLoss, type StepPlan, type UnitGranularity, type WorkUnit } from '../learn/trainer.ts';
 import type { AdapterBank } from '../learn/bank.ts';
@@ -522,6 +523,6 @@ export class Learner {
  * the example's reward β·ρ under its label (NaN for the other, as TRL's 0/0), margins and accuracies
  * NaN (one unpaired example has neither); `method: 'kto'` tells the record apart.
  */
-function ktoAsFinetune(m: import('../learn/kto-loop.ts').KtoStepMetrics) {
+function ktoAsFinetune(m: KtoStepMetrics) {
   return { ...m, 'rewards/accuracies': NaN };
 }

@@ -395,6 +395,11 @@ export function parseThumbsFile(file: string, content: string, o: { format?: Thu
       skip(new PreferenceFormatError(file, where, e.field, e.detail));
     }
   }
+  return { file, format, records: records.length, examples, skipped, stats: ktoStats(examples) };
+}
+
+/** Counts of a set of unpaired thumbs: liked / disliked, contexts, and contexts rated both ways. */
+export function ktoStats(examples: readonly (PairContext & { label: boolean })[]): KtoStats {
   const byContext = new Map<string, { up: boolean; down: boolean }>();
   for (const e of examples) {
     const key = contextKeyOf(e.messages !== undefined ? { messages: e.messages } : { prompt: e.prompt });
@@ -404,8 +409,7 @@ export function parseThumbsFile(file: string, content: string, o: { format?: Thu
     byContext.set(key, g);
   }
   const liked = examples.filter((e) => e.label).length;
-  const stats: KtoStats = { examples: examples.length, liked, disliked: examples.length - liked, contexts: byContext.size, contextsWithBoth: [...byContext.values()].filter((g) => g.up && g.down).length };
-  return { file, format, records: records.length, examples, skipped, stats };
+  return { examples: examples.length, liked, disliked: examples.length - liked, contexts: byContext.size, contextsWithBoth: [...byContext.values()].filter((g) => g.up && g.down).length };
 }
 
 // ---------------------------------------------------------------- entry point
