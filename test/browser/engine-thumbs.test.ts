@@ -54,7 +54,8 @@ describe('unpaired thumbs in the engine', () => {
     expect(ra.thumbsAdded).toHaveLength(1);
     await until(() => engine.learning.status()!.steps >= 1);
     await engine.feedback({ completionId: b.id, rating: 'down' });
-    await until(() => engine.learning.status()!.steps >= 2);
+    // The trainer counts a step before the learner dequeues its job: wait for both.
+    await until(() => engine.learning.status()!.steps >= 2 && engine.learning.status()!.pendingPairs === 0);
     const st = engine.learning.status()!;
     expect(st).toMatchObject({ version: 2, thumbs: 2, pairs: 0, pendingPairs: 0, pendingThumbs: 0, failedSteps: 0 });
     const finetunes = () => records.filter((r): r is FinetuneStats => r.type === 'finetune');
