@@ -6,7 +6,7 @@
  */
 import { networkInterfaces } from 'node:os';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRemoteEngine } from '../../src/engine/remote-client.ts';
 import { MaceRemoteError } from '../../src/engine/errors-wire.ts';
 import { post, removeAdapterDirs, runMace, startMace, STORIES, writeAdapterDir, type MaceServer } from './serve-helpers.ts';
@@ -41,6 +41,12 @@ async function acceptedWithin(ms: number): Promise<boolean> {
 }
 
 describe('mace serve (Chromium) with the openai client', () => {
+  // Each test starts with the engine free: a request a failed test left running must not turn the
+  // next tests' requests into 429s.
+  beforeEach(async () => {
+    expect(await acceptedWithin(20_000)).toBe(true);
+  }, T);
+
   it('binds 127.0.0.1 by default: the URL says so and other interfaces refuse', async () => {
     expect(srv.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const port = new URL(srv.url).port;
@@ -83,9 +89,14 @@ describe('mace serve (Chromium) with the openai client', () => {
     const controller = new AbortController();
     const stream = await client.completions.create({ prompt, max_tokens: 400, temperature: 0, ignore_eos: true, stream: true } as never, { signal: controller.signal });
     let got = 0;
-    // The openai client ends the iteration quietly (or with APIUserAbortError, by version) on abort.
+    // The openai client ends the iteration quietly (or with APIUserAbortError, by version) on abort;
+    // a chunk already buffered may still arrive after abort(), so the loop stops itself at the second.
     try {
-      for await (const _c of stream as unknown as AsyncIterable<unknown>) if (++got === 2) controller.abort();
+      for await (const _c of stream as unknown as AsyncIterable<unknown>) {
+        if (++got < 2) continue;
+        controller.abort();
+        break;
+      }
     } catch (e) {
       expect((e as Error).name).toMatch(/Abort/);
     }
