@@ -50,6 +50,13 @@
  *   (sequence, head), the online softmax in registers, no workgroup memory and no barrier (each
  *   barrier is a fiber switch on such a device, and a decode's tiles are tiny).
  *
+ * - attentionPrefill's serial variant (shaders/attention_prefill_serial.wgsl), chosen the same
+ *   way: one invocation per (query token, head), the decode serial kernel's loop with the query's
+ *   own sequence and position. Queries no longer share K/V loads through workgroup memory, but on
+ *   SwiftShader the tiled kernel's barriers dominated: stories260K's attention of a 4-token chunk
+ *   took 15 of a prefill pass's 19 GPU ms tiled (5 layers), which made every small prompt chunk
+ *   (and every decode batched beside one) cost 4–6 decode steps.
+ *
  * Known limits, by choice for now: decode runs one workgroup per (sequence, head) over all its
  * visible keys (no split-K "flash-decoding"), so a single long sequence uses few workgroups; GQA
  * heads of a group each load their KV head separately (neighbouring workgroups, so mostly from
@@ -66,6 +73,7 @@
 import decodeWgsl from '../../shaders/attention_decode.wgsl?raw';
 import decodeSerialWgsl from '../../shaders/attention_decode_serial.wgsl?raw';
 import prefillWgsl from '../../shaders/attention_prefill.wgsl?raw';
+import prefillSerialWgsl from '../../shaders/attention_prefill_serial.wgsl?raw';
 import type { GpuContext } from '../gpu/device.ts';
 import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
 import { LimitsTooSmallError, ShapeError } from '../gpu/errors.ts';
@@ -329,6 +337,20 @@ export function attentionPrefill(ctx: GpuContext, a: AttentionPrefillArgs): Kern
   const scale = checkAttention(kernel, a, 'T', a.T);
   requireBufferFits(kernel, 'tokenSeq', a.tokenSeq, [a.T]);
   requireBufferFits(kernel, 'tokenPos', a.tokenPos, [a.T]);
+  // q [T, nHeads, hd], K/V caches [nBlocks, 16, nKvHeads, hd], block table [nSeqs, maxBlocksPerSeq], tokenSeq/tokenPos [T], out [T, nHeads, hd], keyWindow [nSeqs, 2]
+  const storage = [a.q, a.kCache, a.vCache, a.blockTable, a.tokenSeq, a.tokenPos, a.out, ...(a.keyWindow ? [a.keyWindow] : [])];
+  const uniforms = PrefillParams.pack({ T: a.T, nHeads: a.nHeads, nKvHeads: a.nKvHeads, maxBlocksPerSeq: a.maxBlocksPerSeq, scale });
+  if (serialAttention(ctx, a.headDim)) {
+    const wg = spreadWorkgroupSize(a.T * a.nHeads, SERIAL_WG);
+    const variant = `attention_prefill_serial_f32_hd${a.headDim}_wg${wg}${a.keyWindow ? '_win' : ''}`;
+    return makeDispatch(ctx, {
+      variant,
+      code: () => specialize(prefillSerialWgsl, { PARAMS: PrefillParams.wgsl, HD4: a.headDim / 4, WG: wg, BLOCK_SIZE, WINDOW_OF: windowOf(!!a.keyWindow) }, variant),
+      uniforms,
+      storage,
+      workgroups: grid1d(Math.ceil((a.T * a.nHeads) / wg), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
   const tiling = prefillTiling(a.headDim);
   const maxShared = ctx.limits.maxComputeWorkgroupStorageSize;
   if (tiling.sharedBytes > maxShared) throw new LimitsTooSmallError('maxComputeWorkgroupStorageSize', tiling.sharedBytes, maxShared, `${kernel} tiles for headDim ${a.headDim}`);
@@ -347,9 +369,8 @@ export function attentionPrefill(ctx: GpuContext, a: AttentionPrefillArgs): Kern
   return makeDispatch(ctx, {
     variant,
     code: () => specialize(prefillWgsl, values, variant),
-    uniforms: PrefillParams.pack({ T: a.T, nHeads: a.nHeads, nKvHeads: a.nKvHeads, maxBlocksPerSeq: a.maxBlocksPerSeq, scale }),
-    // q [T, nHeads, hd], K/V caches [nBlocks, 16, nKvHeads, hd], block table [nSeqs, maxBlocksPerSeq], tokenSeq/tokenPos [T], out [T, nHeads, hd], keyWindow [nSeqs, 2]
-    storage: [a.q, a.kCache, a.vCache, a.blockTable, a.tokenSeq, a.tokenPos, a.out, ...(a.keyWindow ? [a.keyWindow] : [])],
+    uniforms,
+    storage,
     workgroups: grid1d(nTiles * a.nHeads, ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }

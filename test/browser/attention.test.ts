@@ -32,6 +32,19 @@ function cloneHost(h: PagedKvHost): PagedKvHost {
   return { ...h, kCache: h.kCache.slice(), vCache: h.vCache.slice() };
 }
 
+/** The file's device with one reduction style forced; the test's end restores the device's own. */
+let forced: GpuContext[] = [];
+afterEach(() => {
+  for (const ctx of forced) setReductionStyle(ctx, undefined);
+  forced = [];
+});
+async function styled(style: ReductionStyle, options = {}): Promise<GpuContext> {
+  const ctx = await testGpu(options);
+  setReductionStyle(ctx, style);
+  forced.push(ctx);
+  return ctx;
+}
+
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 const U = UNBOUNDED_WINDOW;
 
@@ -172,61 +185,60 @@ async function prefillCase(ctx: GpuContext, heads: [number, number, number], pre
   const q = randomF32(T * nHeads * headDim, seed + 3);
   const seqBuf = upload(ctx, new Uint32Array(tokenSeq)), posBuf = upload(ctx, new Uint32Array(tokenPos));
   const out = upload(ctx, new Float32Array(q.length));
-  await run(ctx, [
-    kvWrite(ctx, { ...kv, k: upload(ctx, k), v: upload(ctx, v), tokenSeq: seqBuf, tokenPos: posBuf, T }),
-    attentionPrefill(ctx, { ...kv, q: upload(ctx, q), tokenSeq: seqBuf, tokenPos: posBuf, out, T, nHeads, keyWindow: windows ? windowBuffer(ctx, windows) : undefined }),
-  ]);
+  const attention = attentionPrefill(ctx, { ...kv, q: upload(ctx, q), tokenSeq: seqBuf, tokenPos: posBuf, out, T, nHeads, keyWindow: windows ? windowBuffer(ctx, windows) : undefined });
+  await run(ctx, [kvWrite(ctx, { ...kv, k: upload(ctx, k), v: upload(ctx, v), tokenSeq: seqBuf, tokenPos: posBuf, T }), attention]);
   const host = cloneHost(fx.host);
   kvWriteRef(host, k, v, tokenSeq, tokenPos, T);
-  return { got: await download(ctx, out, q.length), want: attentionRef(q, host, tokenSeq, tokenPos, nHeads, undefined, windows) };
+  return { got: await download(ctx, out, q.length), want: attentionRef(q, host, tokenSeq, tokenPos, nHeads, undefined, windows), label: attention.label };
 }
 
+// Both prefill variants on this device: 'serial' (one invocation per (query, head), the CPU-class
+// device's choice under the fused plan; headDim % 4 == 0 only) and 'workgroup' (the tiled kernel).
+const PREFILL_STYLES: ReductionStyle[] = ['serial', 'workgroup'];
+
 describe('attention prefill', () => {
-  for (const heads of HEADS) {
-    const name = `${heads[0]}/${heads[1]} heads, headDim ${heads[2]}`;
-    it(`${name}: a 40-token chunk from position 0`, async () => {
-      const { got, want } = await prefillCase(await testGpu(), heads, [0], [[0, 0, 40]], 100);
+  for (const style of PREFILL_STYLES) {
+    for (const heads of HEADS) {
+      const name = `${style}, ${heads[0]}/${heads[1]} heads, headDim ${heads[2]}`;
+      it(`${name}: a 40-token chunk from position 0`, async () => {
+        const { got, want, label } = await prefillCase(await styled(style), heads, [0], [[0, 0, 40]], 100);
+        expect(label.includes('serial')).toBe(style === 'serial');
+        expect(closeTo(got, want, F32_TOL)).toBeNull();
+      });
+      it(`${name}: a chunk at position 20 after a cached prefix`, async () => {
+        const { got, want } = await prefillCase(await styled(style), heads, [20], [[0, 20, 17]], 200);
+        expect(closeTo(got, want, F32_TOL)).toBeNull();
+      });
+      it(`${name}: two sequences' chunks in one dispatch`, async () => {
+        // 17 + 5 tokens: the query tiles straddle the boundary between the two sequences
+        const { got, want } = await prefillCase(await styled(style), heads, [17, 0], [[0, 17, 17], [1, 0, 5]], 300);
+        expect(closeTo(got, want, F32_TOL)).toBeNull();
+      });
+    }
+    it(`${style}: three sequences with interleaved tokens (positions not sorted), fallback device`, async () => {
+      const { got, want } = await prefillCase(await styled(style, FALLBACK), [6, 2, 64], [3, 0, 16], [[0, 3, 7], [1, 0, 1], [2, 16, 9]], 400, true);
       expect(closeTo(got, want, F32_TOL)).toBeNull();
     });
-    it(`${name}: a chunk at position 20 after a cached prefix`, async () => {
-      const { got, want } = await prefillCase(await testGpu(), heads, [20], [[0, 20, 17]], 200);
+    for (const heads of [[3, 1, 80], [2, 2, 256], [2, 1, 6]] as [number, number, number][]) {
+      const what = heads[2] === 256 ? 'the maximum: smallest tiles' : heads[2] % 4 ? 'not a multiple of 4: always the tiled kernel' : 'not a power of two';
+      it(`${style}, head size ${heads[2]} (${what}): two sequences' chunks`, async () => {
+        const { got, want, label } = await prefillCase(await styled(style), heads, [5, 0], [[0, 5, 12], [1, 0, 3]], 600 + heads[2]);
+        expect(label.includes('serial')).toBe(style === 'serial' && heads[2] % 4 === 0);
+        expect(closeTo(got, want, F32_TOL)).toBeNull();
+      });
+    }
+    it(`${style}: a single token chunk equals decode`, async () => {
+      const { got, want } = await prefillCase(await styled(style), [8, 4, 8], [99], [[0, 99, 1]], 500);
       expect(closeTo(got, want, F32_TOL)).toBeNull();
     });
-    it(`${name}: two sequences' chunks in one dispatch`, async () => {
-      // 17 + 5 tokens: the query tiles straddle the boundary between the two sequences
-      const { got, want } = await prefillCase(await testGpu(), heads, [17, 0], [[0, 17, 17], [1, 0, 5]], 300);
+    it(`${style}: a decode row of one sequence beside another's 16-token chunk (the engine's mixed batch)`, async () => {
+      const { got, want } = await prefillCase(await styled(style), [8, 4, 8], [30, 0], [[0, 30, 1], [1, 0, 16]], 510);
       expect(closeTo(got, want, F32_TOL)).toBeNull();
     });
   }
-  it('three sequences with interleaved tokens (positions not sorted), fallback device', async () => {
-    const { got, want } = await prefillCase(await testGpu(FALLBACK), [6, 2, 64], [3, 0, 16], [[0, 3, 7], [1, 0, 1], [2, 16, 9]], 400, true);
-    expect(closeTo(got, want, F32_TOL)).toBeNull();
-  });
-  for (const heads of [[3, 1, 80], [2, 2, 256]] as [number, number, number][]) {
-    it(`head size ${heads[2]} (${heads[2] === 256 ? 'the maximum: smallest tiles' : 'not a power of two'}): two sequences' chunks`, async () => {
-      const { got, want } = await prefillCase(await testGpu(), heads, [5, 0], [[0, 5, 12], [1, 0, 3]], 600 + heads[2]);
-      expect(closeTo(got, want, F32_TOL)).toBeNull();
-    });
-  }
-  it('a single token chunk equals decode', async () => {
-    const ctx = await testGpu();
-    const { got, want } = await prefillCase(ctx, [8, 4, 8], [99], [[0, 99, 1]], 500);
-    expect(closeTo(got, want, F32_TOL)).toBeNull();
-  });
 });
 
 describe('attention with key windows (sinks + recent window per sequence)', () => {
-  let forced: GpuContext | undefined;
-  afterEach(() => {
-    if (forced) setReductionStyle(forced, undefined);
-    forced = undefined;
-  });
-  const styled = async (style: ReductionStyle, options = {}) => {
-    const ctx = await testGpu(options);
-    setReductionStyle(ctx, style);
-    forced = ctx;
-    return ctx;
-  };
   // Mixed in one dispatch: unbounded, window 1, a window of exactly one block, sinks with a small
   // window, a window longer than the sequence (= unbounded), sinks past the window's start.
   const lens = [1, 5, 16, 40, 100, 37];
@@ -299,44 +311,46 @@ describe('attention with key windows (sinks + recent window per sequence)', () =
     expect(Array.from(await download(ctx, windowed, n))).toEqual(Array.from(await download(ctx, plain, n)));
   });
 
-  const PREFILL_HEADS: [number, number, number][] = [[1, 1, 8], [6, 2, 64], [3, 1, 12]];
-  for (const heads of PREFILL_HEADS) {
-    const name = `${heads[0]}/${heads[1]} heads, headDim ${heads[2]}`;
-    it(`prefill, ${name}: a 40-token chunk with 2 sinks and window 7 (tiles in the gap skipped)`, async () => {
-      const { got, want } = await prefillCase(await testGpu(), heads, [0], [[0, 0, 40]], 1000, false, { sinks: [2], window: [7] });
+  for (const style of PREFILL_STYLES) {
+    const PREFILL_HEADS: [number, number, number][] = [[1, 1, 8], [6, 2, 64], [3, 1, 12]];
+    for (const heads of PREFILL_HEADS) {
+      const name = `${heads[0]}/${heads[1]} heads, headDim ${heads[2]}`;
+      it(`prefill, ${style}, ${name}: a 40-token chunk with 2 sinks and window 7 (tiles in the gap skipped)`, async () => {
+        const { got, want } = await prefillCase(await styled(style), heads, [0], [[0, 0, 40]], 1000, false, { sinks: [2], window: [7] });
+        expect(closeTo(got, want, F32_TOL)).toBeNull();
+      });
+      it(`prefill, ${style}, ${name}: two sequences' chunks in one query tile with different windows (3 + 1 sink, unbounded)`, async () => {
+        const { got, want } = await prefillCase(await styled(style), heads, [17, 0], [[0, 17, 17], [1, 0, 5]], 1100, false, { sinks: [1, 0], window: [3, U] });
+        expect(closeTo(got, want, F32_TOL)).toBeNull();
+      });
+    }
+    it(`prefill, ${style}: window 1 (each query sees itself and the sinks) after a cached prefix, fallback device`, async () => {
+      const { got, want } = await prefillCase(await styled(style, FALLBACK), [4, 2, 8], [20], [[0, 20, 17]], 1200, false, { sinks: [3], window: [1] });
       expect(closeTo(got, want, F32_TOL)).toBeNull();
     });
-    it(`prefill, ${name}: two sequences' chunks in one query tile with different windows (3 + 1 sink, unbounded)`, async () => {
-      const { got, want } = await prefillCase(await testGpu(), heads, [17, 0], [[0, 17, 17], [1, 0, 5]], 1100, false, { sinks: [1, 0], window: [3, U] });
-      expect(closeTo(got, want, F32_TOL)).toBeNull();
+    it(`prefill, ${style}: a window at least as long as the sequence equals unbounded; interleaved sequences`, async () => {
+      const chunks: [number, number, number][] = [[0, 3, 7], [1, 0, 1], [2, 16, 9]];
+      const a = await prefillCase(await styled(style), [6, 2, 16], [3, 0, 16], chunks, 1300, true, { sinks: [0, 5, 0], window: [10, 1, 25] });
+      const b = await prefillCase(await styled(style), [6, 2, 16], [3, 0, 16], chunks, 1300, true);
+      expect(Array.from(a.got)).toEqual(Array.from(b.got));
+      expect(closeTo(a.got, a.want, F32_TOL)).toBeNull();
     });
-  }
-  it('prefill: window 1 (each query sees itself and the sinks) after a cached prefix, fallback device', async () => {
-    const { got, want } = await prefillCase(await testGpu(FALLBACK), [4, 2, 8], [20], [[0, 20, 17]], 1200, false, { sinks: [3], window: [1] });
-    expect(closeTo(got, want, F32_TOL)).toBeNull();
-  });
-  it('prefill: a window at least as long as the sequence equals unbounded; interleaved sequences', async () => {
-    const chunks: [number, number, number][] = [[0, 3, 7], [1, 0, 1], [2, 16, 9]];
-    const a = await prefillCase(await testGpu(), [6, 2, 16], [3, 0, 16], chunks, 1300, true, { sinks: [0, 5, 0], window: [10, 1, 25] });
-    const b = await prefillCase(await testGpu(), [6, 2, 16], [3, 0, 16], chunks, 1300, true);
-    expect(Array.from(a.got)).toEqual(Array.from(b.got));
-    expect(closeTo(a.got, a.want, F32_TOL)).toBeNull();
-  });
-  for (const headDim of [8, 64]) {
-    it(`prefill, headDim ${headDim}: far-apart queries of one segment never read the blocks between their windows (NaN-poisoned, then NO_BLOCK)`, async () => {
-      // one segment: positions 5 and 60 of sequence 0 (window 4: keys 2..5 and 57..60), then a
-      // chunk of sequence 1 (sinks 2, window 3) whose blocks 1..2 are masked
-      const w: KeyWindows = { sinks: [0, 2], window: [4, 3] };
-      const chunks: [number, number, number][] = [[0, 5, 1], [0, 60, 1], [1, 50, 4]];
-      for (const hole of ['poison', 'none'] as const) {
-        const { got, want } = await prefillCase(await testGpu(), [2, 1, headDim], [61, 50], chunks, 1400 + headDim, false, w, (fx) => {
-          const id = hole === 'poison' ? poisonBlock(fx) : NO_BLOCK;
-          holeBlocks(fx, 0, 1, 3, id); // positions 16..47
-          holeBlocks(fx, 1, 1, 3, id); // positions 16..47: the chunk at 50..53 sees 0, 1 and 48..53
-        });
-        expect(closeTo(got, want, F32_TOL, hole)).toBeNull();
-      }
-    });
+    for (const headDim of [8, 64]) {
+      it(`prefill, ${style}, headDim ${headDim}: far-apart queries of one segment never read the blocks between their windows (NaN-poisoned, then NO_BLOCK)`, async () => {
+        // one segment: positions 5 and 60 of sequence 0 (window 4: keys 2..5 and 57..60), then a
+        // chunk of sequence 1 (sinks 2, window 3) whose blocks 1..2 are masked
+        const w: KeyWindows = { sinks: [0, 2], window: [4, 3] };
+        const chunks: [number, number, number][] = [[0, 5, 1], [0, 60, 1], [1, 50, 4]];
+        for (const hole of ['poison', 'none'] as const) {
+          const { got, want } = await prefillCase(await styled(style), [2, 1, headDim], [61, 50], chunks, 1400 + headDim, false, w, (fx) => {
+            const id = hole === 'poison' ? poisonBlock(fx) : NO_BLOCK;
+            holeBlocks(fx, 0, 1, 3, id); // positions 16..47
+            holeBlocks(fx, 1, 1, 3, id); // positions 16..47: the chunk at 50..53 sees 0, 1 and 48..53
+          });
+          expect(closeTo(got, want, F32_TOL, hole)).toBeNull();
+        }
+      });
+    }
   }
 });
 
