@@ -12,11 +12,26 @@
  *
  * Every method validates its whole input before changing anything.
  */
-import type { ChatCompletion, Completion } from '../engine/types.ts';
 import { LearnError } from './errors.ts';
 import { answerText, contextKeyOf, contextOf, describe, PreferenceInputError, PreferenceSet, timestamp, type PairContext, type PreferencePair } from './pairs.ts';
 
 export type Rating = 'up' | 'down';
+
+/**
+ * The parts of an OpenAI-style completion the log reads (src/engine/types.ts ChatCompletion and
+ * Completion have them): declared here so learning does not import from the engine above it.
+ */
+export interface ChatCompletionLike {
+  id: string;
+  /** Seconds since the epoch. */
+  created: number;
+  choices: readonly { message: { content: string | null } }[];
+}
+export interface TextCompletionLike {
+  id: string;
+  created: number;
+  choices: readonly { text: string }[];
+}
 
 export type CompletionRecord = PairContext & {
   completionId: string;
@@ -130,12 +145,12 @@ export class FeedbackLog {
   }
 
   /** Record an engine chat completion (first choice) for `messages`. */
-  recordChatCompletion(messages: unknown, c: ChatCompletion): CompletionRecord {
+  recordChatCompletion(messages: unknown, c: ChatCompletionLike): CompletionRecord {
     return this.recordCompletion({ completionId: c.id, messages, answer: c.choices[0]?.message.content, createdAt: c.created * 1000 });
   }
 
   /** Record an engine text completion (first choice) for `prompt`. */
-  recordTextCompletion(prompt: string, c: Completion): CompletionRecord {
+  recordTextCompletion(prompt: string, c: TextCompletionLike): CompletionRecord {
     return this.recordCompletion({ completionId: c.id, prompt, answer: c.choices[0]?.text, createdAt: c.created * 1000 });
   }
 

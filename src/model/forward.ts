@@ -46,7 +46,6 @@ import { rmsNorm } from '../kernels/rmsnorm.ts';
 import { rope } from '../kernels/rope.ts';
 import { siluGate } from '../kernels/silu.ts';
 import type { KvCacheGpu } from '../kv/cache.ts';
-import type { AdapterBank } from '../learn/bank.ts';
 import { fusedLayerWeights, type FusedLayerWeights, type GpuModelWeights } from './gpu-weights.ts';
 import type { LinearModule } from './tensors.ts';
 
@@ -91,6 +90,19 @@ export interface WrittenStep {
   T: number;
   nSeqs: number;
   lora: boolean;
+}
+
+/**
+ * What the forward pass needs of an adapter bank (src/learn/bank.ts AdapterBank is one), declared
+ * here so the model layer does not import from learning above it.
+ */
+export interface ServingBank {
+  readonly nSlots: number;
+  readonly r: number;
+  /** Whether the bank serves module m of layer l (undefined: that module runs without LoRA). */
+  region(layer: number, module: LinearModule): unknown;
+  /** y += each row's LoRA delta (row i uses slot ids[i]; NO_ADAPTER rows add nothing). */
+  forward(layer: number, module: LinearModule, io: { x: GPUBuffer; y: GPUBuffer; h: GPUBuffer; ids: GPUBuffer; M: number }): KernelDispatch[];
 }
 
 /** Buffers of the LoRA path, present only with an adapter bank. */
@@ -158,7 +170,7 @@ export class ForwardPass {
     readonly kv: KvCacheGpu,
     readonly limits: ForwardLimits,
     /** Resident LoRA adapters (owned by the caller); null: base model only. */
-    readonly bank: AdapterBank | null = null,
+    readonly bank: ServingBank | null = null,
     /** Kernel plan; default: the context's (kernelPlan(ctx)). */
     plan?: KernelPlan,
   ) {
