@@ -13,7 +13,9 @@
  *    Memory fit is the share of what is left that the piece takes: KV blocks and arena tokens for a
  *    prefill chunk, training-arena bytes for fine-tune units (their activations).
  *    The plan's first prefill chunk may always take `minPrefillTokens` (prompts never starve
- *    behind running decodes; the plan is sliced if that goes over the budget).
+ *    behind running decodes; the plan is sliced if that goes over the budget). Fine-tune units
+ *    take at most `finetuneShare` of the time inference leaves, and beside decodes at most
+ *    `decodeStretch` of the decodes' own time (what colocation adds to every chat's TBT).
  * 3. If nothing at all fits (an item larger than the whole budget) the highest-priority item runs
  *    at its smallest size: work never stalls, the plan is split into layer-range slices instead.
  *
@@ -285,8 +287,10 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
   // Beside inference rows only with a measured cost (see SchedulerConfig.minFinetuneSamples).
   const ftBeside = cost.finetuneSamples >= c.minFinetuneSamples;
   const inferenceWork = b.entries.length > 0 || candidates.length > 0;
-  // Beside inference rows fine-tuning takes at most its share of the time left (SchedulerConfig.finetuneShare).
-  const maxMs = inferenceWork ? c.finetuneShare * cap.ms : Infinity;
+  // Beside inference rows fine-tuning takes at most its share of the time left (SchedulerConfig.finetuneShare),
+  // and beside decodes at most decodeStretch of the decodes' own time (the TBT it adds to every chat).
+  const decodeMs = b.ms;
+  const maxMs = inferenceWork ? Math.min(c.finetuneShare * cap.ms, b.entries.length > 0 ? c.decodeStretch * decodeMs : Infinity) : Infinity;
   if (job && (ftBeside || !inferenceWork)) candidates.push({ kind: 'finetune', j: job, priority: c.policy === 'periodic' ? -Infinity : finetunePriority(job, s.now, c), tier: 1, maxMs });
 
   while (candidates.length > 0) {

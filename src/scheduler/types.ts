@@ -150,6 +150,14 @@ export interface SchedulerConfig {
    * decode steps stay closer to their own cost. Alone (inference idle), units use the whole budget.
    */
   finetuneShare: number;
+  /**
+   * Beside running decodes, fine-tune units add at most this fraction of the decodes' own predicted
+   * time (their iteration's intercept included): 0.25 lets a 4 ms decode step grow to at most 5 ms.
+   * Every decode row's time between tokens is its iteration's whole time, so this bounds what
+   * colocated fine-tuning adds to the TBT of every chat, whatever the budget leaves; units too large
+   * for it wait for an iteration without decodes. Infinity: only finetuneShare and the budget apply.
+   */
+  decodeStretch: number;
   /** Best-fit weights: λ1 on memory fit, λ2 on latency fit (fractions of the remaining capacity). */
   lambdaMemory: number;
   lambdaLatency: number;
@@ -170,6 +178,7 @@ export function defaultSchedulerConfig(policy: PolicyName = 'mace', budgetMs = D
     minPrefillTokens: 16,
     minFinetuneSamples: 3,
     finetuneShare: 0.5,
+    decodeStretch: 0.25,
     lambdaMemory: 0.5,
     lambdaLatency: 0.5,
   };

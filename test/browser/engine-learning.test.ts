@@ -107,7 +107,8 @@ describe('engine learning', () => {
 
   it('packs sub-layer fine-tune units beside decodes in one submission once their cost is measured (gate on)', async () => {
     // The default gate: fine-tune units join inference rows only after 3 measured fine-tune iterations.
-    const engine = createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 4, modelName: 'stories260K', adapters: { slots: 2, maxRank: 4 }, scheduler: { budgetMs: 40 } });
+    // decodeStretch 1 (a unit may double a decode step): this test is about the gate, not how much is packed.
+    const engine = createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 4, modelName: 'stories260K', adapters: { slots: 2, maxRank: 4 }, scheduler: { budgetMs: 40, tuning: { decodeStretch: 1 } } });
     const records: StatsRecord[] = [];
     engine.core.onStats((r) => records.push(r));
     await engine.learning.enable({ rank: 4, epochs: 50, maxTokens: 32 });

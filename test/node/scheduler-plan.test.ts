@@ -24,8 +24,8 @@ function state(o: Partial<SchedulerState>): SchedulerState {
 }
 
 // minPrefillTokens 0 unless a test is about it: the packing rules alone.
-// Fine-tuning may take all the time left beside inference unless a test sets finetuneShare.
-const plan = (s: Partial<SchedulerState>, c: Partial<SchedulerConfig> = {}) => planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0, minFinetuneSamples: 0, finetuneShare: 1, ...c }, cost());
+// Fine-tuning may take all the time left beside inference unless a test sets finetuneShare or decodeStretch.
+const plan = (s: Partial<SchedulerState>, c: Partial<SchedulerConfig> = {}) => planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0, minFinetuneSamples: 0, finetuneShare: 1, decodeStretch: Infinity, ...c }, cost());
 const total = (p: IterationPlan) => p.predictedMs.decode + p.predictedMs.prefill + p.predictedMs.finetune;
 
 describe('planIteration (mace)', () => {
@@ -140,7 +140,7 @@ describe('planIteration (mace)', () => {
     const measured = cost();
     for (let i = 0; i < 3; i++) measured.observe({ ...zeroFeatures(), ftDispatches: 1, ftForward: 16 }, 0.1 + 0.8 + 1);
     expect(measured.finetuneSamples).toBe(3);
-    const p = planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0 }, measured);
+    const p = planIteration(state(s), { ...defaultSchedulerConfig('mace', 8), minPrefillTokens: 0, decodeStretch: Infinity }, measured);
     expect(p.finetune).toEqual({ job: 7, units: 2 });
   });
 
@@ -218,6 +218,23 @@ describe('planIteration with sub-layer fine-tune units', () => {
     const alone = plan({ finetune: [job(7, units, { started: true })] }, { budgetMs: 5, finetuneShare: 0.5 });
     expect(alone.finetune!.units).toBeGreaterThan(3);
     expect(alone.finetune).toEqual(plan({ finetune: [job(7, units, { started: true })] }, { budgetMs: 5, finetuneShare: 1 }).finetune);
+  });
+
+  it('beside decodes fine-tuning adds at most decodeStretch of the decodes\' own time; beside a prompt alone only the share applies', () => {
+    // The two decodes: intercept 1 + 2 · 0.6 = 2.2 ms. Stretch 0.5 → 1.1 ms: q 0.5 + k 0.4 = 0.9, + v 0.4 = 1.3 > 1.1.
+    const stretched = plan({ running: decodes, finetune: [job(7, units, { started: true })] }, { budgetMs: 5, decodeStretch: 0.5 });
+    expect(stretched.entries.map((e) => e.kind)).toEqual(['decode', 'decode']);
+    expect(stretched.finetune).toEqual({ job: 7, units: 2 });
+    expect(stretched.predictedMs.finetune).toBeCloseTo(0.9, 10);
+    // The smaller of the two caps wins: share 0.25 of the 2.8 ms left = 0.7 ms → q alone.
+    expect(plan({ running: decodes, finetune: [job(7, units, { started: true })] }, { budgetMs: 5, decodeStretch: 0.5, finetuneShare: 0.25 }).finetune).toEqual({ job: 7, units: 1 });
+    // Stretch 0.2 → 0.44 ms: not even q (0.5 ms) fits; the units wait for an iteration without decodes.
+    expect(plan({ running: decodes, finetune: [job(7, units, { started: true })] }, { budgetMs: 5, decodeStretch: 0.2 }).finetune).toBeNull();
+    // A waiting prompt and no decodes: the stretch does not apply, fine-tuning takes what the chunk leaves.
+    const prompt = plan({ waiting: [req(9, 10, 0, 0)], finetune: [job(7, units, { started: true })] }, { budgetMs: 5, decodeStretch: 0 });
+    expect(prompt.entries.map((e) => [e.id, e.count])).toEqual([[9, 10]]);
+    // 5 − 1 − 1.5 = 2.5 ms left: q 0.5 + k 0.4 + v 0.4 + attn 0.25 + o 0.6 = 2.15, + gate 0.8 > 2.5.
+    expect(prompt.finetune).toEqual({ job: 7, units: 5 });
   });
 
   it('the memory term: fine-tune units that fill the training arena win a close call with a prompt', () => {
