@@ -132,7 +132,9 @@ Options of \`bench serve\`:
                      then runs with exactly the SLOs and budget of another run (its JSON's unloaded).
   --ablate LIST      Also run mace with one mechanism off per item, each its own row:
                      no-loss-priority (γ = 0), no-best-fit (first fit by priority), no-aging,
-                     layer-units (fine-tune units of a whole layer instead of one matmul).
+                     layer-units (fine-tune units of a whole layer instead of one matmul),
+                     no-decode-stretch (beside decodes fine-tuning is bounded by finetuneShare of
+                     the budget only, not by decodeStretch of the decodes' own time).
   --json             Print the result JSON.  --out FILE: also write it to FILE.
   --node | --browser Runtime (default --browser: headless Chromium).
 
@@ -414,7 +416,7 @@ function parseBenchDecode(flags, values) {
 export const POLICIES = ['mace', 'inference-only', 'periodic', 'sync'];
 export const SERVE_MODELS = ['stories260k', 'stories15m', 'smollm2-135m'];
 /** Scheduler ablations of bench serve (bench/serve/ablation.ts ABLATIONS; kept equal by a test). */
-export const SERVE_ABLATIONS = ['no-loss-priority', 'no-best-fit', 'no-aging', 'layer-units'];
+export const SERVE_ABLATIONS = ['no-loss-priority', 'no-best-fit', 'no-aging', 'layer-units', 'no-decode-stretch'];
 
 function parseBenchServe(flags, values) {
   const opt = (name, parse, def) => (values.has(name) ? parse(values.get(name)) : def);

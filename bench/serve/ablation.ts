@@ -10,7 +10,7 @@
 import type { UnitGranularity } from '../../src/learn/trainer.ts';
 import type { SchedulerConfig } from '../../src/scheduler/types.ts';
 
-export const ABLATIONS = ['no-loss-priority', 'no-best-fit', 'no-aging', 'layer-units'] as const;
+export const ABLATIONS = ['no-loss-priority', 'no-best-fit', 'no-aging', 'layer-units', 'no-decode-stretch'] as const;
 export type Ablation = (typeof ABLATIONS)[number];
 
 export function isAblation(x: unknown): x is Ablation {
@@ -35,5 +35,7 @@ export function ablationSettings(a: Ablation | null): AblationSettings {
       return { tuning: { agingPrefill: 0, agingFinetune: 0 }, unitGranularity: 'matmul' };
     case 'layer-units':
       return { tuning: {}, unitGranularity: 'layer' };
+    case 'no-decode-stretch':
+      return { tuning: { decodeStretch: Infinity }, unitGranularity: 'matmul' };
   }
 }

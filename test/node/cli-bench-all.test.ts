@@ -28,6 +28,7 @@ describe('bench serve ablations', () => {
     expect(ablationSettings('no-best-fit').tuning).toEqual({ lambdaMemory: 0, lambdaLatency: 0 });
     expect(ablationSettings('no-aging').tuning).toEqual({ agingPrefill: 0, agingFinetune: 0 });
     expect(ablationSettings('layer-units')).toEqual({ tuning: {}, unitGranularity: 'layer' });
+    expect(ablationSettings('no-decode-stretch')).toEqual({ tuning: { decodeStretch: Infinity }, unitGranularity: 'matmul' });
     expect(ablationSettings(null)).toEqual({ tuning: {}, unitGranularity: 'matmul' });
     expect(parseArgs(['bench', 'serve', '--ablate', 'no-aging,layer-units'])).toMatchObject({ ablations: ['no-aging', 'layer-units'] });
     expect(() => parseArgs(['bench', 'serve', '--ablate', 'no-gpu'])).toThrow(/--ablate takes a comma list of no-loss-priority/);
