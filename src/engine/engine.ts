@@ -82,6 +82,8 @@ export class EngineCore {
   /** Changes that must wait for a step boundary (no submission in flight): run at the next iteration's start. */
   private atBoundary: (() => void)[] = [];
   private closed: Error | null = null;
+  /** When pending fine-tune work last started waiting without a unit run (null: none waits). */
+  private finetuneWaitingSince: number | null = null;
   private iterations = 0;
   private sliced = 0;
   private readonly eosIds: ReadonlySet<number>;
@@ -468,11 +470,18 @@ export class EngineCore {
     const allowed = learner !== null && this.gate.allowed(t0, learner.pendingSteps, learner.stepsDone);
     const { running, waiting } = this.queues.views();
     const budget = this.budgetNow(); // the page's frames, or the constant
+    // Since when pending fine-tuning has run no unit (the planner's starvation guard).
+    if (!allowed || jobs.length === 0) this.finetuneWaitingSince = null;
+    else this.finetuneWaitingSince ??= t0;
     const plan = planIteration(
-      { now: t0, running, waiting, finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed, finetuneArenaBytes: learner?.arenaBytes ?? 0 },
+      {
+        now: t0, running, waiting, finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed,
+        finetuneArenaBytes: learner?.arenaBytes ?? 0, finetuneWaitMs: this.finetuneWaitingSince === null ? 0 : t0 - this.finetuneWaitingSince,
+      },
       { ...this.scheduler, budgetMs: budget.budgetMs },
       this.cost,
     );
+    if (plan.finetune) this.finetuneWaitingSince = null;
     const schedulerMs = this.now() - t0;
     const views = new Map([...running, ...waiting].map((v) => [v.id, v]));
     this.queues.applyPlan(plan);

@@ -15,7 +15,8 @@
  *    The plan's first prefill chunk may always take `minPrefillTokens` (prompts never starve
  *    behind running decodes; the plan is sliced if that goes over the budget). Fine-tune units
  *    take at most `finetuneShare` of the time inference leaves, and beside decodes at most
- *    `decodeStretch` of the decodes' own time (what colocation adds to every chat's TBT).
+ *    `decodeStretch` of the decodes' own time (what colocation adds to every chat's TBT), unless
+ *    pending fine-tuning has run no unit for `finetuneStarveMs` (learning never starves under load).
  * 3. If nothing at all fits (an item larger than the whole budget) the highest-priority item runs
  *    at its smallest size: work never stalls, the plan is split into layer-range slices instead.
  *
@@ -289,8 +290,10 @@ export function planIteration(s: SchedulerState, c: SchedulerConfig, cost: CostM
   const inferenceWork = b.entries.length > 0 || candidates.length > 0;
   // Beside inference rows fine-tuning takes at most its share of the time left (SchedulerConfig.finetuneShare),
   // and beside decodes at most decodeStretch of the decodes' own time (the TBT it adds to every chat).
+  // Work that has waited finetuneStarveMs without a unit is no longer held to the stretch.
+  const stretch = (s.finetuneWaitMs ?? 0) >= c.finetuneStarveMs ? Infinity : c.decodeStretch;
   const decodeMs = b.ms;
-  const maxMs = inferenceWork ? Math.min(c.finetuneShare * cap.ms, b.entries.length > 0 ? c.decodeStretch * decodeMs : Infinity) : Infinity;
+  const maxMs = inferenceWork ? Math.min(c.finetuneShare * cap.ms, b.entries.length > 0 ? stretch * decodeMs : Infinity) : Infinity;
   if (job && (ftBeside || !inferenceWork)) candidates.push({ kind: 'finetune', j: job, priority: c.policy === 'periodic' ? -Infinity : finetunePriority(job, s.now, c), tier: 1, maxMs });
 
   while (candidates.length > 0) {

@@ -84,6 +84,12 @@ export interface SchedulerState {
    * blocks. 0: no memory term for fine-tuning.
    */
   finetuneArenaBytes: number;
+  /**
+   * How long pending fine-tune work has gone without running a unit (ms; absent or 0: a unit ran
+   * in the last iteration, or nothing is pending). From SchedulerConfig.finetuneStarveMs on, the
+   * decodeStretch cap is lifted until a unit runs.
+   */
+  finetuneWaitMs?: number;
 }
 
 export interface PlannedEntry {
@@ -158,6 +164,12 @@ export interface SchedulerConfig {
    * for it wait for an iteration without decodes. Infinity: only finetuneShare and the budget apply.
    */
   decodeStretch: number;
+  /**
+   * Pending fine-tune work that has run no unit for this long (ms) may stretch decode steps past
+   * decodeStretch (only finetuneShare of the budget then bounds it) until a unit runs: under load
+   * without idle iterations learning still gets a turn every this-many ms, at a TBT cost then.
+   */
+  finetuneStarveMs: number;
   /** Best-fit weights: λ1 on memory fit, λ2 on latency fit (fractions of the remaining capacity). */
   lambdaMemory: number;
   lambdaLatency: number;
@@ -179,6 +191,7 @@ export function defaultSchedulerConfig(policy: PolicyName = 'mace', budgetMs = D
     minFinetuneSamples: 3,
     finetuneShare: 0.5,
     decodeStretch: 0.25,
+    finetuneStarveMs: 2000,
     lambdaMemory: 0.5,
     lambdaLatency: 0.5,
   };

@@ -138,6 +138,25 @@ describe('engine learning', () => {
     engine.destroy();
   });
 
+  it('decodeStretch 0 keeps fine-tune units away from decodes, unless the work has starved for finetuneStarveMs', async () => {
+    const mixedIterations = async (tuning: { decodeStretch: number; finetuneStarveMs: number }) => {
+      const engine = createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 4, modelName: 'stories260K', adapters: { slots: 2, maxRank: 4 }, scheduler: { budgetMs: 40, tuning: { minFinetuneSamples: 0, ...tuning } } });
+      const records: StatsRecord[] = [];
+      engine.core.onStats((r) => records.push(r));
+      await engine.learning.enable({ rank: 4, epochs: 50, maxTokens: 32 });
+      await engine.preferences.add(PAIRS[0]);
+      expect((await greedy(engine, 'Lily and Ben', 16)).length).toBe(16);
+      const its = records.filter((r): r is IterationStats => r.type === 'iteration');
+      engine.destroy();
+      return { decodes: its.filter((r) => r.decodeRows > 0).length, mixed: its.filter((r) => r.decodeRows > 0 && r.finetuneUnits > 0).length };
+    };
+    const held = await mixedIterations({ decodeStretch: 0, finetuneStarveMs: Infinity });
+    expect(held.decodes).toBeGreaterThan(0);
+    expect(held.mixed).toBe(0);
+    // Starved from the first iteration on: the stretch never holds, every decode iteration may take units.
+    expect((await mixedIterations({ decodeStretch: 0, finetuneStarveMs: 0 })).mixed).toBeGreaterThan(0);
+  });
+
   it('a whole-layer granularity (the ablation) trains to the same adapter as sub-layer units', async () => {
     const run = async (unitGranularity: 'matmul' | 'layer') => {
       const engine = make();

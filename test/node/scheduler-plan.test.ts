@@ -230,6 +230,10 @@ describe('planIteration with sub-layer fine-tune units', () => {
     expect(plan({ running: decodes, finetune: [job(7, units, { started: true })] }, { budgetMs: 5, decodeStretch: 0.5, finetuneShare: 0.25 }).finetune).toEqual({ job: 7, units: 1 });
     // Stretch 0.2 → 0.44 ms: not even q (0.5 ms) fits; the units wait for an iteration without decodes.
     expect(plan({ running: decodes, finetune: [job(7, units, { started: true })] }, { budgetMs: 5, decodeStretch: 0.2 }).finetune).toBeNull();
+    // Work that has run no unit for finetuneStarveMs is no longer held to the stretch (the share still bounds it).
+    const starved = plan({ running: decodes, finetune: [job(7, units, { started: true })], finetuneWaitMs: 2000 }, { budgetMs: 5, decodeStretch: 0.2, finetuneStarveMs: 2000, finetuneShare: 0.5 });
+    expect(starved.finetune).toEqual({ job: 7, units: 3 }); // 1.4 ms: q + k + v = 1.3
+    expect(plan({ running: decodes, finetune: [job(7, units, { started: true })], finetuneWaitMs: 1999 }, { budgetMs: 5, decodeStretch: 0.2, finetuneStarveMs: 2000 }).finetune).toBeNull();
     // A waiting prompt and no decodes: the stretch does not apply, fine-tuning takes what the chunk leaves.
     const prompt = plan({ waiting: [req(9, 10, 0, 0)], finetune: [job(7, units, { started: true })] }, { budgetMs: 5, decodeStretch: 0 });
     expect(prompt.entries.map((e) => [e.id, e.count])).toEqual([[9, 10]]);
