@@ -59,8 +59,14 @@ export function resolveScheduler(o: SchedulerOptions = {}): { config: SchedulerC
   if (!isPolicy(policy)) throw new EngineOptionsError('scheduler.policy', `= ${JSON.stringify(policy)} is not one of ${POLICIES.join(', ')}`);
   const raw = o.budgetMs ?? DEFAULT_BUDGET_MS;
   if (typeof raw !== 'number' || Number.isNaN(raw) || raw < 0) throw new EngineOptionsError('scheduler.budgetMs', `= ${raw} must be a number of ms >= 0 (0 or Infinity: no budget)`);
-  const config: SchedulerConfig = { ...defaultSchedulerConfig(policy, raw === 0 ? Infinity : raw), ...o.tuning, policy, budgetMs: raw === 0 ? Infinity : raw };
+  const defaults = defaultSchedulerConfig(policy, raw === 0 ? Infinity : raw);
+  for (const k of Object.keys(o.tuning ?? {})) if (!(k in defaults) || k === 'policy' || k === 'budgetMs') throw new EngineOptionsError(`scheduler.tuning.${k}`, `is not a scheduler setting (known: ${Object.keys(defaults).filter((d) => d !== 'policy' && d !== 'budgetMs').join(', ')})`);
+  const config: SchedulerConfig = { ...defaults, ...o.tuning, policy, budgetMs: raw === 0 ? Infinity : raw };
   for (const [k, v] of Object.entries(config)) if (k !== 'policy' && (typeof v !== 'number' || Number.isNaN(v))) throw new EngineOptionsError(`scheduler.tuning.${k}`, `= ${String(v)} must be a number`);
+  // Shares, caps and waits: a negative one has no meaning (priorities may be any number).
+  for (const k of ['finetuneShare', 'decodeStretch', 'finetuneStarveMs', 'minPrefillTokens', 'minFinetuneSamples', 'lambdaMemory', 'lambdaLatency'] as const) {
+    if (config[k] < 0) throw new EngineOptionsError(`scheduler.tuning.${k}`, `= ${config[k]} must be >= 0`);
+  }
   const periodic = { ...DEFAULT_PERIODIC, ...o.periodic };
   if (!(periodic.periodMs >= 0) || !(Number.isInteger(periodic.pairsTrigger) && periodic.pairsTrigger >= 1)) throw new EngineOptionsError('scheduler.periodic', `= ${JSON.stringify(o.periodic)}: periodMs must be >= 0 and pairsTrigger a positive integer`);
   return { config, periodic };
