@@ -45,14 +45,13 @@
  *   softmax statistics are per query row, one invocation scanning KT <= 32 scores, not a
  *   workgroup-wide reduction.
  *
- * - attentionDecode's serial variant (shaders/attention_decode_serial.wgsl), chosen on a CPU-class
+ * - attentionDecode's serial variant (shaders/attention_serial.wgsl), chosen on a CPU-class
  *   device under the fused plan (src/kernels/plan.ts) when headDim % 4 == 0: one invocation per
  *   (sequence, head), the online softmax in registers, no workgroup memory and no barrier (each
  *   barrier is a fiber switch on such a device, and a decode's tiles are tiny).
  *
- * - attentionPrefill's serial variant (shaders/attention_prefill_serial.wgsl), chosen the same
- *   way: one invocation per (query token, head), the decode serial kernel's loop with the query's
- *   own sequence and position. Queries no longer share K/V loads through workgroup memory, but on
+ * - attentionPrefill's serial variant (the same shader), chosen the same way: one invocation per
+ *   (query token, head), the decode serial kernel's loop with the query's own sequence and position. Queries no longer share K/V loads through workgroup memory, but on
  *   SwiftShader the tiled kernel's barriers dominated: stories260K's attention of a 4-token chunk
  *   took 15 of a prefill pass's 19 GPU ms tiled (5 layers), which made every small prompt chunk
  *   (and every decode batched beside one) cost 4–6 decode steps.
@@ -71,9 +70,8 @@
  * CPU references throw on them instead.
  */
 import decodeWgsl from '../../shaders/attention_decode.wgsl?raw';
-import decodeSerialWgsl from '../../shaders/attention_decode_serial.wgsl?raw';
 import prefillWgsl from '../../shaders/attention_prefill.wgsl?raw';
-import prefillSerialWgsl from '../../shaders/attention_prefill_serial.wgsl?raw';
+import serialWgsl from '../../shaders/attention_serial.wgsl?raw';
 import type { GpuContext } from '../gpu/device.ts';
 import { grid1d, makeDispatch, type KernelDispatch } from '../gpu/dispatch.ts';
 import { LimitsTooSmallError, ShapeError } from '../gpu/errors.ts';
@@ -246,6 +244,30 @@ export function serialAttention(ctx: GpuContext, headDim: number): boolean {
   return reductionStyle(ctx) === 'serial' && headDim % 4 === 0;
 }
 
+/**
+ * How a query row of shaders/attention_serial.wgsl finds its sequence `seq` and key count `len`
+ * (bindings 5.. after q, the caches and the block table; out and keyWindow follow the query's own).
+ */
+const SERIAL_DECODE = {
+  QUERY_BINDINGS: [
+    '@group(0) @binding(5) var<storage, read> seqLens: array<u32>;          // [nSeqs], current token included',
+    '@group(0) @binding(6) var<storage, read_write> out: array<vec4f>;      // [nSeqs, nHeads, HD]',
+    '@group(0) @binding(7) var<storage, read> keyWindow: array<vec2u>;      // [nSeqs] (sinks, window); bound only in the windowed variant',
+  ].join('\n'),
+  ROWS: 'p.nSeqs',
+  QUERY_OF: 'let seq = row;\n  let len = min(seqLens[seq], cap);',
+};
+const SERIAL_PREFILL = {
+  QUERY_BINDINGS: [
+    '@group(0) @binding(5) var<storage, read> tokenSeq: array<u32>;         // [T] block-table row of each token',
+    '@group(0) @binding(6) var<storage, read> tokenPos: array<u32>;         // [T] position of each token',
+    '@group(0) @binding(7) var<storage, read_write> out: array<vec4f>;      // [T, nHeads, HD]',
+    '@group(0) @binding(8) var<storage, read> keyWindow: array<vec2u>;      // [nSeqs] (sinks, window); bound only in the windowed variant',
+  ].join('\n'),
+  ROWS: 'p.T',
+  QUERY_OF: 'let seq = tokenSeq[row];\n  let len = min(tokenPos[row] + 1u, cap); // keys 0..its position',
+};
+
 export const DecodeParams = defineUniforms('Params', { nSeqs: 'u32', nHeads: 'u32', nKvHeads: 'u32', maxBlocksPerSeq: 'u32', scale: 'f32' });
 export const PrefillParams = defineUniforms('Params', { T: 'u32', nHeads: 'u32', nKvHeads: 'u32', maxBlocksPerSeq: 'u32', scale: 'f32' });
 
@@ -303,7 +325,7 @@ export function attentionDecode(ctx: GpuContext, a: AttentionDecodeArgs): Kernel
     const variant = `attention_decode_serial_f32_hd${a.headDim}_wg${wg}${win}`;
     return makeDispatch(ctx, {
       variant,
-      code: () => specialize(decodeSerialWgsl, { PARAMS: DecodeParams.wgsl, HD4: a.headDim / 4, WG: wg, BLOCK_SIZE, WINDOW_OF: windowOf(!!a.keyWindow) }, variant),
+      code: () => specialize(serialWgsl, { PARAMS: DecodeParams.wgsl, HD4: a.headDim / 4, WG: wg, BLOCK_SIZE, WINDOW_OF: windowOf(!!a.keyWindow), ...SERIAL_DECODE }, variant),
       uniforms,
       storage,
       workgroups: grid1d(Math.ceil((a.nSeqs * a.nHeads) / wg), ctx.limits.maxComputeWorkgroupsPerDimension),
@@ -345,7 +367,7 @@ export function attentionPrefill(ctx: GpuContext, a: AttentionPrefillArgs): Kern
     const variant = `attention_prefill_serial_f32_hd${a.headDim}_wg${wg}${a.keyWindow ? '_win' : ''}`;
     return makeDispatch(ctx, {
       variant,
-      code: () => specialize(prefillSerialWgsl, { PARAMS: PrefillParams.wgsl, HD4: a.headDim / 4, WG: wg, BLOCK_SIZE, WINDOW_OF: windowOf(!!a.keyWindow) }, variant),
+      code: () => specialize(serialWgsl, { PARAMS: PrefillParams.wgsl, HD4: a.headDim / 4, WG: wg, BLOCK_SIZE, WINDOW_OF: windowOf(!!a.keyWindow), ...SERIAL_PREFILL }, variant),
       uniforms,
       storage,
       workgroups: grid1d(Math.ceil((a.T * a.nHeads) / wg), ctx.limits.maxComputeWorkgroupsPerDimension),

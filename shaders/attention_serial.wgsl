@@ -1,10 +1,15 @@
-// Paged attention, decode, serial variant (CPU-class devices, src/kernels/plan.ts): one
-// invocation per (sequence, query head), no workgroup memory and no barrier. It walks the visible
-// positions with an online softmax in registers (running max m, denominator l, the output as HD/4
-// vec4 accumulators rescaled only when the max grows). Needs HD % 4 == 0 (rows read as vec4).
-// Key window as in attention_decode.wgsl: the query at q = len-1 sees [0, sinkEnd) and
+// Paged attention, serial variant (CPU-class devices, src/kernels/plan.ts), for decode and prefill:
+// one invocation per (query row, query head), no workgroup memory and no barrier. A query row is a
+// sequence's newest token (decode: row s is block-table row s, its length seqLens[s]) or a token of
+// the flat prefill list (row t belongs to block-table row tokenSeq[t] at position tokenPos[t], and
+// sees keys 0..tokenPos[t]); the QUERY_BINDINGS and QUERY_OF markers say which. The invocation walks
+// the positions it sees with an online softmax in registers (running max m, denominator l, the
+// output as HD/4 vec4 accumulators rescaled only when the max grows). Needs HD % 4 == 0.
+// Key window as in the workgroup kernels: a query at q = len-1 sees [0, sinkEnd) and
 // [recentStart, len), walked as n slots; masked positions (and their blocks) are never touched.
-// GQA: query head h reads KV head h / (nHeads / nKvHeads).
+// GQA: query head h reads KV head h / (nHeads / nKvHeads). Unlike the tiled prefill kernel, queries
+// of one sequence do not share K/V loads: on a CPU-class device they come from cache, and each of
+// the tiled kernel's barriers is a fiber switch.
 {{PARAMS}}
 
 const HD4: u32 = {{HD4}}u;     // head dim / 4
@@ -12,22 +17,21 @@ const BLOCK: u32 = {{BLOCK_SIZE}}u;
 const NEG_BIG: f32 = -1.0e30;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4f>;              // [nSeqs, nHeads, HD]
+@group(0) @binding(1) var<storage, read> q: array<vec4f>;              // [rows, nHeads, HD]
 @group(0) @binding(2) var<storage, read> kCache: array<vec4f>;         // [nBlocks, BLOCK, nKvHeads, HD]
 @group(0) @binding(3) var<storage, read> vCache: array<vec4f>;         // [nBlocks, BLOCK, nKvHeads, HD]
 @group(0) @binding(4) var<storage, read> blockTable: array<u32>;       // [nSeqs, maxBlocksPerSeq]
-@group(0) @binding(5) var<storage, read> seqLens: array<u32>;          // [nSeqs], current token included
-@group(0) @binding(6) var<storage, read_write> out: array<vec4f>;      // [nSeqs, nHeads, HD]
-@group(0) @binding(7) var<storage, read> keyWindow: array<vec2u>;      // [nSeqs] (sinks, window); bound only in the windowed variant
+{{QUERY_BINDINGS}}
 
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let item = (wid.x + wid.y * nwg.x) * {{WG}}u + lid;
-  if (item >= p.nSeqs * p.nHeads) { return; }
-  let seq = item / p.nHeads;
+  if (item >= {{ROWS}} * p.nHeads) { return; }
+  let row = item / p.nHeads;
   let head = item % p.nHeads;
   let kvHead = head / (p.nHeads / p.nKvHeads);
-  let len = min(seqLens[seq], p.maxBlocksPerSeq * BLOCK);
+  let cap = p.maxBlocksPerSeq * BLOCK; // keys past the table are clamped
+  {{QUERY_OF}}
   let win = {{WINDOW_OF}};
   let wnd = max(win.y, 1u); // the query always sees itself
   let sinkEnd = min(win.x, len);
