@@ -9,6 +9,11 @@
  * keep between forward and backward. A row with dlogp = 0 (a prompt token, not trained) gets zeros.
  * Targets are per-step data in a storage buffer; a target >= V is the caller's bug (the reference
  * throws; the GPU clamps it to V − 1 rather than read out of bounds).
+ *
+ * Serial variant (CPU-class devices under the fused plan, src/kernels/plan.ts): the same shaders
+ * with workgroups of ONE invocation per row and a barrier-free row log-sum-exp
+ * (row_logsumexp_serial.wgsl). On SwiftShader the workgroup version's reductions cost 2.8 ms for 32
+ * rows of 512 (a DPO step's log-prob unit, about one whole decode step).
  */
 import fwdWgsl from '../../shaders/token_logprobs.wgsl?raw';
 import bwdWgsl from '../../shaders/token_logprobs_bwd.wgsl?raw';
@@ -18,7 +23,9 @@ import { ShapeError } from '../gpu/errors.ts';
 import { requireBufferFits, requireDims, requireElements } from '../gpu/shape.ts';
 import { specialize } from '../gpu/shader.ts';
 import rowLogSumExpWgsl from '../../shaders/row_logsumexp.wgsl?raw';
+import rowLogSumExpSerialWgsl from '../../shaders/row_logsumexp_serial.wgsl?raw';
 import { defineUniforms } from '../gpu/uniforms.ts';
+import { reductionStyle } from './plan.ts';
 import { reductionPrelude } from './softmax.ts';
 
 function checkRef(kernel: string, logits: Float32Array, targets: ArrayLike<number>, T: number, V: number): void {
@@ -67,6 +74,18 @@ function workgroupSize(V: number): number {
   return V <= 512 ? 64 : 256;
 }
 
+/** The variant's name, WGSL and workgroup size: serial (one invocation per row) or a workgroup per row. */
+function rowKernel(ctx: GpuContext, name: string, body: string, V: number): { variant: string; code: () => string } {
+  if (reductionStyle(ctx) === 'serial') {
+    const variant = `${name}_serial_f32`;
+    return { variant, code: () => specialize(body + rowLogSumExpSerialWgsl, { PARAMS: TokenLogprobsParams.wgsl, WG: 1 }, variant) };
+  }
+  const WG = workgroupSize(V);
+  const red = reductionPrelude(ctx.features.subgroups);
+  const variant = `${name}_f32_wg${WG}_${red.tag}`;
+  return { variant, code: () => specialize(red.prefix + body + rowLogSumExpWgsl, { PARAMS: TokenLogprobsParams.wgsl, WG, MAX_FN: red.maxFn }, variant) };
+}
+
 function checkCommon(kernel: string, a: { logits: GPUBuffer; targets: GPUBuffer; T: number; V: number }): void {
   requireDims(kernel, 'shape', { T: a.T, V: a.V });
   requireBufferFits(kernel, 'logits', a.logits, [a.T, a.V]);
@@ -86,12 +105,8 @@ export function tokenLogprobs(ctx: GpuContext, a: TokenLogprobsArgs): KernelDisp
   checkCommon(kernel, a);
   requireBufferFits(kernel, 'logp', a.logp, [a.T]);
   if (a.logp === a.logits || a.logp === a.targets) throw new ShapeError(kernel, 'logp', 'must not alias logits or targets');
-  const WG = workgroupSize(a.V);
-  const red = reductionPrelude(ctx.features.subgroups);
-  const variant = `token_logprobs_f32_wg${WG}_${red.tag}`;
   return makeDispatch(ctx, {
-    variant,
-    code: () => specialize(red.prefix + fwdWgsl + rowLogSumExpWgsl, { PARAMS: TokenLogprobsParams.wgsl, WG, MAX_FN: red.maxFn }, variant),
+    ...rowKernel(ctx, 'token_logprobs', fwdWgsl, a.V),
     uniforms: TokenLogprobsParams.pack({ T: a.T, V: a.V }),
     storage: [a.logits, a.targets, a.logp],
     workgroups: grid1d(a.T, ctx.limits.maxComputeWorkgroupsPerDimension),
@@ -113,12 +128,8 @@ export function tokenLogprobsBackward(ctx: GpuContext, a: TokenLogprobsBackwardA
   requireBufferFits(kernel, 'dlogp', a.dlogp, [a.T]);
   requireBufferFits(kernel, 'dlogits', a.dlogits, [a.T, a.V]);
   if ([a.logits, a.targets, a.dlogp].includes(a.dlogits)) throw new ShapeError(kernel, 'dlogits', 'must not alias logits, targets or dlogp');
-  const WG = workgroupSize(a.V);
-  const red = reductionPrelude(ctx.features.subgroups);
-  const variant = `token_logprobs_bwd_f32_wg${WG}_${red.tag}`;
   return makeDispatch(ctx, {
-    variant,
-    code: () => specialize(red.prefix + bwdWgsl + rowLogSumExpWgsl, { PARAMS: TokenLogprobsParams.wgsl, WG, MAX_FN: red.maxFn }, variant),
+    ...rowKernel(ctx, 'token_logprobs_bwd', bwdWgsl, a.V),
     uniforms: TokenLogprobsParams.pack({ T: a.T, V: a.V }),
     storage: [a.logits, a.targets, a.dlogp, a.dlogits],
     workgroups: grid1d(a.T, ctx.limits.maxComputeWorkgroupsPerDimension),

@@ -3,13 +3,14 @@
  * rmsNormBackward, ropeBackward, siluGateBackward, tokenLogprobs (forward and backward).
  * Tolerances are stated per kernel; everything is f32 on the GPU, f64 inside the references.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { rmsNormBackward, rmsNormBackwardRef } from '../../src/kernels/rmsnorm-bwd.ts';
 import { ropeBackward, ropeBackwardRef, uploadRopeBackwardInvFreq } from '../../src/kernels/rope-bwd.ts';
 import { rope, ropeInvFreq, uploadRopeInvFreq } from '../../src/kernels/rope.ts';
 import { siluGateBackward, siluGateBackwardRef } from '../../src/kernels/silu-bwd.ts';
 import { tokenLogprobs, tokenLogprobsBackward, tokenLogprobsBackwardRef, tokenLogprobsRef } from '../../src/kernels/token-logprobs.ts';
 import { ShapeError } from '../../src/gpu/errors.ts';
+import { setReductionStyle } from '../../src/kernels/plan.ts';
 import { closeTo, download, randomF32, run, testGpu, upload } from './gpu.ts';
 
 const FALLBACK = { disableFeatures: { subgroups: true } };
@@ -141,10 +142,16 @@ describe('tokenLogprobs', () => {
   // lse, so 2e-5 absolute on logp; dlogits entries are products of O(1) values: 1e-6 + 1e-4 rel.
   const LOGP_TOL = { atol: 2e-5, rtol: 0 };
   const DLOGITS_TOL = { atol: 1e-6, rtol: 1e-4 };
-  for (const dev of devices) {
+  // Both variants: 'serial' (one invocation per row, the CPU-class device's choice) and 'workgroup'.
+  afterEach(async () => {
+    for (const dev of devices) setReductionStyle(await testGpu(dev.options), undefined);
+  });
+  for (const [dev, style] of devices.flatMap((d) => (['serial', 'workgroup'] as const).map((st) => [d, st] as const))) {
     for (const [T, V] of [[1, 512], [5, 1000], [17, 512]] as const) {
-      it(`${dev.name}: forward and backward match the references, T=${T} V=${V}`, async () => {
+      it(`${dev.name}, ${style}: forward and backward match the references, T=${T} V=${V}`, async () => {
         const ctx = await testGpu(dev.options);
+        setReductionStyle(ctx, style);
+        expect(tokenLogprobs(ctx, { logits: upload(ctx, new Float32Array(T * V)), targets: upload(ctx, new Uint32Array(T)), logp: upload(ctx, new Float32Array(T)), T, V }).label.includes('serial')).toBe(style === 'serial');
         const logits = randomF32(T * V, T * V, 4);
         const targets = Uint32Array.from({ length: T }, (_, t) => (t * 131 + 7) % V);
         const dlogp = randomF32(T, T + 3);
@@ -158,8 +165,9 @@ describe('tokenLogprobs', () => {
       });
     }
   }
-  it('stays finite for huge logits (max-subtracted)', async () => {
+  for (const style of ['serial', 'workgroup'] as const) it(`${style}: stays finite for huge logits (max-subtracted)`, async () => {
     const ctx = await testGpu();
+    setReductionStyle(ctx, style);
     const V = 100;
     const logits = randomF32(V, 1, 1e4);
     const lb = upload(ctx, logits), tb = upload(ctx, new Uint32Array([3])), logpb = upload(ctx, new Float32Array(1)), db = upload(ctx, new Float32Array(V));
