@@ -16,79 +16,29 @@
  * summed response log-probs: referenceLogprobs(pair) computes them with the same forward minus the
  * LoRA dispatches; the caller caches them per pair. The spec of all of it is TrainingReference.
  *
- * Shapes: a sequence of T tokens runs at Tb = T rounded up to TOKEN_BUCKET (≤ maxTokens), so few
- * dispatch lists are ever built. Padding is exact: attention is causal (real rows never see padded
- * ones) and padded rows carry a zero loss weight, so their gradients are exactly zero. Attention
- * applies the model's sliding window (config.slidingWindow), as serving does.
+ * The pieces: the work units and their cached lists (work-units.ts, over train-units.ts's dispatches),
+ * the arena (train-arena.ts) and its host-side transfers and input checks (train-arena-io.ts). A
+ * sequence runs at its length bucketed to TOKEN_BUCKET (work-units.ts says why padding is exact).
+ * Attention applies the model's sliding window (config.slidingWindow), as serving does.
  */
-import { readF32 } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
-import { encodeDispatches, releaseDispatches, type KernelDispatch } from '../gpu/dispatch.ts';
 import { ADAMW_DEFAULTS, createAdamW, type AdamW, type AdamWHyper } from '../kernels/adamw.ts';
 import { uploadRopeBackwardInvFreq } from '../kernels/rope-bwd.ts';
 import { ropeInvFreq } from '../kernels/rope.ts';
 import type { GpuModelWeights } from '../model/gpu-weights.ts';
 import type { GpuAdapter } from './adapter.ts';
 import { dpoBatch, dpoPair, type DpoMetrics, type DpoPairResult } from './dpo.ts';
-import { LearnError } from './errors.ts';
 import type { KtoLoopTrainer, KtoStepMetrics } from './kto-loop.ts';
 import { ktoBatch, ktoExample, ktoReferencePoint, type KtoExampleResult } from './kto.ts';
 import type { KtoLogprobs, TokenKto, TokenPair } from './reference.ts';
 import { lrAt, validateSchedule, type LrSchedule } from './schedule.ts';
-import { createTrainArena, type SequenceArena, type TrainArena } from './train-arena.ts';
-import { embedDispatches, headBackwardSegments, headSegments, layerBackwardSegments, layerForwardSegments, type UnitDeps, type UnitSegment } from './train-units.ts';
+import { createTrainArena, type TrainArena } from './train-arena.ts';
+import { ArenaIO, TrainerInputError, type PairLogprobs } from './train-arena-io.ts';
+import { bucketedLength, SEQS, submitUnits, UNIT_GRANULARITIES, UnitLists, type KtoStepPlan, type SeqName, type StepPlan, type UnitGranularity, type WorkUnit } from './work-units.ts';
 
-/** Sequences run at a multiple of this many tokens (exact padding, fewer dispatch lists). */
-export const TOKEN_BUCKET = 16;
-
-export type SeqName = 'chosen' | 'rejected';
-export const SEQS: readonly SeqName[] = ['chosen', 'rejected'];
-
-export type UnitKind = 'embed' | 'forward' | 'head' | 'head-backward' | 'backward' | 'optimizer';
-
-/** One unit of GPU work: plain data, encoded and submitted by the caller in list order. */
-export interface WorkUnit {
-  readonly kind: UnitKind;
-  /** Absent for the optimizer (it serves the pair). */
-  readonly seq?: SeqName;
-  /** For 'forward' and 'backward'. */
-  readonly layer?: number;
-  /** For sub-layer units: the layer's parts it runs, e.g. 'q' or 'attn' (absent: the whole layer). */
-  readonly part?: string;
-  /** Forward-direction units: false for the reference model's pass (no LoRA). */
-  readonly adapter?: boolean;
-  readonly dispatches: readonly KernelDispatch[];
-  /** Multiply-accumulates, millions (what the scheduler's cost model sizes it by). */
-  readonly mmacs: number;
-  /** Activation bytes it writes into the arena (the plan's memory term). */
-  readonly bytes: number;
-}
-
-/**
- * How finely the step is cut into units: 'matmul' = one unit per frozen matmul of a layer (with its
- * neighbouring elementwise ops), per LoRA path (its shrink and expand), the attention core, and the
- * LM head per 16-row chunk, so the largest unit costs about as much as one decode step's matmuls
- * and fits beside it; 'layer' = one unit per layer and one per head (the coarser cut, kept for the
- * scheduler's ablation). Both run the same dispatches in the same order.
- */
-export type UnitGranularity = 'matmul' | 'layer';
-export const UNIT_GRANULARITIES: readonly UnitGranularity[] = ['matmul', 'layer'];
-
-export interface StepPlan {
-  readonly pair: TokenPair;
-  /** Real tokens per sequence (the units run at the bucketed length). */
-  readonly tokens: Readonly<Record<SeqName, number>>;
-  /** Phase 1: both sequences' forward with the adapter, ending in their token log-probs. */
-  readonly forward: readonly WorkUnit[];
-  /** Phase 2, after loss(): both backward passes, then the optimizer unit (last). */
-  readonly backward: readonly WorkUnit[];
-}
-
-/** Summed response log-probs of a pair's two sequences. */
-export interface PairLogprobs {
-  chosen: number;
-  rejected: number;
-}
+// The units and the arena's transfers live beside this file; importers take everything from here.
+export { TrainerInputError, type PairLogprobs } from './train-arena-io.ts';
+export { SEQS, submitUnits, TOKEN_BUCKET, UNIT_GRANULARITIES, type KtoStepPlan, type SeqName, type StepPlan, type UnitGranularity, type UnitKind, type WorkUnit } from './work-units.ts';
 
 export interface StepLoss {
   policy: PairLogprobs;
@@ -124,33 +74,6 @@ export interface TrainerOptions {
   granularity?: UnitGranularity;
 }
 
-/** A pair or option the trainer cannot take: names the field. */
-export class TrainerInputError extends LearnError {
-  constructor(
-    readonly field: string,
-    detail: string,
-  ) {
-    super('bad-train-input', `${field} ${detail}`);
-  }
-}
-
-/** Encode units in order into one command buffer (one compute pass for all of them) and submit it. */
-export function submitUnits(ctx: GpuContext, units: readonly WorkUnit[]): void {
-  const enc = ctx.device.createCommandEncoder({ label: 'train units' });
-  encodeDispatches(enc, units.flatMap((u) => u.dispatches)); // one compute pass: however finely the step is cut
-  ctx.device.queue.submit([enc.finish()]);
-}
-
-/**
- * A KTO step's plan: the completion sequence (prompt + completion) runs in the 'chosen' slot, the
- * KL sequence (prompt + the mismatched completion) in the 'rejected' slot — the same forward units
- * as a DPO pair's. The backward is the completion's only (the KL sequence's backward weight is 0,
- * so its units would add exactly nothing), then the optimizer unit.
- */
-export interface KtoStepPlan extends StepPlan {
-  readonly example: TokenKto;
-}
-
 export interface KtoStepLoss {
   policy: KtoLogprobs;
   ref: KtoLogprobs;
@@ -166,15 +89,10 @@ const ktoPair = (e: TokenKto): TokenPair => ({ prompt: e.prompt, chosen: e.compl
 export class DpoTrainer implements KtoLoopTrainer {
   readonly arena: TrainArena;
   readonly optimizer: AdamW;
-  private readonly deps: UnitDeps;
   private readonly negInvFreq: GPUBuffer;
   private readonly optimizerUnit: WorkUnit;
-  private readonly fwdPlans = new Map<string, WorkUnit[]>();
-  private readonly bwdPlans = new Map<string, WorkUnit[]>();
-  // Host staging reused by every step (writeBuffer copies at call time): [maxTokens] each.
-  private readonly tokensHost: Uint32Array<ArrayBuffer>;
-  private readonly targetsHost: Uint32Array<ArrayBuffer>;
-  private readonly dlogpHost: Float32Array<ArrayBuffer>;
+  private readonly units: UnitLists;
+  private readonly io: ArenaIO;
   private attempts = 0;
   readonly granularity: UnitGranularity;
   /** Unit lists built so far (cache misses: their first run also pays set-up and shader compiles). */
@@ -197,6 +115,9 @@ export class DpoTrainer implements KtoLoopTrainer {
     const m = adapter.model;
     const same = m.nLayers === c.nLayers && m.hiddenSize === c.hiddenSize && m.intermediateSize === c.intermediateSize && m.nHeads === c.nHeads && m.nKvHeads === c.nKvHeads && m.headDim === c.headDim;
     if (!same) throw new TrainerInputError('adapter', `was made for a different model shape (${m.nLayers} layers, hidden ${m.hiddenSize}) than the weights (${c.nLayers} layers, hidden ${c.hiddenSize})`);
+    // Every option is checked before the first buffer exists: a refusal leaves nothing to free.
+    this.granularity = options.granularity ?? 'matmul';
+    if (!UNIT_GRANULARITIES.includes(this.granularity)) throw new TrainerInputError('granularity', `= ${JSON.stringify(options.granularity)} is not one of ${UNIT_GRANULARITIES.join(', ')}`);
     this.arena = createTrainArena(ctx, c, adapter.layout.r, T);
     let negInvFreq: GPUBuffer | undefined;
     try {
@@ -208,13 +129,9 @@ export class DpoTrainer implements KtoLoopTrainer {
       throw e;
     }
     this.negInvFreq = negInvFreq;
-    this.deps = { ctx, weights, adapter, arena: this.arena, negInvFreq: this.negInvFreq };
     this.optimizerUnit = { kind: 'optimizer', dispatches: this.optimizer.dispatches, mmacs: adapter.layout.n / 1e6, bytes: 0 };
-    this.granularity = options.granularity ?? 'matmul';
-    if (!UNIT_GRANULARITIES.includes(this.granularity)) throw new TrainerInputError('granularity', `= ${JSON.stringify(options.granularity)} is not one of ${UNIT_GRANULARITIES.join(', ')}`);
-    this.tokensHost = new Uint32Array(T);
-    this.targetsHost = new Uint32Array(T);
-    this.dlogpHost = new Float32Array(T);
+    this.units = new UnitLists({ ctx, weights, adapter, arena: this.arena, negInvFreq: this.negInvFreq }, this.granularity, this.countBuild);
+    this.io = new ArenaIO(ctx, this.arena, c, options);
   }
 
   /** The AdamW unit that ends every step's backward. */
@@ -229,101 +146,30 @@ export class DpoTrainer implements KtoLoopTrainer {
 
   /** The length a sequence of T tokens runs at. */
   bucket(T: number): number {
-    return Math.min(this.options.maxTokens, Math.ceil(T / TOKEN_BUCKET) * TOKEN_BUCKET);
-  }
-
-  /** Check the pair against the vocabulary and maxTokens. */
-  private checkPair(pair: TokenPair): void {
-    const V = this.weights.config.vocabSize;
-    const max = this.options.maxTokens;
-    for (const part of ['prompt', 'chosen', 'rejected'] as const) {
-      const ids = pair[part];
-      if (!Array.isArray(ids) || ids.length === 0) throw new TrainerInputError(`pair.${part}`, 'must be a non-empty array of token ids');
-      ids.forEach((id, i) => {
-        if (!Number.isInteger(id) || id < 0 || id >= V) throw new TrainerInputError(`pair.${part}[${i}]`, `= ${id} is not a token id < vocab ${V}`);
-      });
-    }
-    for (const s of SEQS) {
-      const T = pair.prompt.length + pair[s].length;
-      if (T > max) throw new TrainerInputError(`pair.${s}`, `prompt + response = ${T} tokens exceeds maxTokens = ${max}`);
-    }
-  }
-
-  /** Upload a sequence's tokens and targets (positions promptLen-1 .. T-2 predict tokens[t+1]); the padding is id 0. */
-  private writeSequence(seq: SequenceArena, tokens: readonly number[], promptLen: number): void {
-    const T = tokens.length;
-    const Tb = this.bucket(T);
-    this.tokensHost.fill(0);
-    this.tokensHost.set(tokens);
-    this.targetsHost.fill(0);
-    for (let t = promptLen - 1; t < T - 1; t++) this.targetsHost[t] = tokens[t + 1];
-    const q = this.ctx.device.queue;
-    q.writeBuffer(seq.tokens, 0, this.tokensHost, 0, Tb);
-    q.writeBuffer(seq.targets, 0, this.targetsHost, 0, Tb);
-  }
-
-  private writeInputs(pair: TokenPair): Record<SeqName, number> {
-    this.checkPair(pair);
-    const lengths = { chosen: 0, rejected: 0 };
-    for (const s of SEQS) {
-      const tokens = [...pair.prompt, ...pair[s]];
-      this.writeSequence(this.arena.seqs[s], tokens, pair.prompt.length);
-      lengths[s] = tokens.length;
-    }
-    return lengths;
-  }
-
-  /** A layer's (or the head's) segments as units: one per segment, or one for all of them. */
-  private segmentUnits(kind: UnitKind, seq: SeqName, layer: number | undefined, segments: UnitSegment[], adapter?: boolean): WorkUnit[] {
-    const base = { kind, seq, ...(layer === undefined ? {} : { layer }), ...(adapter === undefined ? {} : { adapter }) };
-    if (this.granularity === 'matmul') return segments.map((g): WorkUnit => ({ ...base, part: g.part, dispatches: g.dispatches, mmacs: g.mmacs, bytes: g.bytes }));
-    const sum = (k: 'mmacs' | 'bytes') => segments.reduce((a, g) => a + g[k], 0);
-    return [{ ...base, dispatches: segments.flatMap((g) => g.dispatches), mmacs: sum('mmacs'), bytes: sum('bytes') }];
+    return bucketedLength(T, this.options.maxTokens);
   }
 
   /** Units of one sequence's forward at bucketed length Tb: embed, layers, head (built once per shape). */
   forwardUnits(seq: SeqName, Tb: number, withAdapter: boolean): WorkUnit[] {
-    return cached(this.fwdPlans, `${seq}:${withAdapter}:${Tb}`, this.countBuild, () => {
-      const a = this.arena.seqs[seq];
-      const adapter = withAdapter;
-      const c = this.weights.config;
-      return [
-        { kind: 'embed', seq, adapter, dispatches: embedDispatches(this.deps, a, Tb), mmacs: 0, bytes: 4 * Tb * c.hiddenSize },
-        ...this.weights.layers.flatMap((_, layer) => this.segmentUnits('forward', seq, layer, layerForwardSegments(this.deps, a, layer, Tb, withAdapter), adapter)),
-        ...this.segmentUnits('head', seq, undefined, headSegments(this.deps, a, Tb), adapter),
-      ];
-    });
+    return this.units.forward(seq, Tb, withAdapter);
   }
 
   /** Units of one sequence's backward: head-backward, then layers L-1..0. */
   backwardUnits(seq: SeqName, Tb: number): WorkUnit[] {
-    return cached(this.bwdPlans, `${seq}:${Tb}`, this.countBuild, () => {
-      const a = this.arena.seqs[seq];
-      const c = this.weights.config;
-      const layers = this.weights.layers.map((_, layer) => this.segmentUnits('backward', seq, layer, layerBackwardSegments(this.deps, a, layer, Tb)));
-      return [...this.segmentUnits('head-backward', seq, undefined, headBackwardSegments(this.deps, a, Tb)), ...layers.reverse().flat()];
-    });
+    return this.units.backward(seq, Tb);
   }
 
   /** Validate the pair, upload its inputs and return the step's units. Run plan.forward before loss(). */
   plan(pair: TokenPair): StepPlan {
-    const tokens = this.writeInputs(pair);
+    const tokens = this.io.writeInputs(pair);
     const forward = SEQS.flatMap((s) => this.forwardUnits(s, this.bucket(tokens[s]), true));
     const backward = [...SEQS.flatMap((s) => this.backwardUnits(s, this.bucket(tokens[s]))), this.optimizerUnit];
     return { pair: { prompt: [...pair.prompt], chosen: [...pair.chosen], rejected: [...pair.rejected] }, tokens, forward, backward };
   }
 
-  /** Read back one sequence's log-probs and sum the response positions (f64). */
-  private async responseLogprob(seq: SeqName, T: number, promptLen: number): Promise<number> {
-    const lp = await readF32(this.ctx, this.arena.seqs[seq].logp, T);
-    let s = 0;
-    for (let t = promptLen - 1; t < T - 1; t++) s += lp[t];
-    return s;
-  }
-
   /** Summed response log-probs of both sequences after a forward phase ran (reads 2·T floats back). */
-  async pairLogprobs(tokens: Readonly<Record<SeqName, number>>, promptLen: number): Promise<PairLogprobs> {
-    return { chosen: await this.responseLogprob('chosen', tokens.chosen, promptLen), rejected: await this.responseLogprob('rejected', tokens.rejected, promptLen) };
+  pairLogprobs(tokens: Readonly<Record<SeqName, number>>, promptLen: number): Promise<PairLogprobs> {
+    return this.io.pairLogprobs(tokens, promptLen);
   }
 
   /**
@@ -336,12 +182,7 @@ export class DpoTrainer implements KtoLoopTrainer {
     const result = dpoPair({ policyChosen: policy.chosen, policyRejected: policy.rejected, refChosen: ref.chosen, refRejected: ref.rejected }, this.options.beta);
     // weight: this pair's share of a batch's mean loss (1/N); its gradients add into the adapter's.
     const coef: Record<SeqName, number> = { chosen: weight * result.gradPolicyChosen, rejected: weight * result.gradPolicyRejected };
-    for (const s of SEQS) {
-      const T = plan.tokens[s];
-      this.dlogpHost.fill(0);
-      this.dlogpHost.fill(coef[s], P - 1, T - 1);
-      this.ctx.device.queue.writeBuffer(this.arena.seqs[s].dlogp, 0, this.dlogpHost, 0, this.bucket(T));
-    }
+    for (const s of SEQS) this.io.writeWeights(s, plan.tokens[s], P, coef[s]);
     const lr = lrAt(this.options.schedule, this.attempts);
     this.optimizer.setLr(lr);
     return { policy, ref: { ...ref }, result, lr };
@@ -399,7 +240,7 @@ export class DpoTrainer implements KtoLoopTrainer {
    * LoRA. Overwrites the arenas' saved activations: never call it between a plan's two phases.
    */
   async logprobs(pair: TokenPair, adapter: boolean): Promise<PairLogprobs> {
-    const tokens = this.writeInputs(pair);
+    const tokens = this.io.writeInputs(pair);
     submitUnits(this.ctx, SEQS.flatMap((s) => this.forwardUnits(s, this.bucket(tokens[s]), adapter)));
     return this.pairLogprobs(tokens, pair.prompt.length);
   }
@@ -409,19 +250,11 @@ export class DpoTrainer implements KtoLoopTrainer {
    * run `units`, then pairLogprobs(tokens, pair.prompt.length). Overwrites the arenas like logprobs().
    */
   referenceUnits(pair: TokenPair): { tokens: Record<SeqName, number>; units: WorkUnit[] } {
-    const tokens = this.writeInputs(pair);
+    const tokens = this.io.writeInputs(pair);
     return { tokens, units: SEQS.flatMap((s) => this.forwardUnits(s, this.bucket(tokens[s]), false)) };
   }
 
   // ------------------------------------------------------------ KTO (unpaired examples)
-
-  private checkKto(e: TokenKto): void {
-    if (!e || typeof e !== 'object') throw new TrainerInputError('example', 'must be a KTO example {prompt, completion, label, kl}');
-    if (typeof e.label !== 'boolean') throw new TrainerInputError('example.label', `= ${String(e.label)}; it must be true (desirable) or false (undesirable)`);
-    for (const part of ['prompt', 'completion', 'kl'] as const) {
-      if (!Array.isArray(e[part]) || e[part].length === 0) throw new TrainerInputError(`example.${part}`, 'must be a non-empty array of token ids');
-    }
-  }
 
   private kto() {
     return { beta: this.options.beta, desirableWeight: this.options.desirableWeight, undesirableWeight: this.options.undesirableWeight };
@@ -432,17 +265,10 @@ export class DpoTrainer implements KtoLoopTrainer {
    * (with the adapter), backward of the completion, the optimizer. Run plan.forward before ktoLoss().
    */
   planKto(example: TokenKto): KtoStepPlan {
-    this.checkKto(example);
+    this.io.checkKto(example);
     const p = this.plan(ktoPair(example));
     const backward = [...this.backwardUnits('chosen', this.bucket(p.tokens.chosen)), this.optimizerUnit];
     return { ...p, backward, example: { prompt: [...example.prompt], completion: [...example.completion], label: example.label, kl: [...example.kl] } };
-  }
-
-  /** Write a sequence's backward weights: `coef` on its completion positions, 0 elsewhere. */
-  private writeWeights(seq: SeqName, T: number, promptLen: number, coef: number): void {
-    this.dlogpHost.fill(0);
-    this.dlogpHost.fill(coef, promptLen - 1, T - 1);
-    this.ctx.device.queue.writeBuffer(this.arena.seqs[seq].dlogp, 0, this.dlogpHost, 0, this.bucket(T));
   }
 
   /**
@@ -456,8 +282,8 @@ export class DpoTrainer implements KtoLoopTrainer {
     const policy = { completion: pl.chosen, kl: pl.rejected };
     const point = z0 ?? ktoReferencePoint([{ policy: policy.kl, ref: ref.kl }]);
     const result = ktoExample({ policy: policy.completion, ref: ref.completion, label: plan.example.label }, point, this.kto());
-    this.writeWeights('chosen', plan.tokens.chosen, P, weight * result.gradPolicy);
-    this.writeWeights('rejected', plan.tokens.rejected, P, 0);
+    this.io.writeWeights('chosen', plan.tokens.chosen, P, weight * result.gradPolicy);
+    this.io.writeWeights('rejected', plan.tokens.rejected, P, 0);
     const lr = lrAt(this.options.schedule, this.attempts);
     this.optimizer.setLr(lr);
     return { policy, ref: { ...ref }, label: plan.example.label, z0: point, result, lr };
@@ -493,10 +319,10 @@ export class DpoTrainer implements KtoLoopTrainer {
     if (examples.length === 1) return this.runKtoStep(examples[0], refs[0]);
     const kl = [];
     for (let i = 0; i < examples.length; i++) {
-      this.checkKto(examples[i]);
-      const tokens = this.writeInputs(ktoPair(examples[i]));
+      this.io.checkKto(examples[i]);
+      const tokens = this.io.writeInputs(ktoPair(examples[i]));
       submitUnits(this.ctx, this.forwardUnits('rejected', this.bucket(tokens.rejected), true));
-      kl.push({ policy: await this.responseLogprob('rejected', tokens.rejected, examples[i].prompt.length), ref: refs[i].kl });
+      kl.push({ policy: await this.io.responseLogprob('rejected', tokens.rejected, examples[i].prompt.length), ref: refs[i].kl });
     }
     const z0 = ktoReferencePoint(kl);
     const losses: KtoStepLoss[] = [];
@@ -518,7 +344,7 @@ export class DpoTrainer implements KtoLoopTrainer {
 
   /** Summed log-probs of a KTO example's completion and KL sequences, adapter on or off (overwrites the arena). */
   async ktoLogprobs(example: TokenKto, adapter: boolean): Promise<KtoLogprobs> {
-    this.checkKto(example);
+    this.io.checkKto(example);
     const p = await this.logprobs(ktoPair(example), adapter);
     return { completion: p.chosen, kl: p.rejected };
   }
@@ -540,26 +366,9 @@ export class DpoTrainer implements KtoLoopTrainer {
 
   /** Frees the unit lists' uniforms, the arena and the optimizer's buffers (not the weights or the adapter). */
   destroy(): void {
-    for (const plans of [this.fwdPlans, this.bwdPlans]) {
-      for (const units of plans.values()) releaseDispatches(units.flatMap((u) => u.dispatches));
-      plans.clear();
-    }
+    this.units.destroy();
     this.arena.destroy();
     this.negInvFreq.destroy();
     this.optimizer.destroy();
   }
-}
-
-/**
- * Get or build a unit list. Never dropped before destroy(): the keys are bounded (two sequences ×
- * adapter on/off × the length buckets up to maxTokens), and a step in flight holds its lists.
- */
-function cached(plans: Map<string, WorkUnit[]>, key: string, onBuild: () => void, build: () => WorkUnit[]): WorkUnit[] {
-  let plan = plans.get(key);
-  if (!plan) {
-    plan = build();
-    onBuild();
-    plans.set(key, plan);
-  }
-  return plan;
 }

@@ -30,7 +30,7 @@ export interface RequestView {
   exclusiveBlocks?: number;
 }
 
-/** Kinds of fine-tune work unit (the trainer's, src/learn/trainer.ts). */
+/** Kinds of fine-tune work unit (the trainer's, src/learn/work-units.ts). */
 export type FinetuneUnitKind = 'embed' | 'forward' | 'head' | 'head-backward' | 'backward' | 'optimizer';
 
 /**

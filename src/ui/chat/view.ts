@@ -1,7 +1,7 @@
 /**
  * The widget's DOM: the fixed shell (header, load status, notice, conversation log, composer) and
- * one element per turn. Pure builders: no engine, no state; the element (element.ts) decides what
- * to show and handles the clicks (buttons carry data-action and data-turn for delegation).
+ * one element per turn. Pure builders: no engine, no state; the element decides what to show
+ * (display.ts) and handles the clicks (session.ts; buttons carry data-action and data-turn for delegation).
  *
  * User text only ever reaches the DOM through textContent; model text only through
  * renderMarkdown (sanitized nodes).
