@@ -1,17 +1,9 @@
 /**
- * The in-thread serving engine: a request queue, the on-device learner, and the iteration loop
- * over one ForwardPass and one GpuSampler. Each iteration:
- *   1. finishes aborted requests (their KV blocks go back to the pool),
- *   2. asks the scheduler (src/scheduler/planner.ts, a pure function of the queue state) what runs:
- *      running decodes first, then prefill chunks and fine-tune work units packed by priority and
- *      best fit under the per-submission GPU-time budget and the free KV blocks, preempting the
- *      newest request when blocks run out (it is recomputed later from its tokens),
- *   3. encodes the inference pass + sampling + the result copy and the planned fine-tune units in
- *      ONE submission, or in layer-range slices when the plan exceeds the budget,
- *   4. reads back only the sampled ids (+ a few logprob numbers per row when asked) and, when a
- *      training phase ended, the learner's few numbers; commits the step, hands each sampled id to
- *      its request, feeds the measured time to the cost model and emits the stats records.
- * The loop runs while there is work; requests and pairs arriving meanwhile join the next iteration.
+ * The in-thread serving engine, as callers see it: its lifecycle (options checked, GPU parts made,
+ * destroy), request intake (submit, abort, adapters by name), on-device learning (enable, pairs and
+ * thumbs queued, the learnt adapter replaced at a step boundary), the frame budget and the stats.
+ * It owns the parts and kicks the loop when work arrives; the loop and what one iteration does
+ * (plan, encode, submit, observe the costs, emit the stats records) are loop.ts, over those parts.
  * LoRA adapters (adapters.ts) are resident in one bank; each request's sequence carries its
  * adapter's slot, so a batch mixes adapters and base-model rows (see forward.ts). The learner's
  * adapter is one of them: its new weights are copied into the bank by the step's last submission.
@@ -30,19 +22,17 @@ import { checkHostAdapter as checkHostAdapterFits, type HostAdapter } from '../l
 import { tokenizePair, tokenizeThumb, truncatePair, truncateThumb, type TextPair, type TextThumb } from '../learn/pair-tokens.ts';
 import type { TokenPair } from '../learn/reference.ts';
 import type { PairLogprobs } from '../learn/trainer.ts';
-import { CostModel, addFeatures, zeroFeatures, type WorkFeatures } from '../scheduler/cost-model.ts';
-import { entryFeatures, unitFeatures } from '../scheduler/features.ts';
+import { CostModel } from '../scheduler/cost-model.ts';
 import { constantBudget, validateFrameReport, type BudgetNow, type FrameBudget, type FrameReport } from '../scheduler/frame-budget.ts';
-import { planIteration } from '../scheduler/planner.ts';
 import { FinetuneGate } from '../scheduler/policy.ts';
-import type { FinetuneStats, IterationStats, LearningStatus, StatsRecord } from '../scheduler/stats.ts';
-import type { FinetuneJobView, IterationPlan, SchedulerConfig } from '../scheduler/types.ts';
+import type { LearningStatus, StatsRecord } from '../scheduler/stats.ts';
+import type { SchedulerConfig } from '../scheduler/types.ts';
 import { AdapterRegistry, AdapterUnloadedError, resolveAdapterOptions } from './adapters.ts';
-import { pruneSequence } from './batch.ts';
 import { frameBudgetFor } from './budget-source.ts';
 import { EngineClosedError, EngineOptionsError, InvalidRequestError, PromptTooLongError } from './errors.ts';
 import { KindTimer } from './kind-timer.ts';
 import { Learner, type LearningOptions } from './learner.ts';
+import { kickLoop, workRunnableNow, type LoopParts, type LoopState } from './loop.ts';
 import { resolveLimits, resolveScheduler, type ResolvedLimits } from './limits.ts';
 import { kvWindowOf, type RequestSettings } from './params.ts';
 import { PrefixReuse } from './prefix.ts';
@@ -50,7 +40,6 @@ import { Request } from './request.ts';
 import { GpuSampler } from './sampler.ts';
 import { RequestQueues } from './queues.ts';
 import { StatsStream } from './stats-stream.ts';
-import { acceptSampled, encodeInference, submitParts, type Measured, type StepGpu, type WorkPart } from './step-gpu.ts';
 import type { AdapterInfo, EngineOptions, EngineStats } from './types.ts';
 
 export { ENGINE_DEFAULTS, resolveLimits, resolveScheduler, type ResolvedLimits } from './limits.ts';
@@ -73,19 +62,16 @@ export class EngineCore {
   readonly prefix: PrefixReuse | null;
   /** kv_window of requests that give none (options.kvWindow); null: the model's own window. */
   private readonly kvWindow: SinksWindow | null;
-  /** Blocks freed early out of their sequence's key window. */
-  private prunedBlocks = 0;
   /** Running and waiting requests, sequence slots, admission and preemption (src/engine/queues.ts). */
   private readonly queues: RequestQueues;
   private nextId = 1;
-  private looping = false;
   /** Changes that must wait for a step boundary (no submission in flight): run at the next iteration's start. */
-  private atBoundary: (() => void)[] = [];
+  private readonly atBoundary: (() => void)[] = [];
   private closed: Error | null = null;
-  /** When pending fine-tune work last started waiting without a unit run (null: none waits). */
-  private finetuneWaitingSince: number | null = null;
-  private iterations = 0;
-  private sliced = 0;
+  /** What the loop carries from one iteration to the next (loop.ts): running or not, counts, fine-tuning's wait. */
+  private readonly loop: LoopState = { looping: false, gateTimer: null, iterations: 0, sliced: 0, prunedBlocks: 0, finetuneWaitingSince: null };
+  /** The parts the loop uses (loop.ts). */
+  private readonly parts: LoopParts;
   private readonly eosIds: ReadonlySet<number>;
   private readonly now: () => number = () => performance.now();
   readonly scheduler: SchedulerConfig;
@@ -96,8 +82,6 @@ export class EngineCore {
   private learner: Learner | null = null;
   /** The stats stream (iteration, request, fine-tune, memory, prefix records). */
   private readonly stream = new StatsStream();
-  /** A timer that re-kicks the loop when fine-tuning waits for its policy's window. */
-  private gateTimer: ReturnType<typeof setTimeout> | null = null;
   /** The budget from the page's frames (reportFrames); null: always scheduler.budgetMs. */
   private readonly frames: FrameBudget | null;
   /** GPU time per kind of each iteration (timestamp queries), or wall time. */
@@ -157,6 +141,13 @@ export class EngineCore {
     this.eosIds = new Set([...model.tokenizer.eosIds, ...c.eosTokenIds]);
     this.cost = new CostModel({ intercept: this.timer.mode === 'timestamp' ? 'inference' : 'submission' });
     this.gate = new FinetuneGate(sched.config.policy, sched.periodic, this.now());
+    // What the loop uses (loop.ts), the GPU side as step-gpu.ts's StepGpu; the learner, the budget
+    // and whether the engine is closed change over its life, so the loop reads them through getters.
+    const gpu = { ctx, forward: this.forward, sampler: this.sampler, timer: this.timer, pool: this.kv.pool, maxBlocksPerSeq: L.maxBlocksPerSeq, now: this.now };
+    this.parts = {
+      gpu, limits: L, queues: this.queues, prefix: this.prefix, scheduler: this.scheduler, cost: this.cost, gate: this.gate, stream: this.stream,
+      atBoundary: this.atBoundary, learner: () => this.learner, budgetNow: () => this.budgetNow(), closed: () => this.closed !== null,
+    };
   }
 
   /** Receive the stats stream (plain-data records). Returns the unsubscribe. */
@@ -200,14 +191,14 @@ export class EngineCore {
     if (!learner || this.closed) return false;
     const tokens = truncateThumb(tokenizeThumb(this.model.tokenizer, thumb, { eos: null }), learner.maxTokens);
     if (tokens === null || !learner.enqueueThumb(key, tokens, JSON.stringify(thumb.messages ?? thumb.prompt ?? ''))) return false;
-    this.kick();
+    kickLoop(this.parts, this.loop);
     return true;
   }
 
   /** Queue a token pair for training; `ref`: its reference log-probs when already known; `context`: its conversation (default: its prompt ids). */
   learnTokens(key: string, pair: TokenPair, ref: PairLogprobs | null = null, context?: string): boolean {
     if (!this.learner || this.closed || !this.learner.enqueue(key, pair, ref, context)) return false;
-    this.kick();
+    kickLoop(this.parts, this.loop);
     return true;
   }
 
@@ -232,7 +223,7 @@ export class EngineCore {
           reject(e);
         }
       };
-      if (this.looping) this.atBoundary.push(apply);
+      if (this.loop.looping) this.atBoundary.push(apply);
       else apply();
     });
   }
@@ -275,7 +266,7 @@ export class EngineCore {
       req.cleanup = () => signal.removeEventListener('abort', onAbort);
     }
     this.queues.waiting.push(req);
-    this.kick();
+    kickLoop(this.parts, this.loop);
     return req;
   }
 
@@ -346,15 +337,15 @@ export class EngineCore {
       freeBlocks: this.kv.pool.numFree,
       totalBlocks: this.kv.pool.numBlocks,
       maxContext: this.limits.maxContext,
-      iterations: this.iterations,
+      iterations: this.loop.iterations,
       preemptions: this.queues.preemptions,
       policy: this.scheduler.policy,
       budgetMs: this.scheduler.budgetMs,
-      slicedIterations: this.sliced,
+      slicedIterations: this.loop.sliced,
       costSamples: this.cost.samples,
       learning: this.learningStatus(),
       prefixCache: this.prefixCounts(),
-      prunedBlocks: this.prunedBlocks,
+      prunedBlocks: this.loop.prunedBlocks,
     };
   }
 
@@ -368,7 +359,7 @@ export class EngineCore {
   destroy(): void {
     if (this.closed) return;
     this.closed = new EngineClosedError('destroyed');
-    this.failAll(this.closed);
+    this.queues.failAll(this.closed);
     this.forward.destroy();
     this.sampler.destroy();
     this.prefix?.destroy();
@@ -377,7 +368,7 @@ export class EngineCore {
     this.learner = null;
     this.adapters?.destroy();
     this.timer.destroy();
-    if (this.gateTimer) clearTimeout(this.gateTimer);
+    if (this.loop.gateTimer) clearTimeout(this.loop.gateTimer);
     for (const run of this.atBoundary.splice(0)) run(); // each rejects: the engine is closed
   }
 
@@ -391,34 +382,6 @@ export class EngineCore {
     if (w >= 0) {
       waiting.splice(w, 1);
       req.finish('abort');
-    }
-  }
-
-  private kick(): void {
-    if (this.looping) return;
-    this.looping = true;
-    // Start on a microtask: requests created in the same synchronous burst join the first step.
-    void Promise.resolve().then(() => this.loop());
-  }
-
-  private async loop(): Promise<void> {
-    try {
-      while (!this.closed && this.hasWork()) {
-        const progressed = await this.iterate();
-        if (!progressed && this.queues.empty) {
-          // Only fine-tuning is left and its policy holds it back: look again in a while.
-          this.gateTimer ??= setTimeout(() => {
-            this.gateTimer = null;
-            this.kick();
-          }, 50);
-          break;
-        }
-      }
-    } catch (e) {
-      this.failAll(e);
-    } finally {
-      this.looping = false;
-      for (const run of this.atBoundary.splice(0)) run(); // the loop ended: nothing is in flight
     }
   }
 
@@ -439,132 +402,7 @@ export class EngineCore {
 
   /** Work that could run now: requests, or fine-tuning its policy lets run (benchmarks' busy time). */
   pendingWork(): boolean {
-    if (!this.queues.empty) return true;
-    if (!this.learner?.hasWork) return false;
-    const p = this.scheduler.policy;
-    return p === 'mace' || p === 'sync' || (p === 'periodic' && this.gate.open);
-  }
-
-  private hasWork(): boolean {
-    return !this.queues.empty || (this.learner?.hasWork ?? false);
-  }
-
-  private failAll(e: unknown): void {
-    this.queues.failAll(e);
-  }
-
-  private plansBuilt(): number {
-    return this.forward.built + (this.learner?.trainer.built ?? 0);
-  }
-
-  /** One iteration; false when nothing could run (only held-back fine-tuning). */
-  private async iterate(): Promise<boolean> {
-    for (const run of this.atBoundary.splice(0)) run();
-    this.queues.reapFinished();
-    const L = this.limits;
-    const t0 = this.now();
-    const builtBefore = this.plansBuilt();
-    const pipelinesBefore = this.ctx.pipelines.size;
-    const learner = this.learner;
-    const jobs: FinetuneJobView[] = learner ? learner.views() : [];
-    const allowed = learner !== null && this.gate.allowed(t0, learner.pendingSteps, learner.stepsDone);
-    const { running, waiting } = this.queues.views();
-    const budget = this.budgetNow(); // the page's frames, or the constant
-    // Since when pending fine-tuning has run no unit (the planner's starvation guard).
-    if (!allowed || jobs.length === 0) this.finetuneWaitingSince = null;
-    else this.finetuneWaitingSince ??= t0;
-    const plan = planIteration(
-      {
-        now: t0, running, waiting, finetune: jobs, freeBlocks: this.kv.pool.numFree, maxTokens: L.maxTokens, maxSeqs: L.maxSeqs, finetuneAllowed: allowed,
-        finetuneArenaBytes: learner?.arenaBytes ?? 0, finetuneWaitMs: this.finetuneWaitingSince === null ? 0 : t0 - this.finetuneWaitingSince,
-      },
-      { ...this.scheduler, budgetMs: budget.budgetMs },
-      this.cost,
-    );
-    if (plan.finetune) this.finetuneWaitingSince = null;
-    const schedulerMs = this.now() - t0;
-    const views = new Map([...running, ...waiting].map((v) => [v.id, v]));
-    this.queues.applyPlan(plan);
-    if (plan.entries.length === 0 && !plan.finetune) return plan.preempted.length > 0; // preemptions only: plan again
-    this.iterations++;
-
-    const parts: WorkPart[] = [];
-    const features = { inference: zeroFeatures(), finetune: zeroFeatures() };
-    const byId = new Map(this.queues.running.map((r) => [r.id, r]));
-    const inference = plan.entries.length > 0 ? encodeInference(this.gpu, plan, plan.entries.map((e) => byId.get(e.id)!), parts) : null;
-    for (const e of plan.entries) {
-      const v = views.get(e.id)!;
-      features.inference = addFeatures(features.inference, entryFeatures(v.computed, e.count));
-    }
-    // A batch with an entry of more than one token runs every row in mixed mode (features.ts mixedFor).
-    if (plan.entries.some((e) => e.count > 1)) features.inference.mixedTokens = features.inference.tokens;
-    if (plan.finetune && learner) {
-      const job = jobs.find((j) => j.id === plan.finetune!.job)!;
-      for (const u of job.ready.slice(0, plan.finetune.units)) {
-        const f = unitFeatures(u);
-        features.finetune = addFeatures(features.finetune, f);
-        parts.push({ encode: (enc) => learner.encode(enc, job.id, 1), ms: this.cost.marginalMs(f), kind: 'finetune' });
-      }
-    }
-
-    const measured = await submitParts(this.gpu, parts, plan.slices, inference, `iteration ${this.iterations}`);
-    const fin = learner ? await learner.afterSubmit() : null;
-    if (inference) {
-      acceptSampled(this.gpu, inference);
-      // Blocks filled by this step become matchable (before finished requests release them); then
-      // blocks out of every later query's window go back to the pool.
-      for (const r of inference.reqs) {
-        this.prefix?.register(r.seq, r.reuse);
-        const freed = pruneSequence(r.seq, this.kv.pool);
-        if (freed > 0) {
-          this.prunedBlocks += freed;
-          this.prefix?.stopRegistering(r.reuse);
-        }
-      }
-    }
-    // An iteration that built dispatch lists (a new batch shape or unit length) also paid their
-    // set-up and maybe shader compiles: not a sample of the steady cost.
-    if (this.plansBuilt() === builtBefore) this.observeCost(features, measured);
-    if (measured.slices > 1) this.sliced++;
-    this.queues.reapFinished(); // finished and aborted requests leave the batch now
-    this.emitIteration(plan, t0, measured, schedulerMs, budget, { plans: this.plansBuilt() - builtBefore, pipelines: this.ctx.pipelines.size - pipelinesBefore });
-    if (fin) this.stream.emit(fin satisfies FinetuneStats);
-    return true;
-  }
-
-  /**
-   * Feed the cost model: with GPU times per kind each fit learns from its own kind's time (sliced
-   * iterations too: the kinds' times add up over the slices); with wall time only whole, unsliced
-   * iterations are samples (a slice boundary adds a wait that no feature explains).
-   */
-  private observeCost(features: { inference: WorkFeatures; finetune: WorkFeatures }, m: Measured): void {
-    if (m.gpu) {
-      const inf = features.inference.rows > 0 ? { f: features.inference, ms: m.gpu.inference } : null;
-      const ft = features.finetune.ftDispatches > 0 ? { f: features.finetune, ms: m.gpu.finetune } : null;
-      this.cost.observeByKind(inf, ft);
-    } else if (m.slices === 1) this.cost.observe(addFeatures(features.inference, features.finetune), m.measuredMs);
-  }
-
-  private emitIteration(plan: IterationPlan, t: number, m: Measured, schedulerMs: number, budget: BudgetNow, built: { plans: number; pipelines: number }): void {
-    if (!this.stream.active) return;
-    const rec: IterationStats = {
-      type: 'iteration', iteration: this.iterations, t,
-      prefillTokens: plan.entries.filter((e) => e.kind === 'prefill').reduce((a, e) => a + e.count, 0),
-      decodeRows: plan.entries.filter((e) => e.kind === 'decode').length,
-      finetuneUnits: plan.finetune?.units ?? 0,
-      plannedMs: { ...plan.predictedMs }, budgetMs: budget.budgetMs, budgetSource: budget.source, frameDrops: budget.frameDrops, frameIntervalMs: budget.frameIntervalMs, measuredMs: m.gpu ? m.gpu.inference + m.gpu.finetune : m.measuredMs, wallMs: m.measuredMs, timing: m.gpu ? 'timestamp' : 'wall', slices: m.slices, schedulerMs, plansBuilt: built.plans, pipelinesCreated: built.pipelines,
-      gpuMs: m.gpu ? { inference: plan.entries.length > 0 ? m.gpu.inference : null, finetune: plan.finetune ? m.gpu.finetune : null } : null,
-      kvBlocksUsed: this.kv.pool.numBlocks - this.kv.pool.numFree, kvBlocksTotal: this.kv.pool.numBlocks,
-      waitingRequests: this.queues.waiting.length, runningRequests: this.queues.running.length, pendingPairs: this.learner?.pendingPairs ?? 0,
-    };
-    this.stream.emit(rec);
-    this.stream.memory(t, this.ctx.tally);
-    this.stream.prefix(t, this.prefix);
-  }
-
-  /** What the iteration's GPU side needs (src/engine/step-gpu.ts). */
-  private get gpu(): StepGpu {
-    return { ctx: this.ctx, forward: this.forward, sampler: this.sampler, timer: this.timer, pool: this.kv.pool, maxBlocksPerSeq: this.limits.maxBlocksPerSeq, now: this.now };
+    return workRunnableNow(this.parts);
   }
 }
 

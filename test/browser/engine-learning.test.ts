@@ -20,9 +20,10 @@ beforeAll(async () => {
   loaded = await loadStories(ctx);
 });
 
-// minFinetuneSamples 0: fine-tune units may join decodes from the start (the default waits for measured costs).
+// minFinetuneSamples 0: fine-tune units may join decodes from the start (the default waits for measured costs);
+// decodeStretch Infinity: as many as the budget leaves (the stretch has its own test below).
 const make = (budgetMs = 0, policy: 'mace' | 'sync' = 'mace') =>
-  createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 4, modelName: 'stories260K', adapters: { slots: 2, maxRank: 4 }, scheduler: { budgetMs, policy, tuning: { minFinetuneSamples: 0 } } });
+  createEngine(ctx, loaded.model, { kvBudgetBytes: SMALL_KV, maxTokensPerIteration: 64, maxSeqs: 4, modelName: 'stories260K', adapters: { slots: 2, maxRank: 4 }, scheduler: { budgetMs, policy, tuning: { minFinetuneSamples: 0, decodeStretch: Infinity } } });
 
 const PAIRS = [
   { prompt: 'Once upon a time', chosen: ' there was a girl who liked to play.', rejected: ' the dog was sad and did not play.' },
@@ -55,8 +56,10 @@ describe('engine learning', () => {
     // A base-model request running beside the training gets exactly its solo tokens.
     const beside = await greedy(engine, 'Lily and Ben', 24);
     expect(beside).toEqual(solo);
-    await until(() => engine.learning.status()!.steps >= 4);
+    // The 4th step's record: the trainer counts a step before its last read-back, the version after it.
+    await until(() => records.filter((r) => r.type === 'finetune').length >= 4);
     const st = engine.learning.status()!;
+    expect(st.steps).toBe(4);
     expect(st.version).toBe(4);
     expect(st.pendingPairs).toBe(0);
     const steps = records.filter((r): r is FinetuneStats => r.type === 'finetune');
