@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelInfo, SharedEngineStatus } from '../src/engine/worker-api.ts';
 import type { RequestStats } from '../src/scheduler/stats.ts';
 import { launch, waitForState, watchedContext, type Watched } from './browser.ts';
+import type { TabStream } from './pages/shared-tabs.ts';
 import { ROOT, startStaticServer, type StaticServer } from './server.ts';
 
 const PAGES = join(ROOT, 'e2e', 'pages');
@@ -22,14 +23,6 @@ const PAGE_PATH = '/e2e/dist/shared-tabs/shared-tabs.html';
 /** The long request tab A leaves running when it closes: most of stories260K's 512-token context. */
 const LONG_TOKENS = 480;
 
-interface TabStream {
-  content: string;
-  chunks: number;
-  ids: string[];
-  finishReason: string | null;
-  error: string | null;
-  done: boolean;
-}
 interface Tabs {
   streams: Record<string, TabStream>;
   finished: RequestStats[];

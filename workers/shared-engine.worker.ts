@@ -193,23 +193,20 @@ class ConnectionApi implements SharedEngineWorkerApi {
     }
   }
 
-  async chatStream(requestId: string, params: WireChatParams, sink: StreamSink<ChatCompletionChunk>): Promise<void> {
-    this.alive();
-    const id = this.c.begin(requestId);
-    try {
-      await this.host.chatStream(id, params, this.relay(requestId, sink));
-    } catch (e) {
-      this.c.end(requestId);
-      releaseRemote(sink);
-      throw e;
-    }
+  chatStream(requestId: string, params: WireChatParams, sink: StreamSink<ChatCompletionChunk>): Promise<void> {
+    return this.startStream(requestId, sink, (id, relay) => this.host.chatStream(id, params, relay));
   }
 
-  async completeStream(requestId: string, params: WireCompletionParams, sink: StreamSink<Completion>): Promise<void> {
+  completeStream(requestId: string, params: WireCompletionParams, sink: StreamSink<Completion>): Promise<void> {
+    return this.startStream(requestId, sink, (id, relay) => this.host.completeStream(id, params, relay));
+  }
+
+  /** Start a stream under the tab's request id; a refused start ends the id and lets go of the sink. */
+  private async startStream<C>(requestId: string, sink: StreamSink<C>, start: (id: string, relay: StreamSink<C>) => Promise<void>): Promise<void> {
     this.alive();
     const id = this.c.begin(requestId);
     try {
-      await this.host.completeStream(id, params, this.relay(requestId, sink));
+      await start(id, this.relay(requestId, sink));
     } catch (e) {
       this.c.end(requestId);
       releaseRemote(sink);
